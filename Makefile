@@ -1,0 +1,44 @@
+# The two commands: `make run` (the embedded default) and `make test` (the whole suite). See README.md.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Written after a successful install; older than a requirements file means "install again".
+STAMP := $(VENV)/.requirements-installed
+PYTEST_ARGS ?=
+LINT_PATHS := app.py messaging concierge tasks
+
+.PHONY: venv install run test lint bench fuzz
+
+venv: $(STAMP)
+install: $(STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $@
+
+run: $(STAMP)
+	$(BIN)/python -m messaging.embedded
+
+test: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Both tools run even when the first fails, so one pass shows every problem.
+lint: $(STAMP)
+	@status=0; \
+	echo "ruff check"; $(BIN)/ruff check . || status=1; \
+	echo "mypy $(LINT_PATHS)"; $(BIN)/mypy $(LINT_PATHS) || status=1; \
+	exit $$status
+
+bench: $(STAMP)
+	@if [ -f bench/run.py ]; then PYTHONPATH=. $(BIN)/python bench/run.py; else echo "make bench: not yet available (bench/run.py does not exist)"; fi
+
+# The suite fuzzes every operation with a few seeded examples; this runs many more (FUZZ_EXAMPLES per
+# operation, each sent as a guest, a host, an admin and the platform).
+FUZZ_EXAMPLES ?= 500
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py -p no:cacheprovider

@@ -1,0 +1,124 @@
+"""Application factory: configuration, extensions, blueprints, error handlers and CLI commands.
+
+``celery_app`` at the bottom is what ``celery -A app.celery_app worker`` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from flask import Response, g, redirect, request
+from flask_openapi3 import Info, OpenAPI
+
+from messaging.api_document import finish_document
+from messaging.config import load_settings
+from messaging.db import db
+from messaging.errors import NotFound, Unprocessable, register_error_handlers, validation_problem
+from messaging.health import bp as health_bp
+from messaging.health import init_metrics
+from messaging.http import AUTHENTICATED_BLUEPRINTS, parse_json_body
+from messaging.ids import new_id
+from messaging.live import install_live_updates
+from messaging.queue import celery_init_app
+
+SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+
+
+class ConciergeAPI(OpenAPI):
+    """flask-openapi3's app, whose generated document also lists the problem-details errors."""
+
+    def generate_spec_json(self) -> None:
+        super().generate_spec_json()
+        finish_document(self.spec_json)
+
+
+def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
+    app = ConciergeAPI(
+        __name__,
+        info=Info(title="Concierge messaging API", version="1.0.0"),
+        security_schemes=SECURITY_SCHEMES,  # type: ignore[arg-type]
+        validation_error_status=422,
+        validation_error_callback=validation_problem,
+        doc_prefix="/docs",
+        doc_url="/openapi.json",
+    )
+    app.config.update(load_settings())
+    if config:
+        app.config.update(config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if app.config["APP_ENV"] == "production" and app.config.get("JWT_SECRET_IS_DEFAULT"):
+        raise RuntimeError("JWT_SECRET or JWT_PUBLIC_KEY must be set when APP_ENV=production")
+    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"))
+
+    db.init_app(app)
+    install_live_updates(app)
+    celery_init_app(app)
+    register_error_handlers(app)
+    _register_request_hooks(app)
+    init_metrics(app)
+    _register_blueprints(app)
+    _register_cli(app)
+    return app
+
+
+def _register_request_hooks(app: OpenAPI) -> None:
+    @app.before_request
+    def _request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else new_id()
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        """PostgreSQL text cannot hold NUL: no id can contain one (404), no input may (422)."""
+        if "\x00" in request.path:
+            raise NotFound("No such resource.")
+        bad = sorted({name for name, value in request.args.items(multi=True) if "\x00" in name + value})
+        if bad:
+            raise Unprocessable(
+                "Query parameters must not contain NUL characters.",
+                errors=[{"field": name.replace("\x00", ""), "message": "must not contain NUL"} for name in bad],
+            )
+
+    @app.before_request
+    def _parse_json_body() -> None:
+        # Authenticated API blueprints parse after checking the token, so that an anonymous
+        # caller learns nothing from the body's shape (401 comes before 400/422).
+        if request.blueprint not in AUTHENTICATED_BLUEPRINTS:
+            parse_json_body()
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers["X-Request-Id"] = g.request_id
+        return response
+
+
+def _register_blueprints(app: OpenAPI) -> None:
+    from concierge import admin_api, events_api, records_api
+    from messaging import conversations_api, me_api, property_threads_api
+
+    app.register_blueprint(health_bp)
+    for module in (me_api, conversations_api, property_threads_api, records_api, events_api, admin_api):
+        app.register_api(module.bp)
+    from messaging import stream_api
+
+    app.register_api(stream_api.bp)
+
+    @app.get("/openapi.json", doc_ui=False)
+    def openapi_document() -> Response:
+        return Response(orjson.dumps(app.api_doc), content_type="application/json")
+
+    @app.get("/docs", doc_ui=False, strict_slashes=True)
+    def docs() -> Any:
+        return redirect("/docs/swagger", code=302)
+
+
+def _register_cli(app: OpenAPI) -> None:
+    from messaging.cli import register_commands
+
+    register_commands(app)
+
+
+celery_app = create_app().extensions["celery"]

@@ -1,0 +1,1 @@
+"""The concierge bot: event intake, notifications, chat intents, scheduling and admin transcripts."""

@@ -1,0 +1,256 @@
+"""Admin review of what the concierge said (SPEC §7): transcripts with their origins and edit history,
+taking a conversation over, replying as a person, and platform events with retry.
+
+Plain functions over a Session, shared by the admin API and the admin pages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exists, false, func, literal, select, tuple_, union_all
+from sqlalchemy.orm import Session
+
+from concierge.chat import hand_back_to_bot, hand_over_to_human
+from concierge.models import ConciergeMessageOrigin, ConciergeThread, OfferThread, PlatformEvent
+from concierge.processing import retry_failed_event
+from messaging.conversations import _join, clean_message_text, participant_ids, post_message
+from messaging.errors import Conflict, NotFound
+from messaging.live import publish_after_commit
+from messaging.models import ConversationParticipant, ConversationStats, Message, MessageEdit
+from messaging.pagination import Position, encode_cursor, position_literal
+from messaging.resources import conversations_json, message_json, participants_by_conversation, select_messages
+
+EXPORT_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptFilters:
+    user_id: str | None = None
+    event_type: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    needs_human: bool | None = None
+    q: str | None = None
+
+
+def _threads() -> Any:
+    """Every conversation the concierge writes in: concierge chats and offer conversations."""
+    return union_all(
+        select(
+            ConciergeThread.conversation_id.label("conversation_id"),
+            literal("concierge").label("kind"),
+            ConciergeThread.needs_human.label("needs_human"),
+        ),
+        select(OfferThread.conversation_id, literal("offer"), false()),
+    ).subquery("threads")
+
+
+def list_transcripts(
+    session: Session, filters: TranscriptFilters, limit: int, before: Position | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    t = _threads()
+    s = ConversationStats
+    query = (
+        select(t.c.conversation_id, t.c.kind, t.c.needs_human, s.last_activity_at, s.message_count)
+        .join(s, s.conversation_id == t.c.conversation_id)
+        .order_by(s.last_activity_at.desc(), t.c.conversation_id.desc())
+        .limit(limit + 1)
+    )
+    if filters.user_id:
+        query = query.where(
+            exists().where(
+                ConversationParticipant.conversation_id == t.c.conversation_id,
+                ConversationParticipant.user_id == filters.user_id,
+            )
+        )
+    if filters.event_type:
+        query = query.where(
+            exists()
+            .where(Message.conversation_id == t.c.conversation_id)
+            .where(ConciergeMessageOrigin.message_id == Message.id)
+            .where(PlatformEvent.id == ConciergeMessageOrigin.event_id)
+            .where(PlatformEvent.type == filters.event_type)
+        )
+    if filters.since:
+        query = query.where(s.last_activity_at >= filters.since)
+    if filters.until:
+        query = query.where(s.last_activity_at < filters.until)
+    if filters.needs_human is not None:
+        query = query.where(t.c.needs_human.is_(filters.needs_human))
+    if filters.q:
+        pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            exists().where(Message.conversation_id == t.c.conversation_id, Message.message.ilike(pattern, escape="\\"))
+        )
+    if before is not None:
+        query = query.where(tuple_(s.last_activity_at, t.c.conversation_id) < position_literal(*before))
+    rows = session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    ids = [r.conversation_id for r in rows]
+    users = participants_by_conversation(session, ids)
+    last = {c["id"]: c["lastMessage"] for c in conversations_json(session, "", ids)}
+    concierge_counts: dict[str, int] = {}
+    if ids:
+        for cid, count in session.execute(
+            select(Message.conversation_id, func.count())
+            .join(ConciergeMessageOrigin, ConciergeMessageOrigin.message_id == Message.id)
+            .where(Message.conversation_id.in_(ids))
+            .group_by(Message.conversation_id)
+        ).all():
+            concierge_counts[cid] = int(count)
+    items = [
+        {
+            "conversationId": r.conversation_id,
+            "kind": r.kind,
+            "users": [{"userId": u["userId"], "name": u["name"]} for u in users.get(r.conversation_id, [])],
+            "messageCount": r.message_count,
+            "conciergeMessageCount": concierge_counts.get(r.conversation_id, 0),
+            "lastMessage": last.get(r.conversation_id),
+            "needsHuman": bool(r.needs_human),
+            "lastActivityAt": r.last_activity_at,
+        }
+        for r in rows
+    ]
+    next_cursor = encode_cursor(rows[-1].last_activity_at, rows[-1].conversation_id) if more else None
+    return items, next_cursor
+
+
+def _require_transcript(session: Session, conversation_id: str) -> tuple[str, bool]:
+    if len(conversation_id) > 21:
+        raise NotFound("No such transcript.")
+    thread = session.get(ConciergeThread, conversation_id)
+    if thread is not None:
+        return "concierge", thread.needs_human
+    if session.execute(select(OfferThread.offer_id).where(OfferThread.conversation_id == conversation_id)).first():
+        return "offer", False
+    raise NotFound("No such transcript.")
+
+
+def _annotated(session: Session, rows: list[Any]) -> list[dict[str, Any]]:
+    """Messages with their origin (event with type and payload, or the question and intent) and edits."""
+    ids = [r.id for r in rows]
+    origins = {
+        o.message_id: o
+        for o in session.execute(
+            select(
+                ConciergeMessageOrigin.message_id, ConciergeMessageOrigin.kind, ConciergeMessageOrigin.event_id,
+                ConciergeMessageOrigin.question_message_id, ConciergeMessageOrigin.intent,
+                PlatformEvent.type.label("event_type"), PlatformEvent.payload,
+            )
+            .outerjoin(PlatformEvent, PlatformEvent.id == ConciergeMessageOrigin.event_id)
+            .where(ConciergeMessageOrigin.message_id.in_(ids))
+        ).all()
+    } if ids else {}
+    edits: dict[str, list[dict[str, Any]]] = {}
+    if ids:
+        for e in session.execute(
+            select(MessageEdit.message_id, MessageEdit.previous_message, MessageEdit.edited_at)
+            .where(MessageEdit.message_id.in_(ids))
+            .order_by(MessageEdit.message_id, MessageEdit.edited_at)
+        ).all():
+            edits.setdefault(e.message_id, []).append({"message": e.previous_message, "editedAt": e.edited_at})
+    out = []
+    for r in rows:
+        item = message_json(r)
+        origin = origins.get(r.id)
+        if origin is not None:
+            if origin.kind == "reply":
+                item["origin"] = {"kind": "reply", "questionMessageId": origin.question_message_id,
+                                  "intent": origin.intent}
+            elif origin.event_type is not None:
+                item["origin"] = {"kind": "event", "eventId": origin.event_id, "eventType": origin.event_type,
+                                  "payload": origin.payload}
+            else:
+                item["origin"] = {"kind": origin.kind, "eventId": origin.event_id}
+        if r.id in edits:
+            item["edits"] = edits[r.id]
+        out.append(item)
+    return out
+
+
+def transcript(session: Session, conversation_id: str) -> dict[str, Any]:
+    _kind, needs_human = _require_transcript(session, conversation_id)
+    rows = session.execute(
+        select_messages().where(Message.conversation_id == conversation_id).order_by(Message.created_at, Message.id)
+    ).all()
+    return {
+        "conversation": conversations_json(session, "", [conversation_id])[0],
+        "needsHuman": needs_human,
+        "messages": _annotated(session, list(rows)),
+    }
+
+
+def transcript_batches(session: Session, conversation_id: str) -> Iterator[list[dict[str, Any]]]:
+    """The transcript's messages in keyset batches, for streaming exports."""
+    _require_transcript(session, conversation_id)
+    after: Position | None = None
+    while True:
+        query = select_messages().where(Message.conversation_id == conversation_id)
+        if after is not None:
+            query = query.where(tuple_(Message.created_at, Message.id) > position_literal(*after))
+        rows = list(session.execute(query.order_by(Message.created_at, Message.id).limit(EXPORT_BATCH)).all())
+        if not rows:
+            return
+        yield _annotated(session, rows)
+        after = (rows[-1].created_at, rows[-1].id)
+
+
+def take_over(session: Session, conversation_id: str) -> bool:
+    if hand_over_to_human(session, conversation_id) is None:
+        raise NotFound("No such concierge conversation.")
+    return True
+
+
+def hand_back(session: Session, conversation_id: str) -> bool:
+    if hand_back_to_bot(session, conversation_id) is None:
+        raise NotFound("No such concierge conversation.")
+    return False
+
+
+def reply_as_human(session: Session, conversation_id: str, admin_id: str, text: str) -> dict[str, Any]:
+    """An admin replies in a transcript as a person; they join the conversation to do so."""
+    _require_transcript(session, conversation_id)
+    body = clean_message_text(text)
+    _join(session, conversation_id, admin_id)
+    message = post_message(session, conversation_id, admin_id, body)
+    publish_after_commit(session, "message.created", participant_ids(session, conversation_id), message)
+    return message
+
+
+def list_events(
+    session: Session, status: str | None, event_type: str | None, limit: int, before: Position | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    query = select(PlatformEvent).order_by(PlatformEvent.received_at.desc(), PlatformEvent.id.desc()).limit(limit + 1)
+    if status:
+        query = query.where(PlatformEvent.status == status)
+    if event_type:
+        query = query.where(PlatformEvent.type == event_type)
+    if before is not None:
+        query = query.where(tuple_(PlatformEvent.received_at, PlatformEvent.id) < position_literal(*before))
+    rows = list(session.execute(query).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].received_at, rows[-1].id) if more else None
+    return [event_summary(e) for e in rows], next_cursor
+
+
+def event_summary(e: PlatformEvent) -> dict[str, Any]:
+    return {"id": e.id, "type": e.type, "status": e.status, "attempts": e.attempts, "lastError": e.last_error,
+            "occurredAt": e.occurred_at, "receivedAt": e.received_at, "processedAt": e.processed_at}
+
+
+def retry_event(session: Session, event_id: str) -> dict[str, Any]:
+    event = session.get(PlatformEvent, event_id) if len(event_id) <= 255 else None
+    if event is None:
+        raise NotFound("No such event.")
+    if event.status != "failed":
+        raise Conflict(f"Only a failed event can be retried; this one is {event.status}.")
+    retried = retry_failed_event(session, event_id)
+    assert retried is not None
+    return event_summary(retried)
+

@@ -1,0 +1,69 @@
+"""Formatting for people: dates ("Fri 20 Dec"), times ("15:00"), money ("$1,234.00"), durations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "AUD": "A$", "CAD": "C$", "BRL": "R$"}
+ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "CLP", "ISK", "HUF", "TWD", "VND"})
+
+
+def day(value: dt.date, today: dt.date | None = None) -> str:
+    """'Fri 20 Dec', with the year when it is not the current one: 'Mon 5 Jan 2027'."""
+    text = f"{value:%a} {value.day} {value:%b}"
+    if today is not None and value.year != today.year:
+        text += f" {value.year}"
+    return text
+
+
+def date_range(check_in: dt.date, check_out: dt.date, today: dt.date | None = None) -> str:
+    nights = (check_out - check_in).days
+    return f"{day(check_in, today)} – {day(check_out, today)} ({nights} night{'s' if nights != 1 else ''})"
+
+
+def clock(value: dt.time | str) -> str:
+    if isinstance(value, str):
+        return value[:5]
+    return f"{value:%H:%M}"
+
+
+def money(cents: int, currency: str) -> str:
+    """'$1,234.00', '€99.50', '¥12,000', '1,234.00 CHF'."""
+    code = currency.upper()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        amount = f"{cents:,}"
+    else:
+        amount = f"{cents // 100:,}.{cents % 100:02d}"
+    symbol = CURRENCY_SYMBOLS.get(code)
+    return f"{symbol}{amount}" if symbol else f"{amount} {code}"
+
+
+def local_moment(moment: dt.datetime, timezone: str, today: dt.date | None = None) -> str:
+    """A UTC instant shown in the property's time zone: 'Fri 20 Dec at 18:00 (Europe/Lisbon)'."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    local = moment.astimezone(ZoneInfo(timezone))
+    return f"{day(local.date(), today)} at {local:%H:%M} ({timezone})"
+
+
+def duration(delta: dt.timedelta) -> str:
+    """'2 days 3 hours', '5 hours', '45 minutes', 'less than a minute'."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return "less than a minute"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = []
+    if days:
+        parts.append(f"{days} day{'s' if days != 1 else ''}")
+    if hours:
+        parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
+    if not days and minutes:
+        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
+    return " ".join(parts)
+
+
+def guests(count: int) -> str:
+    return f"{count} guest{'s' if count != 1 else ''}"

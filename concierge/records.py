@@ -1,0 +1,308 @@
+"""The platform's records mirrored here (SPEC §4): their validated shapes, create-or-replace and delete.
+
+Each record has two shapes: the PUT body (``UserBody`` …: every field but ``id``, which is in the
+path) and the embedded form carrying ``id`` (``UserRecord`` …) that events and responses use. The
+services take a Session and the embedded form; the caller commits. Deletes leave the cascades of
+SPEC §1 to the database's foreign keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from messaging.errors import NotFound, Unprocessable
+from messaging.models import Offer, Property, RequestToBook, Trip, User
+from messaging.schemas import ApiModel
+from messaging.upsert import upsert
+
+INT32_MAX = 2**31 - 1  # the mirrored ids and counts are PostgreSQL integers
+INT64_MAX = 2**63 - 1
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE)
+_CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+# Present in some systems' zoneinfo directories but not IANA zone names.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+# --- field types ----------------------------------------------------------------------------------
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain NUL characters")
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise PydanticCustomError("date_format", "must be a date YYYY-MM-DD")
+    return value
+
+
+def _iso_datetime(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _DATETIME.fullmatch(value):
+        raise PydanticCustomError(
+            "datetime_format", "must be an ISO 8601 time with an offset, e.g. 2026-12-01T09:30:00Z"
+        )
+    return value
+
+
+def _clock_time(value: str) -> str:
+    if not _CLOCK.fullmatch(value):
+        raise PydanticCustomError("time_format", "must be a time HH:MM (00:00–23:59)")
+    return value
+
+
+def _currency_code(value: str) -> str:
+    if not _CURRENCY.fullmatch(value):
+        raise PydanticCustomError("currency", "must be a currency code of 3 uppercase letters")
+    return value
+
+
+def _check_out_after_check_in(value: dt.date, info: ValidationInfo) -> dt.date:
+    check_in = info.data.get("check_in")
+    if check_in is not None and value <= check_in:
+        raise PydanticCustomError("date_order", "must be after checkIn")
+    return value
+
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) - _NOT_ZONES
+
+
+def _iana_zone(value: str) -> str:
+    if value not in _known_zones():
+        raise PydanticCustomError("timezone", "unknown IANA time zone {zone}", {"zone": repr(value)})
+    return value
+
+
+UserId = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
+RecordId = Annotated[int, Field(strict=True, gt=0, le=INT32_MAX)]
+Text255 = Annotated[str, Field(max_length=255), AfterValidator(_no_nul)]
+Name = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
+Address = Annotated[str, Field(max_length=1000), AfterValidator(_no_nul)]
+Email = Annotated[str, Field(max_length=320), AfterValidator(_no_nul)]
+Phone = Annotated[str, Field(max_length=64), AfterValidator(_no_nul)]
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_datetime), AfterValidator(_to_utc)]
+ClockTime = Annotated[
+    str,
+    Field(examples=["15:00"], description="HH:MM, 24-hour", json_schema_extra={"pattern": f"^{_CLOCK.pattern}$"}),
+    AfterValidator(_clock_time),
+]
+TimeZoneName = Annotated[
+    str, Field(min_length=1, max_length=64, examples=["Europe/Lisbon"]), AfterValidator(_iana_zone)
+]
+Currency = Annotated[
+    str,
+    Field(examples=["EUR"], description="ISO 4217, uppercase", json_schema_extra={"pattern": "^[A-Z]{3}$"}),
+    AfterValidator(_currency_code),
+]
+PriceCents = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
+NumGuests = Annotated[int, Field(strict=True, ge=1, le=INT32_MAX)]
+DealStatus = Literal["Pending", "Accepted", "Withdrawn", "Denied", "Expired"]
+TripStatus = Literal["Booked", "Needs attention", "Cancelled"]
+
+
+# --- record bodies (PUT) and records (with id) ----------------------------------------------------
+
+
+class _WithUserId(ApiModel):
+    id: UserId
+
+
+class _WithRecordId(ApiModel):
+    id: RecordId
+
+
+class UserBody(ApiModel):
+    name: Text255 | None = None
+    email: Email | None = None
+    phone_number: Phone | None = None
+    role: Literal["guest", "host", "admin"]
+
+
+class PropertyBody(ApiModel):
+    host_id: UserId
+    name: Name
+    city: Text255 | None = None
+    address: Address | None = None
+    timezone: TimeZoneName
+    check_in_time: ClockTime = "15:00"
+    check_out_time: ClockTime = "10:00"
+
+
+class OfferBody(ApiModel):
+    property_id: RecordId
+    traveler_id: UserId
+    check_in: IsoDate
+    check_out: IsoDate
+    total_price_cents: PriceCents
+    currency: Currency
+    status: DealStatus
+    expires_at: IsoDateTime
+
+    _dates_in_order = field_validator("check_out")(_check_out_after_check_in)
+
+
+class RequestToBookBody(ApiModel):
+    property_id: RecordId
+    traveler_id: UserId
+    check_in: IsoDate
+    check_out: IsoDate
+    num_guests: NumGuests
+    total_price_cents: PriceCents
+    currency: Currency
+    status: DealStatus
+    created_at: IsoDateTime
+    resolved_at: IsoDateTime | None = None
+
+    _dates_in_order = field_validator("check_out")(_check_out_after_check_in)
+
+
+class TripBody(ApiModel):
+    property_id: RecordId
+    traveler_id: UserId
+    check_in: IsoDate
+    check_out: IsoDate
+    num_guests: NumGuests
+    status: TripStatus
+    offer_id: RecordId | None = None
+    request_to_book_id: RecordId | None = None
+
+    _dates_in_order = field_validator("check_out")(_check_out_after_check_in)
+
+
+# The base order puts ``id`` first in the documents and the JSON.
+class UserRecord(UserBody, _WithUserId):
+    pass
+
+
+class PropertyRecord(PropertyBody, _WithRecordId):
+    pass
+
+
+class OfferRecord(OfferBody, _WithRecordId):
+    pass
+
+
+class RequestToBookRecord(RequestToBookBody, _WithRecordId):
+    pass
+
+
+class TripRecord(TripBody, _WithRecordId):
+    pass
+
+
+# --- services -------------------------------------------------------------------------------------
+
+
+def _clock(value: str) -> dt.time:
+    return dt.time.fromisoformat(value)
+
+
+def _require(
+    session: Session, checks: list[tuple[type[Any], Any, str, str]], prefix: str
+) -> None:
+    """422 naming each reference (model, id, field, what) that points at a record we do not have."""
+    errors = []
+    for model, ident, field, what in checks:
+        if ident is None:
+            continue
+        found = session.execute(select(model.id).where(model.id == ident)).first()
+        if found is None:
+            errors.append({"field": prefix + field, "message": f"unknown {what} {ident}"})
+    if errors:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise Unprocessable(detail, errors=errors)
+
+
+def upsert_user(session: Session, record: UserRecord) -> bool:
+    """Create or replace a user; True when created. ``created_at`` of an existing user is kept."""
+    values = record.model_dump(include={"id", "name", "email", "phone_number", "role"})
+    return upsert(session, User, values, ["id"])
+
+
+def upsert_property(session: Session, record: PropertyRecord, *, prefix: str = "") -> bool:
+    """Create or replace a property; its host must be a known user (422 naming ``hostId``)."""
+    _require(session, [(User, record.host_id, "hostId", "user")], prefix)
+    values = record.model_dump()
+    values["check_in_time"] = _clock(record.check_in_time)
+    values["check_out_time"] = _clock(record.check_out_time)
+    return upsert(session, Property, values, ["id"])
+
+
+def _property_and_traveler(record: OfferRecord | RequestToBookRecord | TripRecord) -> list[Any]:
+    return [
+        (Property, record.property_id, "propertyId", "property"),
+        (User, record.traveler_id, "travelerId", "user"),
+    ]
+
+
+def upsert_offer(session: Session, record: OfferRecord, *, prefix: str = "") -> bool:
+    _require(session, _property_and_traveler(record), prefix)
+    return upsert(session, Offer, record.model_dump(), ["id"])
+
+
+def upsert_request_to_book(session: Session, record: RequestToBookRecord, *, prefix: str = "") -> bool:
+    _require(session, _property_and_traveler(record), prefix)
+    return upsert(session, RequestToBook, record.model_dump(), ["id"])
+
+
+def upsert_trip(session: Session, record: TripRecord, *, prefix: str = "") -> bool:
+    checks = _property_and_traveler(record) + [
+        (Offer, record.offer_id, "offerId", "offer"),
+        (RequestToBook, record.request_to_book_id, "requestToBookId", "request to book"),
+    ]
+    _require(session, checks, prefix)
+    return upsert(session, Trip, record.model_dump(), ["id"])
+
+
+def _delete(session: Session, model: Any, ident: Any, what: str) -> None:
+    # A bulk DELETE: the foreign keys' ON DELETE rules carry out SPEC §1's cascades.
+    result = session.execute(delete(model).where(model.id == ident))
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise NotFound(f"There is no {what} {ident!r}.")
+
+
+def delete_user(session: Session, user_id: str) -> None:
+    """Delete a user: their messages keep their text with ``user_id`` null, their participations,
+    property conversations (as traveler), property messages and hosted properties go."""
+    _delete(session, User, user_id, "user")
+
+
+def delete_property(session: Session, property_id: int) -> None:
+    _delete(session, Property, property_id, "property")
+
+
+def delete_offer(session: Session, offer_id: int) -> None:
+    _delete(session, Offer, offer_id, "offer")
+
+
+def delete_request_to_book(session: Session, request_to_book_id: int) -> None:
+    _delete(session, RequestToBook, request_to_book_id, "request to book")
+
+
+def delete_trip(session: Session, trip_id: int) -> None:
+    _delete(session, Trip, trip_id, "trip")

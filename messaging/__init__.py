@@ -1,0 +1,1 @@
+"""The chat domain: conversations, messages, read state, property threads, auth and live updates."""

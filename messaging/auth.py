@@ -1,0 +1,195 @@
+"""Bearer-token authentication (SPEC §3): verifying platform-signed JWTs, roles, just-in-time users."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+import jwt
+from flask import current_app, g, request
+from sqlalchemy.orm import Session
+
+from messaging.errors import Forbidden, Unauthorized
+from messaging.models import User
+
+ROLES = frozenset({"guest", "host", "admin", "service"})
+USER_ROLES = frozenset({"guest", "host", "admin"})
+ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
+SYMMETRIC_ALGORITHMS = ["HS256"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's subject and role."""
+
+    user_id: str
+    role: str
+    name: str | None = None
+    email: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == "service"
+
+
+def _verification_key(config: dict[str, Any]) -> tuple[Any, list[str]]:
+    # A configured public key allows only asymmetric algorithms, so a token "signed" with
+    # HS256 using the public key as the secret (algorithm confusion) cannot verify.
+    if config.get("JWT_PUBLIC_KEY"):
+        return config["JWT_PUBLIC_KEY"], ASYMMETRIC_ALGORITHMS
+    return config["JWT_SECRET"], SYMMETRIC_ALGORITHMS
+
+
+def decode_token(token: str, config: dict[str, Any]) -> Principal:
+    """Verify a token and return its principal; any defect raises :class:`Unauthorized`."""
+    key, algorithms = _verification_key(config)
+    options: dict[str, Any] = {"require": ["sub", "exp", "role"]}
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            issuer=config.get("JWT_ISSUER"),
+            audience=config.get("JWT_AUDIENCE"),
+            options=options | {"verify_aud": bool(config.get("JWT_AUDIENCE"))},
+            leeway=dt.timedelta(seconds=30),
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("The token has expired.") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthorized(f"The token lacks the required claim '{exc.claim}'.") from exc
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("The token is invalid.") from exc
+    sub, role = claims.get("sub"), claims.get("role")
+    if not isinstance(sub, str) or not sub or len(sub) > 255:
+        raise Unauthorized("The token's 'sub' must be a non-empty string.")
+    if role not in ROLES:
+        raise Unauthorized("The token's role is not one of guest, host, admin, service.")
+    name, email = claims.get("name"), claims.get("email")
+    return Principal(
+        user_id=sub,
+        role=role,
+        name=name if isinstance(name, str) else None,
+        email=email if isinstance(email, str) else None,
+    )
+
+
+def mint_token(
+    config: dict[str, Any],
+    *,
+    sub: str,
+    role: str,
+    ttl: dt.timedelta = dt.timedelta(hours=1),
+    name: str | None = None,
+    email: str | None = None,
+    private_key: str | None = None,
+    algorithm: str = "HS256",
+) -> str:
+    """Sign a token the way the platform does (for development, tests and `flask token`)."""
+    now = dt.datetime.now(dt.UTC)
+    claims: dict[str, Any] = {"sub": sub, "role": role, "iat": now, "exp": now + ttl}
+    if name:
+        claims["name"] = name
+    if email:
+        claims["email"] = email
+    if config.get("JWT_ISSUER"):
+        claims["iss"] = config["JWT_ISSUER"]
+    if config.get("JWT_AUDIENCE"):
+        claims["aud"] = config["JWT_AUDIENCE"]
+    key = private_key if private_key is not None else config["JWT_SECRET"]
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+class KnownUsers:
+    """Users this process has recently seen in the database, so a request does not look again.
+
+    Bounded and short-lived: an entry lasts ``ttl`` seconds (a user deleted meanwhile is noticed
+    after at most that long).
+    """
+
+    def __init__(self, ttl: float = 60.0, max_size: int = 100_000) -> None:
+        self.ttl, self.max_size = ttl, max_size
+        self._seen: dict[str, float] = {}
+
+    def __contains__(self, user_id: str) -> bool:
+        expiry = self._seen.get(user_id)
+        return expiry is not None and expiry > time.monotonic()
+
+    def add(self, user_id: str) -> None:
+        if len(self._seen) >= self.max_size:
+            self._seen.clear()
+        self._seen[user_id] = time.monotonic() + self.ttl
+
+    def discard(self, user_id: str) -> None:
+        self._seen.pop(user_id, None)
+
+
+def known_users() -> KnownUsers:
+    return current_app.extensions.setdefault("known_users", KnownUsers())  # type: ignore[no-any-return]
+
+
+def ensure_user(session: Session, principal: Principal) -> None:
+    """Just-in-time user creation: a user seen for the first time is created from the token."""
+    if principal.role not in USER_ROLES or principal.user_id in known_users():
+        return
+    if session.get(User, principal.user_id) is None:
+        from messaging.upsert import insert_ignore  # local: avoids an import cycle with models
+
+        insert_ignore(
+            session,
+            User,
+            {"id": principal.user_id, "name": principal.name, "email": principal.email, "role": principal.role},
+        )
+    known_users().add(principal.user_id)
+
+
+def authenticate(token: str | None = None) -> Principal:
+    """Authenticate the current request (header, or the given token) and remember the principal."""
+    token = token or bearer_token()
+    if not token:
+        raise Unauthorized()
+    principal = decode_token(token, current_app.config)
+    g.principal = principal
+    return principal
+
+
+def current_principal() -> Principal:
+    principal = g.get("principal")
+    if principal is None:
+        raise Unauthorized()
+    return cast(Principal, principal)
+
+
+def require_roles(*roles: str) -> Callable[[F], F]:
+    """Refuse (403) an authenticated caller whose role is not one of ``roles``."""
+    allowed = frozenset(roles)
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = current_principal()
+            if principal.role not in allowed:
+                raise Forbidden(f"This call needs one of the roles: {', '.join(sorted(allowed))}.")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator

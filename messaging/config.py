@@ -1,0 +1,87 @@
+"""Settings read from the environment, with the embedded defaults used when nothing is set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+
+# Used only when JWT_SECRET / JWT_PUBLIC_KEY are both unset, so `make run` works out of the box.
+# It is printed at start-up and refused when APP_ENV=production.
+DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+
+
+# Periodic work (SPEC §5.3 and §5.5); every task is idempotent, so overlapping runs are harmless.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "sweep-outbox": {"task": "outbox.sweep", "schedule": 15.0},
+    "sweep-stale-events": {"task": "concierge.sweep_stale_events", "schedule": 60.0},
+    "check-in-reminders": {"task": "concierge.schedule_check_in_reminders", "schedule": 300.0},
+    "offer-expiry-reminders": {"task": "concierge.schedule_offer_expiry_reminders", "schedule": 300.0},
+    "expire-requests-to-book": {"task": "concierge.expire_requests_to_book", "schedule": 300.0},
+    "nudge-waiting-hosts": {"task": "concierge.nudge_waiting_hosts", "schedule": 600.0},
+    "unread-webhooks": {"task": "concierge.schedule_unread_webhooks", "schedule": 30.0},
+}
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def load_settings() -> dict[str, Any]:
+    """Build the Flask config mapping from environment variables (see README, "Settings")."""
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'concierge.db'}"
+    if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+    redis_url = os.environ.get("REDIS_URL") or None
+    visibility_timeout = _int("CELERY_VISIBILITY_TIMEOUT", 300)
+    public_key = os.environ.get("JWT_PUBLIC_KEY") or None
+    secret = os.environ.get("JWT_SECRET") or (None if public_key else DEV_JWT_SECRET)
+    return {
+        "APP_ENV": os.environ.get("APP_ENV", "development"),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").upper(),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": secret,
+        "JWT_SECRET_IS_DEFAULT": secret == DEV_JWT_SECRET,
+        "JWT_PUBLIC_KEY": public_key,
+        "JWT_ISSUER": os.environ.get("JWT_ISSUER") or None,
+        "JWT_AUDIENCE": os.environ.get("JWT_AUDIENCE") or None,
+        "PORT": _int("PORT", 8000),
+        "MAX_CONTENT_LENGTH": _int("MAX_BODY_BYTES", 64 * 1024),
+        "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
+        "PLATFORM_WEBHOOK_URL": os.environ.get("PLATFORM_WEBHOOK_URL") or None,
+        "PLATFORM_WEBHOOK_SECRET": os.environ.get("PLATFORM_WEBHOOK_SECRET") or None,
+        "CELERY": {
+            # No REDIS_URL: the embedded default, an in-process broker served by a worker thread.
+            "broker_url": redis_url or "memory://localhost/",
+            "result_backend": None,
+            "task_ignore_result": True,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "broker_connection_retry_on_startup": True,
+            # Intake must answer while Redis is down: fail a publish fast, the outbox sweeper retries.
+            "broker_transport_options": {
+                "visibility_timeout": visibility_timeout,
+                # kombu looks for unacknowledged messages past that timeout only every interval × throttle
+                # seconds (10 × 10 by default, and once when a worker connects), so a killed worker's tasks
+                # would wait up to 100 s more whatever the timeout: look at least every timeout / 2 (≤ 10 s).
+                "unacked_restore_interval": max(1, min(10, visibility_timeout // 2)),
+                "unacked_restore_throttle": 1,
+                "socket_connect_timeout": 1,
+                "socket_timeout": 5,
+            },
+            "broker_connection_timeout": 1,
+            "task_publish_retry_policy": {
+                "max_retries": 1,
+                "interval_start": 0,
+                "interval_step": 0.1,
+                "interval_max": 0.2,
+            },
+            "beat_schedule": BEAT_SCHEDULE,
+            "imports": ("tasks.concierge_tasks", "tasks.scheduled_tasks"),
+        },
+    }

@@ -1,0 +1,487 @@
+"""Conversations and their messages: creating, joining, leaving, posting, editing, history, inbox.
+
+Plain functions over a Session; the caller commits. Visibility rule (SPEC §2/§3): a conversation
+someone is not in does not exist for them (404), whatever the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, exists, func, select, tuple_, update
+from sqlalchemy import text as sql_text
+from sqlalchemy.orm import Session
+
+from concierge.models import ConciergeMessageOrigin, ConciergeThread
+from messaging.db import utcnow
+from messaging.errors import Forbidden, NotFound, Unprocessable
+from messaging.ids import new_id
+from messaging.models import (
+    Conversation,
+    ConversationParticipant,
+    ConversationStats,
+    DirectConversation,
+    Message,
+    MessageEdit,
+    ReadCursor,
+    User,
+)
+from messaging.pagination import Position, encode_cursor, position_literal
+from messaging.read_state import advance_cursor, mark_read_by_everyone, start_cursor
+from messaging.resources import message_json, select_messages
+from messaging.upsert import insert_ignore
+
+MESSAGE_MAX_CHARS = 1500
+MAX_PARTICIPANTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def clean_message_text(text: str, field: str = "message", max_chars: int = MESSAGE_MAX_CHARS) -> str:
+    """Trim; 1–``max_chars`` characters remain or it is a 422 naming ``field``."""
+    cleaned = text.strip()
+    if "\x00" in cleaned:
+        raise Unprocessable(
+            "Text must not contain NUL characters.", errors=[{"field": field, "message": "contains NUL"}]
+        )
+    if not cleaned:
+        raise Unprocessable("The message is empty.", errors=[{"field": field, "message": "must not be blank"}])
+    if len(cleaned) > max_chars:
+        raise Unprocessable(
+            f"The message is longer than {max_chars} characters.",
+            errors=[{"field": field, "message": f"at most {max_chars} characters after trimming"}],
+        )
+    return cleaned
+
+
+# --- membership ---------------------------------------------------------------------------------
+
+
+def is_participant(session: Session, conversation_id: str, user_id: str) -> bool:
+    return session.get(ConversationParticipant, (conversation_id, user_id)) is not None
+
+
+def participant_ids(session: Session, conversation_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(ConversationParticipant.user_id).where(ConversationParticipant.conversation_id == conversation_id)
+        )
+    )
+
+
+def require_participant(session: Session, conversation_id: str, user_id: str) -> None:
+    if len(conversation_id) > 21 or not is_participant(session, conversation_id, user_id):
+        raise NotFound("No such conversation.")
+
+
+def _require_users_exist(session: Session, user_ids: set[str], field: str) -> None:
+    known = set(session.scalars(select(User.id).where(User.id.in_(user_ids))))
+    unknown = sorted(user_ids - known)
+    if unknown:
+        raise Unprocessable(
+            f"Unknown user id(s): {', '.join(unknown[:10])}.",
+            errors=[{"field": field, "message": f"unknown user {u}"} for u in unknown[:10]],
+        )
+
+
+def _new_conversation(
+    session: Session, member_ids: list[str], name: str | None = None, offer_id: str | None = None
+) -> str:
+    conversation_id = new_id()
+    now = utcnow()
+    session.add(Conversation(id=conversation_id, name=name, offer_id=offer_id, created_at=now))
+    session.flush()
+    session.add(ConversationStats(conversation_id=conversation_id, message_count=0, last_activity_at=now))
+    for user_id in member_ids:
+        session.add(ConversationParticipant(conversation_id=conversation_id, user_id=user_id))
+    session.flush()
+    for user_id in member_ids:
+        start_cursor(session, conversation_id, user_id)
+    session.flush()
+    return conversation_id
+
+
+def create_conversation(
+    session: Session,
+    caller_id: str,
+    participant_ids: list[str],
+    name: str | None = None,
+    offer_id: str | None = None,
+) -> tuple[str, bool]:
+    """Create a conversation of the caller and ``participant_ids``; returns (id, created).
+
+    One other participant, no name and no offer make a direct message: the pair's existing DM is
+    returned instead (anyone of the two who had left it is back in).
+    """
+    others = {p for p in participant_ids if p != caller_id}
+    if not others:
+        raise Unprocessable(
+            "Name at least one other participant.",
+            errors=[{"field": "participantIds", "message": "must name someone besides the caller"}],
+        )
+    if len(others) + 1 > MAX_PARTICIPANTS:
+        raise Unprocessable(
+            f"A conversation has at most {MAX_PARTICIPANTS} participants.",
+            errors=[{"field": "participantIds", "message": f"at most {MAX_PARTICIPANTS - 1} others"}],
+        )
+    _require_users_exist(session, others, "participantIds")
+    if len(others) == 1 and name is None and offer_id is None:
+        return _direct_conversation(session, caller_id, next(iter(others)))
+    members = [caller_id, *sorted(others)]
+    return _new_conversation(session, members, name=name, offer_id=offer_id), True
+
+
+def _direct_conversation(session: Session, a: str, b: str) -> tuple[str, bool]:
+    low, high = sorted((a, b))
+    existing = session.execute(
+        select(DirectConversation.conversation_id).where(
+            DirectConversation.user_low == low, DirectConversation.user_high == high
+        )
+    ).scalar()
+    if existing is None:
+        candidate = _new_conversation(session, [a, b])
+        # The pair's primary key decides a race: the loser deletes its candidate and joins the winner's.
+        inserted = insert_ignore(
+            session, DirectConversation, {"user_low": low, "user_high": high, "conversation_id": candidate}
+        )
+        if inserted:
+            return candidate, True
+        session.execute(delete(Conversation).where(Conversation.id == candidate))
+        existing = session.execute(
+            select(DirectConversation.conversation_id).where(
+                DirectConversation.user_low == low, DirectConversation.user_high == high
+            )
+        ).scalar_one()
+    for user_id in (a, b):
+        _join(session, existing, user_id)
+    return existing, False
+
+
+def _join(session: Session, conversation_id: str, user_id: str) -> bool:
+    if not insert_ignore(session, ConversationParticipant, {"conversation_id": conversation_id, "user_id": user_id}):
+        return False
+    count = session.execute(
+        select(ConversationStats.message_count).where(ConversationStats.conversation_id == conversation_id)
+    ).scalar_one()
+    insert_ignore(
+        session, ReadCursor, {"conversation_id": conversation_id, "user_id": user_id, "read_count": count}
+    )
+    return True
+
+
+def _require_not_concierge(session: Session, conversation_id: str) -> None:
+    if session.get(ConciergeThread, conversation_id) is not None:
+        raise Forbidden("A concierge conversation belongs to one person; nobody can be added or removed.")
+
+
+def add_participant(session: Session, caller_id: str, conversation_id: str, user_id: str) -> bool:
+    """Add ``user_id`` (the caller must be in the conversation); True when newly added."""
+    require_participant(session, conversation_id, caller_id)
+    _require_not_concierge(session, conversation_id)
+    _require_users_exist(session, {user_id}, "userId")
+    if is_participant(session, conversation_id, user_id):
+        return False
+    total = session.execute(
+        select(func.count()).select_from(ConversationParticipant).where(
+            ConversationParticipant.conversation_id == conversation_id
+        )
+    ).scalar_one()
+    if total >= MAX_PARTICIPANTS:
+        raise Unprocessable(
+            f"A conversation has at most {MAX_PARTICIPANTS} participants.",
+            errors=[{"field": "userId", "message": "the conversation is full"}],
+        )
+    return _join(session, conversation_id, user_id)
+
+
+def leave_conversation(session: Session, caller_id: str, conversation_id: str, user_id: str) -> None:
+    """The caller leaves; removing anyone else is refused (403)."""
+    require_participant(session, conversation_id, caller_id)
+    if user_id != caller_id:
+        raise Forbidden("You can only remove yourself from a conversation.")
+    _require_not_concierge(session, conversation_id)
+    session.execute(
+        delete(ConversationParticipant).where(
+            ConversationParticipant.conversation_id == conversation_id, ConversationParticipant.user_id == caller_id
+        )
+    )
+    # Who was waiting only on the leaver has now been read by everyone else.
+    last = session.execute(
+        select(Message.created_at, Message.id)
+        .join(ConversationStats, ConversationStats.last_message_id == Message.id)
+        .where(ConversationStats.conversation_id == conversation_id)
+    ).first()
+    if last is not None:
+        mark_read_by_everyone(session, conversation_id, last.created_at, last.id)
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+
+def post_message(
+    session: Session,
+    conversation_id: str,
+    author_id: str | None,
+    text: str,
+    *,
+    origin: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Append a message and return it (SPEC §4 Message). ``author_id`` None is the concierge,
+    which must then pass ``origin`` (the event or question behind it)."""
+    body = clean_message_text(text)
+    message_id = new_id()
+    now = utcnow()
+    if author_id is None and origin is None:
+        raise ValueError("a concierge message needs its origin")
+    session.add(
+        Message(
+            id=message_id,
+            conversation_id=conversation_id,
+            user_id=author_id,
+            message=body,
+            read=False,
+            is_edit=False,
+            created_at=now,
+        )
+    )
+    session.flush()  # no relationship() orders these inserts: the message must exist first
+    if origin is not None:
+        session.add(ConciergeMessageOrigin(message_id=message_id, **origin))
+        session.flush()
+    message_count = session.execute(
+        update(ConversationStats)
+        .where(ConversationStats.conversation_id == conversation_id)
+        .values(
+            message_count=ConversationStats.message_count + 1,
+            last_message_id=message_id,
+            last_activity_at=now,
+        )
+        .returning(ConversationStats.message_count)
+    ).scalar_one()
+    if author_id is not None:
+        advance_cursor(session, conversation_id, author_id, newest=(message_id, now, message_count))
+    return {
+        "id": message_id,
+        "conversationId": conversation_id,
+        "userId": author_id,
+        "senderType": "user" if author_id is not None else "concierge",
+        "message": body,
+        "read": False,
+        "isEdit": False,
+        "createdAt": now,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message: dict[str, Any]
+    audience: list[str]  # every participant, for the live update
+    concierge_should_answer: bool  # posted by the owner of a concierge chat the bot still answers
+
+
+# PostgreSQL: the participant check, the insert, the counters and the author's read cursor in one
+# round trip. Every part sees the same snapshot, so ``old`` is the cursor and ``prev_last`` the
+# last message as they were before this statement.
+_SEND_SQL = sql_text(
+    """
+WITH member AS (
+    SELECT 1 FROM conversation_participants WHERE conversation_id = :cid AND user_id = :uid
+), msg AS (
+    INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at)
+    SELECT :mid, :cid, :uid, :body, false, false, :now WHERE EXISTS (SELECT 1 FROM member)
+    RETURNING id
+), stats AS (
+    UPDATE conversation_stats
+       SET message_count = message_count + 1, last_message_id = :mid, last_activity_at = :now
+     WHERE conversation_id = :cid AND EXISTS (SELECT 1 FROM msg)
+    RETURNING message_count
+), cursor_update AS (
+    UPDATE read_cursors
+       SET read_count = stats.message_count, last_read_message_id = :mid,
+           last_read_message_created_at = :now, last_read_at = :now
+      FROM stats
+     WHERE read_cursors.conversation_id = :cid AND read_cursors.user_id = :uid
+    RETURNING 1
+)
+SELECT (SELECT message_count FROM stats) AS message_count,
+       (SELECT count(*) FROM cursor_update) AS cursor_moved,
+       (SELECT last_message_id FROM conversation_stats WHERE conversation_id = :cid) AS prev_last,
+       old.last_read_message_id AS old_id, old.last_read_message_created_at AS old_at,
+       ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = :cid) AS audience,
+       EXISTS (SELECT 1 FROM concierge_threads
+                WHERE conversation_id = :cid AND user_id = :uid AND NOT needs_human) AS answer
+  FROM (SELECT 1) AS one
+  LEFT JOIN read_cursors AS old ON old.conversation_id = :cid AND old.user_id = :uid
+"""
+)
+
+
+def send_user_message(session: Session, conversation_id: str, author_id: str, text: str) -> Sent:
+    """A participant posts a message (404 for anyone else): the hot path of the API."""
+    if len(conversation_id) > 21:
+        raise NotFound("No such conversation.")
+    body = clean_message_text(text)
+    if session.get_bind().dialect.name != "postgresql":
+        require_participant(session, conversation_id, author_id)
+        message = post_message(session, conversation_id, author_id, body)
+        return Sent(
+            message,
+            participant_ids(session, conversation_id),
+            concierge_should_answer(session, conversation_id, author_id),
+        )
+    message_id, now = new_id(), utcnow()
+    row = session.execute(
+        _SEND_SQL, {"cid": conversation_id, "uid": author_id, "mid": message_id, "body": body, "now": now}
+    ).one()
+    if row.message_count is None:
+        raise NotFound("No such conversation.")
+    # The author's cursor crossed (old position, new message]: messages there written by others may
+    # now be read by everyone. Nothing to do when the author had already read up to the last one.
+    if row.old_id is not None and row.old_id != row.prev_last:
+        mark_read_by_everyone(session, conversation_id, now, message_id, after=(row.old_at, row.old_id))
+    elif row.old_id is None:
+        mark_read_by_everyone(session, conversation_id, now, message_id)
+    message = {
+        "id": message_id,
+        "conversationId": conversation_id,
+        "userId": author_id,
+        "senderType": "user",
+        "message": body,
+        "read": False,
+        "isEdit": False,
+        "createdAt": now,
+    }
+    return Sent(message, list(row.audience), bool(row.answer))
+
+
+def edit_message(session: Session, caller_id: str, message_id: str, text: str) -> dict[str, Any]:
+    """The author edits their message; the previous text goes to the edit history."""
+    body = clean_message_text(text)
+    row = session.execute(
+        select(Message.id, Message.conversation_id, Message.user_id, Message.message).where(Message.id == message_id)
+    ).first()
+    if row is None or not is_participant(session, row.conversation_id, caller_id):
+        raise NotFound("No such message.")
+    if row.user_id != caller_id:
+        raise Forbidden("Only the author can edit a message.")
+    if body != row.message:
+        session.add(MessageEdit(id=new_id(), message_id=message_id, previous_message=row.message, edited_at=utcnow()))
+        session.execute(update(Message).where(Message.id == message_id).values(message=body, is_edit=True))
+    session.flush()
+    message = session.execute(select_messages().where(Message.id == message_id)).one()
+    return message_json(message)
+
+
+def history(
+    session: Session,
+    caller_id: str,
+    conversation_id: str,
+    limit: int,
+    before: Position | None = None,
+    after: Position | None = None,
+) -> Page:
+    """A page of messages, oldest→newest within the page.
+
+    Without ``after`` the page is the newest messages (before ``before``) and ``nextCursor``
+    pages to older ones; with ``after`` it is the oldest messages after that position and
+    ``nextCursor`` (passed again as ``after``) pages to newer ones.
+    """
+    if len(conversation_id) > 21:
+        raise NotFound("No such conversation.")
+    member = exists().where(
+        ConversationParticipant.conversation_id == conversation_id, ConversationParticipant.user_id == caller_id
+    )
+    key = tuple_(Message.created_at, Message.id)
+    # The membership check rides along with the page; only an empty page needs asking why.
+    query = select_messages().where(Message.conversation_id == conversation_id, member)
+    if after is not None:
+        query = query.where(key > position_literal(*after)).order_by(Message.created_at, Message.id)
+    else:
+        if before is not None:
+            query = query.where(key < position_literal(*before))
+        query = query.order_by(Message.created_at.desc(), Message.id.desc())
+    rows = list(session.execute(query.limit(limit + 1)).all())
+    if not rows:
+        require_participant(session, conversation_id, caller_id)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    if after is None:
+        rows.reverse()
+    return Page([message_json(r) for r in rows], next_cursor)
+
+
+def inbox_ids(session: Session, user_id: str, limit: int, before: Position | None) -> tuple[list[str], str | None]:
+    """The caller's conversations by latest activity (last message, else creation), newest first."""
+    p, s = ConversationParticipant, ConversationStats
+    # Starting from the user's participations (index on user_id) and looking each conversation's
+    # activity up by primary key keeps the cost to this user's conversations, whatever the table
+    # size (a join lets the planner choose to scan all of conversation_stats).
+    activity = (
+        select(s.last_activity_at).where(s.conversation_id == p.conversation_id).scalar_subquery()
+    )
+    query = (
+        select(p.conversation_id, activity.label("last_activity_at"))
+        .where(p.user_id == user_id)
+        .order_by(activity.desc(), p.conversation_id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(tuple_(activity, p.conversation_id) < position_literal(*before))
+    rows = session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].last_activity_at, rows[-1].conversation_id) if more else None
+    return [r.conversation_id for r in rows], next_cursor
+
+
+def unread_conversation_messages(session: Session, user_id: str) -> int:
+    p, s, rc = ConversationParticipant, ConversationStats, ReadCursor
+    # From the user's participations (indexed), each counter and cursor by primary key.
+    unread = (
+        select(s.message_count).where(s.conversation_id == p.conversation_id).scalar_subquery()
+        - select(rc.read_count)
+        .where(rc.conversation_id == p.conversation_id, rc.user_id == p.user_id)
+        .scalar_subquery()
+    )
+    total = session.execute(
+        select(func.coalesce(func.sum(unread), 0)).select_from(p).where(p.user_id == user_id)
+    ).scalar_one()
+    return max(0, int(total))
+
+
+# --- the concierge conversation -----------------------------------------------------------------
+
+
+def concierge_should_answer(session: Session, conversation_id: str, author_id: str) -> bool:
+    """A message from the owner of a concierge conversation the bot has not handed to a human."""
+    thread = session.get(ConciergeThread, conversation_id)
+    return thread is not None and thread.user_id == author_id and not thread.needs_human
+
+
+def concierge_conversation_id(session: Session, user_id: str) -> str:
+    """The caller's concierge conversation, created on first use (once, even under a race)."""
+    existing = session.execute(
+        select(ConciergeThread.conversation_id).where(ConciergeThread.user_id == user_id)
+    ).scalar()
+    if existing is not None:
+        return str(existing)
+    candidate = _new_conversation(session, [user_id], name="Concierge")
+    inserted = insert_ignore(
+        session,
+        ConciergeThread,
+        {"conversation_id": candidate, "user_id": user_id, "needs_human": False, "misunderstandings": 0},
+    )
+    if inserted:
+        return candidate
+    session.execute(delete(Conversation).where(Conversation.id == candidate))
+    return str(
+        session.execute(select(ConciergeThread.conversation_id).where(ConciergeThread.user_id == user_id)).scalar_one()
+    )
+
+

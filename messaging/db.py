@@ -1,0 +1,106 @@
+"""Database wiring: the declarative base, the engine and one session per request or task."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import TIMESTAMP, MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: TIMESTAMP(timezone=True)}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def make_engine(url: str, pool_size: int = 10) -> Engine:
+    kwargs: dict[str, Any] = {"future": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    else:
+        # No pre-ping (a round trip per checkout): a connection found dead raises a disconnect
+        # error, answered 503, and SQLAlchemy then invalidates the whole pool, so one request per
+        # process sees a database restart and the next ones reconnect.
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Foreign keys are off by default in SQLite; the seed's cascades depend on them.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Database:
+    """Flask extension holding the engine and session factory in ``app.extensions["db"]``."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        engine = make_engine(app.config["DATABASE_URL"], app.config.get("DB_POOL_SIZE", 10))
+        factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+        app.extensions["db"] = {"engine": engine, "sessionmaker": factory}
+        app.teardown_appcontext(_close_session)
+
+
+def _state() -> dict[str, Any]:
+    return current_app.extensions["db"]  # type: ignore[no-any-return]
+
+
+def get_engine() -> Engine:
+    return _state()["engine"]  # type: ignore[no-any-return]
+
+
+def get_session() -> Session:
+    """The session of the current request or task; created on first use, closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = _state()["sessionmaker"]()
+    return g.db_session  # type: ignore[no-any-return]
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A fresh session outside the request's, committed on success (for CLI commands and tasks)."""
+    session: Session = _state()["sessionmaker"]()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+db = Database()

@@ -1,0 +1,198 @@
+"""The embedded default (`make run`): API, Celery worker and Celery beat in one process, on this machine.
+
+Migrates the database, seeds the demo data set, then serves HTTP on HOST:PORT (threaded, so open live-update
+streams each hold a thread, not the server) while a real Celery ``WorkController`` consumes the app's Celery in
+a background thread and ``celery.beat.Service`` ticks in another. With no REDIS_URL the broker is ``memory://``,
+which exists only inside this process, so the worker must live here too; with REDIS_URL set the same code
+consumes from Redis. SIGINT or SIGTERM stops the server, then beat, then the worker (warm: running tasks
+finish). Production runs these as separate processes instead (README, "Production").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from celery import Celery, signals
+from celery.beat import Service
+from celery.worker import WorkController
+from celery.worker import state as worker_state
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from messaging.auth import mint_token
+from messaging.cli import upgrade_database
+from messaging.config import INSTANCE_DIR
+
+log = logging.getLogger(__name__)
+
+BEAT_SCHEDULE_FILE = INSTANCE_DIR / "celerybeat-schedule"
+TOKEN_TTL = dt.timedelta(hours=24)
+WORKER_CONCURRENCY = 4
+SHUTDOWN_WAIT = 8.0  # seconds per component; the whole stop stays under ten
+
+_say_lock = threading.RLock()  # reentrant: the signal handler may print while the main thread is printing
+
+
+def say(line: str) -> None:
+    """Print one whole line: the worker thread announces itself while the main thread prints the banner."""
+    with _say_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def main() -> int:
+    from app import create_app
+    from concierge import demo_data
+    from messaging.db import session_scope
+
+    app = create_app()
+    try:
+        upgrade_database(app.config["DATABASE_URL"])
+    except Exception:
+        log.exception("could not migrate the database")
+        if app.config["DATABASE_URL"].startswith("sqlite"):
+            say("The SQLite database could not be migrated. If it is a development database left by an older "
+                "schema, delete it (and its -wal/-shm files) and run again.")
+        return 1
+    # Alembic's env.py applies alembic.ini's logging (root at WARNING); put the service's level back.
+    logging.basicConfig(level=app.config.get("LOG_LEVEL") or os.environ.get("LOG_LEVEL", "INFO"), force=True)
+    with app.app_context(), session_scope() as session:
+        added = demo_data.seed_demo_data(session)
+    say(f"demo data {'added: ' + ', '.join(added) if added else 'already present'}")
+
+    host = os.environ.get("HOST") or "127.0.0.1"
+    port = int(app.config["PORT"])
+    server = make_server(host, port, app, threaded=True)  # binds now: a busy port fails before anything starts
+
+    celery: Celery = app.extensions["celery"]
+    if celery.conf.broker_url.startswith("memory://"):
+        # The in-process broker is polled, not pushed: poll often so a task starts promptly.
+        celery.conf.broker_transport_options = {**celery.conf.broker_transport_options, "polling_interval": 0.1}
+
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    _worker, worker_thread = start_worker(celery)
+    beat, beat_thread = start_beat(celery)
+    server_thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    server_thread.start()
+
+    print_banner(app, host, port)
+    exit_code = 0
+    while not stop.wait(1.0):
+        if not server_thread.is_alive():
+            log.error("the HTTP server stopped unexpectedly")
+            exit_code = 1
+            break
+
+    say("shutting down")
+    shutdown(server, server_thread, beat, beat_thread, worker_thread)
+    say("stopped")
+    return exit_code
+
+
+def start_worker(celery: Celery) -> tuple[WorkController, threading.Thread]:
+    """A real Celery worker (as `celery worker` runs, minus its process-level signal handling) in a thread.
+
+    Mirrors ``celery.contrib.testing.worker``: the ``threads`` pool, no mingle, gossip or heartbeats (there is
+    one worker), and a ready callback that announces the consumer is up.
+    """
+    celery.finalize()
+    worker_state.should_stop = None
+    worker_state.should_terminate = None
+
+    def on_consumer_ready(consumer: Any) -> None:
+        # `celery worker` sends this signal from its own subclass; send it here too for anything listening.
+        signals.worker_ready.send(sender=consumer)
+        say(f"worker ready: consuming {celery.conf.broker_url.split('://', 1)[0]}:// with {WORKER_CONCURRENCY} threads")
+
+    worker = WorkController(
+        app=celery,
+        hostname=f"embedded@{socket.gethostname()}",
+        pool="threads",
+        concurrency=WORKER_CONCURRENCY,
+        loglevel=logging.getLogger().getEffectiveLevel(),
+        ready_callback=on_consumer_ready,
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
+    thread.start()
+    return worker, thread
+
+
+def start_beat(celery: Celery) -> tuple[Service, threading.Thread]:
+    """Celery beat's scheduler service, ticking at least once a second so that it stops promptly."""
+    BEAT_SCHEDULE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    beat = Service(celery, max_interval=1.0, schedule_filename=str(BEAT_SCHEDULE_FILE))
+    thread = threading.Thread(target=beat.start, name="celery-beat", daemon=True)
+    thread.start()
+    return beat, thread
+
+
+def shutdown(
+    server: BaseWSGIServer,
+    server_thread: threading.Thread,
+    beat: Service,
+    beat_thread: threading.Thread,
+    worker_thread: threading.Thread,
+) -> None:
+    server.shutdown()  # stops accepting; open streams are daemon threads and end with the process
+    server.server_close()
+    server_thread.join(SHUTDOWN_WAIT)
+    beat.stop()
+    beat_thread.join(SHUTDOWN_WAIT)
+    # What `celery worker` does on SIGTERM: the consumer loop sees the flag and the worker shuts down warm.
+    worker_state.should_stop = 0
+    worker_thread.join(SHUTDOWN_WAIT)
+    for thread in (server_thread, beat_thread, worker_thread):
+        if thread.is_alive():
+            log.warning("%s did not stop within %.0f s; leaving it behind", thread.name, SHUTDOWN_WAIT)
+
+
+def print_banner(app: Flask, host: str, port: int) -> None:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+    say(f"API:  {base}/v1")
+    say(f"Docs: {base}/docs")
+    if not app.config.get("JWT_SECRET"):
+        say("No demo tokens: JWT_PUBLIC_KEY is set, so tokens come from the platform's private key.")
+        return
+    from concierge import demo_data
+
+    for label, sub, role in (
+        ("admin", demo_data.ADMIN_ID, "admin"),
+        ("traveler", demo_data.TRAVELER_ID, "guest"),
+        ("host", demo_data.HOST_ID, "host"),
+    ):
+        token = mint_token(app.config, sub=sub, role=role, ttl=TOKEN_TTL)
+        say(f"Demo {label} token ({sub}, role {role}, valid 24 h): {token}")
+    if app.config.get("JWT_SECRET_IS_DEFAULT"):
+        say("Tokens are signed with the built-in development secret; set JWT_SECRET to use your own.")
+    say(f"Try: curl -H 'Authorization: Bearer <admin token>' {base}/v1/me")
+    say("Ctrl-C stops.")
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            say("stopping now")
+            os._exit(128 + signum)  # a second signal: don't wait for the threads
+        stop.set()
+
+    handler: Callable[[int, FrameType | None], None] = handle
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Liveness, readiness and Prometheus metrics (SPEC §2)."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from sqlalchemy import text
+
+from messaging.db import get_engine
+from messaging.errors import problem_response
+
+bp = Blueprint("health", __name__)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+REQUESTS = Counter(
+    "http_requests_total", "HTTP requests handled", ["method", "endpoint", "status"], registry=REGISTRY
+)
+LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time spent handling HTTP requests",
+    ["method", "endpoint"],
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+def check_database() -> str | None:
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        return f"{type(exc).__name__}"
+
+
+def check_broker() -> str | None:
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        return None  # the in-process broker lives as long as this process
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        client.ping()
+        client.close()
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}"
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    checks = {"database": check_database(), "broker": check_broker()}
+    failed = sorted(name for name, err in checks.items() if err)
+    report = {name: ("ok" if not err else f"failed: {err}") for name, err in checks.items()}
+    if failed:
+        # A failure, so the one error shape (RFC 9457), with the checks as an extension member.
+        return problem_response(
+            503, "Service unavailable", "Not ready: " + ", ".join(failed) + " unreachable.",
+            slug="unavailable", headers={"Retry-After": "5"}, extensions={"checks": report},
+        )
+    return jsonify(status="ok", checks=report)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_metrics(app: Flask) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _record(response: Response) -> Response:
+        started = g.get("request_started")
+        if started is not None:
+            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+            LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+            REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        return response

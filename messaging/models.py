@@ -1,0 +1,306 @@
+"""Tables: the seed schema (SPEC §1), the platform's mirrored records, and the chat's own bookkeeping."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    Time,
+    false,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from messaging.db import Base
+from messaging.ids import new_id
+
+ROLES = ("guest", "host", "admin")
+DEAL_STATUSES = ("Pending", "Accepted", "Withdrawn", "Denied", "Expired")
+TRIP_STATUSES = ("Booked", "Needs attention", "Cancelled")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _id_column() -> Mapped[str]:
+    return mapped_column(String(21), primary_key=True, default=new_id)
+
+
+def _created_at() -> Mapped[dt.datetime]:
+    return mapped_column(nullable=False, server_default=func.now())
+
+
+# --- the platform's records, mirrored so the seed's foreign keys hold -----------------------------
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    phone_number: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16), nullable=False, server_default="guest")
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+class Property(Base):
+    __tablename__ = "properties"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    host_id: Mapped[str] = mapped_column(Text, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    city: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")
+    check_in_time: Mapped[dt.time] = mapped_column(Time, nullable=False, server_default=text("'15:00:00'"))
+    check_out_time: Mapped[dt.time] = mapped_column(Time, nullable=False, server_default=text("'10:00:00'"))
+
+
+class Offer(Base):
+    __tablename__ = "offers"
+    __table_args__ = (
+        CheckConstraint(_in("status", DEAL_STATUSES), name="status"),
+        Index("ix_offers_status_expires_at", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), index=True)
+    traveler_id: Mapped[str] = mapped_column(Text, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    check_in: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    check_out: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    total_price_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    expires_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class RequestToBook(Base):
+    __tablename__ = "requests_to_book"
+    __table_args__ = (
+        CheckConstraint(_in("status", DEAL_STATUSES), name="status"),
+        Index("ix_requests_to_book_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), index=True)
+    traveler_id: Mapped[str] = mapped_column(Text, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    check_in: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    check_out: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    num_guests: Mapped[int] = mapped_column(Integer, nullable=False)
+    total_price_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[dt.datetime] = _created_at()
+    resolved_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Trip(Base):
+    __tablename__ = "trips"
+    __table_args__ = (CheckConstraint(_in("status", TRIP_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    property_id: Mapped[int] = mapped_column(ForeignKey("properties.id", ondelete="CASCADE"), index=True)
+    traveler_id: Mapped[str] = mapped_column(Text, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id", ondelete="SET NULL"))
+    request_to_book_id: Mapped[int | None] = mapped_column(ForeignKey("requests_to_book.id", ondelete="SET NULL"))
+    check_in: Mapped[dt.date] = mapped_column(Date, nullable=False, index=True)
+    check_out: Mapped[dt.date] = mapped_column(Date, nullable=False)
+    num_guests: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+
+
+# --- the seed schema ------------------------------------------------------------------------------
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = _id_column()
+    name: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = _created_at()
+    offer_id: Mapped[str | None] = mapped_column(String)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_conversation_id_created_at_id", "conversation_id", "created_at", "id"),
+        # Serves the "read" flag update: only messages not yet read by everyone are visited.
+        Index(
+            "ix_messages_unread_conversation_id_created_at_id",
+            "conversation_id",
+            "created_at",
+            "id",
+            postgresql_where=text("NOT read"),
+            sqlite_where=text("NOT read"),
+        ),
+    )
+
+    id: Mapped[str] = _id_column()
+    conversation_id: Mapped[str] = mapped_column(
+        String(21), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[str | None] = mapped_column(Text, ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    message: Mapped[str] = mapped_column(String(1500), nullable=False)
+    read: Mapped[bool | None] = mapped_column(Boolean, server_default=false(), default=False)
+    is_edit: Mapped[bool | None] = mapped_column(Boolean, server_default=false(), default=False)
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+class ConversationParticipant(Base):
+    __tablename__ = "conversation_participants"
+
+    conversation_id: Mapped[str] = mapped_column(
+        String(21), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class PropertyConversation(Base):
+    __tablename__ = "property_conversations"
+    __table_args__ = (
+        Index("uq_property_conversations_traveler_id_property_id", "traveler_id", "property_id", unique=True),
+    )
+
+    id: Mapped[str] = _id_column()
+    traveler_id: Mapped[str] = mapped_column(Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    property_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("properties.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    offer_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("offers.id", ondelete="SET NULL"))
+    request_to_book_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("requests_to_book.id", ondelete="SET NULL")
+    )
+    trip_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("trips.id", ondelete="SET NULL"))
+    planned_check_in: Mapped[dt.date | None] = mapped_column(Date)
+    planned_check_out: Mapped[dt.date | None] = mapped_column(Date)
+    planned_num_guests: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+class PropertyMessage(Base):
+    __tablename__ = "property_messages"
+    __table_args__ = (
+        Index("ix_property_messages_conversation_id_created_at_id", "conversation_id", "created_at", "id"),
+        Index("ix_property_messages_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = _id_column()
+    conversation_id: Mapped[str] = mapped_column(
+        String(21), ForeignKey("property_conversations.id", ondelete="CASCADE"), nullable=False
+    )
+    author_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    read_at: Mapped[dt.datetime | None] = mapped_column()
+    edited_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = _created_at()
+
+
+# --- what the seed lacks: new tables, never repurposed seed columns ------------------------------
+
+
+class ConversationStats(Base):
+    """Per-conversation counters kept in the transaction that posts a message: the inbox sorts on
+    ``last_activity_at`` and unread counts are ``message_count`` minus a cursor's ``read_count``."""
+
+    __tablename__ = "conversation_stats"
+
+    conversation_id: Mapped[str] = mapped_column(
+        String(21), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    message_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    last_message_id: Mapped[str | None] = mapped_column(String(21))
+    last_activity_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now(), index=True)
+
+
+class ReadCursor(Base):
+    """How far one participant has read one conversation; it only moves forward."""
+
+    __tablename__ = "read_cursors"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["conversation_id", "user_id"],
+            ["conversation_participants.conversation_id", "conversation_participants.user_id"],
+            ondelete="CASCADE",
+            name="fk_read_cursors_participant",
+        ),
+    )
+
+    conversation_id: Mapped[str] = mapped_column(String(21), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    read_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    last_read_message_id: Mapped[str | None] = mapped_column(String(21))
+    last_read_message_created_at: Mapped[dt.datetime | None] = mapped_column()
+    last_read_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class DirectConversation(Base):
+    """The one direct-message conversation of a pair of users (``user_low`` < ``user_high``):
+    the primary key, not a lookup, keeps two concurrent creations from making two."""
+
+    __tablename__ = "direct_conversations"
+
+    user_low: Mapped[str] = mapped_column(Text, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_high: Mapped[str] = mapped_column(
+        Text, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    conversation_id: Mapped[str] = mapped_column(
+        String(21), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+
+
+class MessageEdit(Base):
+    """The text a message had before each edit."""
+
+    __tablename__ = "message_edits"
+
+    id: Mapped[str] = _id_column()
+    message_id: Mapped[str] = mapped_column(
+        String(21), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    previous_message: Mapped[str] = mapped_column(String(1500), nullable=False)
+    edited_at: Mapped[dt.datetime] = _created_at()
+
+
+class PropertyMessageEdit(Base):
+    """The text a property message had before each edit."""
+
+    __tablename__ = "property_message_edits"
+
+    id: Mapped[str] = _id_column()
+    property_message_id: Mapped[str] = mapped_column(
+        String(21), ForeignKey("property_messages.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    previous_message: Mapped[str] = mapped_column(Text, nullable=False)
+    edited_at: Mapped[dt.datetime] = _created_at()
+
+
+class IdempotencyKey(Base):
+    """The first response to a creating POST, replayed for the same (caller, key) for 24 hours."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now(), index=True)

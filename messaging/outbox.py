@@ -1,0 +1,98 @@
+"""Enqueue after commit, through an outbox row written in the same transaction (SPEC §5.5).
+
+``enqueue_after_commit(session, "concierge.process_event", event_id)`` adds an outbox row to the
+caller's transaction. When that transaction commits, the task is sent to the broker and the row
+marked dispatched; if sending fails (broker down, process killed), the row stays pending and
+``sweep_outbox`` sends it later. Tasks are idempotent, so a second send is harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from celery import current_app as current_celery
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from concierge.models import OutboxEntry
+from messaging.db import utcnow
+from messaging.ids import new_id
+
+log = logging.getLogger(__name__)
+
+PENDING_KEY = "outbox_pending"
+SWEEP_GRACE = dt.timedelta(seconds=10)
+SWEEP_BATCH = 500
+
+
+def enqueue_after_commit(session: Session, task_name: str, *args: Any) -> str:
+    entry_id = new_id()
+    session.add(OutboxEntry(id=entry_id, task_name=task_name, args=list(args), created_at=utcnow()))
+    session.info.setdefault(PENDING_KEY, []).append((entry_id, task_name, list(args)))
+    return entry_id
+
+
+def send(entries: list[tuple[str, str, list[Any]]]) -> list[str]:
+    """Send tasks to the broker; returns the ids of the entries that were sent."""
+    sent = []
+    for entry_id, task_name, args in entries:
+        try:
+            current_celery.send_task(task_name, args=args)
+        except Exception as exc:  # noqa: BLE001 - any broker failure leaves the entry for the sweeper
+            log.warning("could not enqueue %s (outbox %s), the sweeper will: %s", task_name, entry_id, exc)
+            break  # the broker is down: don't wait on it once per entry
+        sent.append(entry_id)
+    return sent
+
+
+def _mark_dispatched(session: Session, entry_ids: list[str]) -> None:
+    if entry_ids:
+        with session.get_bind().connect() as conn:  # type: ignore[union-attr]
+            conn.execute(
+                update(OutboxEntry).where(OutboxEntry.id.in_(entry_ids)).values(dispatched_at=utcnow())
+            )
+            conn.commit()
+
+
+@event.listens_for(Session, "after_commit")
+def _dispatch_after_commit(session: Session) -> None:
+    pending = session.info.pop(PENDING_KEY, None)
+    if pending:
+        try:
+            _mark_dispatched(session, send(pending))
+        except Exception:  # noqa: BLE001 - the commit stands; the sweeper catches up
+            log.exception("outbox dispatch failed after commit")
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_on_rollback(session: Session, _previous: Any) -> None:
+    session.info.pop(PENDING_KEY, None)
+
+
+def sweep_outbox(session: Session, now: dt.datetime | None = None) -> int:
+    """Send outbox entries left pending for longer than the grace period; returns how many were sent."""
+    cutoff = (now or utcnow()) - SWEEP_GRACE
+    query = (
+        select(OutboxEntry.id, OutboxEntry.task_name, OutboxEntry.args)
+        .where(OutboxEntry.dispatched_at.is_(None), OutboxEntry.created_at < cutoff)
+        .order_by(OutboxEntry.created_at)
+        .limit(SWEEP_BATCH)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    rows = session.execute(query).all()
+    sent = send([(r.id, r.task_name, list(r.args)) for r in rows])
+    if sent:
+        session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id.in_(sent))
+            .values(dispatched_at=utcnow(), attempts=OutboxEntry.attempts + 1)
+        )
+    failed = [r.id for r in rows if r.id not in set(sent)]
+    if failed:
+        session.execute(
+            update(OutboxEntry).where(OutboxEntry.id.in_(failed)).values(attempts=OutboxEntry.attempts + 1)
+        )
+    return len(sent)

@@ -1,0 +1,189 @@
+"""Per-participant read cursors, unread counts, and the seed's ``messages.read`` flag.
+
+A cursor is a position (created_at, id) in the conversation's message order plus ``read_count``,
+the number of messages at or before it. ``conversation_stats.message_count - read_count`` is the
+unread count, so inbox pages never count rows. Posting a message moves the author's own cursor to
+it: everything after anyone's cursor was written by someone else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session, aliased
+
+from messaging.db import utcnow
+from messaging.errors import NotFound, Unprocessable
+from messaging.models import ConversationParticipant, ConversationStats, Message, ReadCursor
+from messaging.pagination import position_literal
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    unread_count: int
+    last_read_at: dt.datetime | None
+    moved: bool
+
+
+def start_cursor(session: Session, conversation_id: str, user_id: str, read_count: int = 0) -> None:
+    """The cursor of someone who just joined: nothing before ``read_count`` counts as unread."""
+    session.add(ReadCursor(conversation_id=conversation_id, user_id=user_id, read_count=read_count))
+
+
+def advance_cursor(
+    session: Session,
+    conversation_id: str,
+    user_id: str,
+    up_to_message_id: str | None = None,
+    *,
+    newest: tuple[str, dt.datetime, int] | None = None,
+) -> ReadResult:
+    """Move ``user_id``'s cursor forward to ``up_to_message_id`` (or the newest message); never back.
+
+    ``newest`` — (id, created_at, message_count) of a message the caller just posted — saves
+    looking up what the caller already knows.
+    """
+    cursor: Any  # the read_cursors row (None for someone without one)
+    if newest is not None:
+        cursor = session.execute(
+            select(
+                ReadCursor.read_count, ReadCursor.last_read_message_id, ReadCursor.last_read_message_created_at,
+                ReadCursor.last_read_at,
+            ).where(ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == user_id)
+        ).one_or_none()
+        target_id, target_at, message_count = newest
+        read_count = message_count
+    else:
+        # The cursor, the counters and the newest message's time in one lookup; no cursor row
+        # means the caller is not a participant (the cursor goes with the participation).
+        last = aliased(Message)
+        found = session.execute(
+            select(
+                ReadCursor.read_count, ReadCursor.last_read_message_id, ReadCursor.last_read_message_created_at,
+                ReadCursor.last_read_at, ConversationStats.message_count, ConversationStats.last_message_id,
+                last.created_at.label("last_created_at"),
+            )
+            .join(ConversationStats, ConversationStats.conversation_id == ReadCursor.conversation_id)
+            .outerjoin(last, last.id == ConversationStats.last_message_id)
+            .where(ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == user_id)
+        ).one_or_none()
+        if found is None:
+            raise NotFound("No such conversation.")
+        cursor = stats = found
+        message_count = stats.message_count
+        target_id = up_to_message_id or stats.last_message_id
+        if target_id is None:  # no messages yet
+            return ReadResult(0, cursor.last_read_at, False)
+        if target_id == stats.last_message_id:
+            found_at = stats.last_created_at
+        else:
+            found_at = session.execute(
+                select(Message.created_at).where(
+                    Message.id == target_id, Message.conversation_id == conversation_id
+                )
+            ).scalar()
+        if found_at is None:
+            raise Unprocessable(
+                "upTo is not a message of this conversation.",
+                errors=[{"field": "upTo", "message": "unknown message in this conversation"}],
+            )
+        target_at = found_at
+        read_count = message_count
+        if target_id != stats.last_message_id:
+            read_count -= session.execute(
+                select(func.count())
+                .select_from(Message)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    tuple_(Message.created_at, Message.id) > position_literal(target_at, target_id),
+                )
+            ).scalar_one()
+    old_count = cursor.read_count if cursor else 0
+    old_position = (
+        (cursor.last_read_message_created_at, cursor.last_read_message_id)
+        if cursor is not None and cursor.last_read_message_id is not None
+        else None
+    )
+    if cursor is None or (old_position is not None and _at_or_after(old_position, (target_at, target_id))):
+        return ReadResult(max(0, message_count - old_count), cursor.last_read_at if cursor else None, False)
+    now = utcnow()
+    new_count = max(old_count, read_count)
+    moved = session.execute(
+        update(ReadCursor)
+        .where(
+            ReadCursor.conversation_id == conversation_id,
+            ReadCursor.user_id == user_id,
+            # a concurrent move further ahead wins: the cursor never goes back
+            or_(
+                ReadCursor.last_read_message_created_at.is_(None),
+                tuple_(ReadCursor.last_read_message_created_at, ReadCursor.last_read_message_id)
+                < position_literal(target_at, target_id),
+            ),
+        )
+        .values(
+            last_read_message_id=target_id,
+            last_read_message_created_at=target_at,
+            read_count=new_count,
+            last_read_at=now,
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    if not moved:
+        return ReadResult(max(0, message_count - old_count), cursor.last_read_at, False)
+    mark_read_by_everyone(session, conversation_id, target_at, target_id, after=old_position)
+    return ReadResult(max(0, message_count - new_count), now, True)
+
+
+def _at_or_after(a: tuple[dt.datetime, str], b: tuple[dt.datetime, str]) -> bool:
+    a_at, b_at = _utc(a[0]), _utc(b[0])
+    return (a_at, a[1]) >= (b_at, b[1])
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def mark_read_by_everyone(
+    session: Session,
+    conversation_id: str,
+    upto_at: dt.datetime,
+    upto_id: str,
+    *,
+    after: tuple[dt.datetime, str] | None = None,
+) -> int:
+    """Set the seed's ``read`` on messages up to a position that every other participant has read.
+
+    Only messages in (``after``, upto] can change — the range the reader's cursor just crossed —
+    and only those still unread are visited (partial index), so the cost follows that range.
+    """
+    rc = ReadCursor
+    p = ConversationParticipant
+    someone_behind = (
+        select(p.user_id)
+        .outerjoin(rc, and_(rc.conversation_id == p.conversation_id, rc.user_id == p.user_id))
+        .where(
+            p.conversation_id == Message.conversation_id,
+            p.user_id != func.coalesce(Message.user_id, ""),
+            or_(
+                rc.last_read_message_created_at.is_(None),
+                tuple_(rc.last_read_message_created_at, rc.last_read_message_id)
+                < tuple_(Message.created_at, Message.id),
+            ),
+        )
+        .correlate(Message)
+    )
+    result = session.execute(
+        update(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            ~Message.read,
+            tuple_(Message.created_at, Message.id) <= position_literal(upto_at, upto_id),
+            *([tuple_(Message.created_at, Message.id) > position_literal(*after)] if after is not None else []),
+            ~exists(someone_behind),
+        )
+        .values(read=True)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,137 @@
+"""The JSON shapes of SPEC §4 (Message, Conversation), built from plain rows in bulk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, and_, select
+from sqlalchemy.orm import Session
+
+from concierge.models import ConciergeMessageOrigin, ConciergeThread
+from messaging.models import Conversation, ConversationParticipant, ConversationStats, Message, ReadCursor, User
+
+MESSAGE_COLUMNS = (
+    Message.id,
+    Message.conversation_id,
+    Message.user_id,
+    Message.message,
+    Message.read,
+    Message.is_edit,
+    Message.created_at,
+    (ConciergeMessageOrigin.message_id.is_not(None)).label("from_concierge"),
+)
+
+
+def select_messages() -> Select[Any]:
+    """Message rows with what tells a concierge message from a deleted user's (its origin row)."""
+    return select(*MESSAGE_COLUMNS).outerjoin(
+        ConciergeMessageOrigin, ConciergeMessageOrigin.message_id == Message.id
+    )
+
+
+def sender_type(user_id: str | None, from_concierge: bool) -> str:
+    if user_id is not None:
+        return "user"
+    return "concierge" if from_concierge else "deleted"
+
+
+def message_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "conversationId": row.conversation_id,
+        "userId": row.user_id,
+        "senderType": sender_type(row.user_id, bool(row.from_concierge)),
+        "message": row.message,
+        "read": bool(row.read),
+        "isEdit": bool(row.is_edit),
+        "createdAt": row.created_at,
+    }
+
+
+def load_message(session: Session, message_id: str) -> dict[str, Any] | None:
+    row = session.execute(select_messages().where(Message.id == message_id)).first()
+    return message_json(row) if row else None
+
+
+def conversations_json(session: Session, viewer_id: str, conversation_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Conversation resources for ``conversation_ids`` (in that order), seen by ``viewer_id``.
+
+    Two statements whatever the number of conversations: one for the conversations with their
+    last message, counters and the viewer's cursor; one for every participant of all of them.
+    """
+    if not conversation_ids:
+        return []
+    last = Message.__table__.alias("last_message")
+    origin = ConciergeMessageOrigin.__table__.alias("last_origin")
+    rows = session.execute(
+        select(
+            Conversation.id,
+            Conversation.name,
+            Conversation.offer_id,
+            Conversation.created_at,
+            ConversationStats.message_count,
+            ReadCursor.read_count,
+            ConciergeThread.conversation_id.is_not(None).label("is_concierge"),
+            last.c.id.label("m_id"),
+            last.c.user_id.label("m_user_id"),
+            last.c.message.label("m_message"),
+            last.c.read.label("m_read"),
+            last.c.is_edit.label("m_is_edit"),
+            last.c.created_at.label("m_created_at"),
+            origin.c.message_id.is_not(None).label("m_from_concierge"),
+        )
+        .join(ConversationStats, ConversationStats.conversation_id == Conversation.id)
+        .outerjoin(
+            ReadCursor, and_(ReadCursor.conversation_id == Conversation.id, ReadCursor.user_id == viewer_id)
+        )
+        .outerjoin(ConciergeThread, ConciergeThread.conversation_id == Conversation.id)
+        .outerjoin(last, last.c.id == ConversationStats.last_message_id)
+        .outerjoin(origin, origin.c.message_id == last.c.id)
+        .where(Conversation.id.in_(conversation_ids))
+    ).all()
+    participants = participants_by_conversation(session, conversation_ids)
+    by_id = {}
+    for r in rows:
+        last_message = None
+        if r.m_id is not None:
+            last_message = {
+                "id": r.m_id,
+                "conversationId": r.id,
+                "userId": r.m_user_id,
+                "senderType": sender_type(r.m_user_id, bool(r.m_from_concierge)),
+                "message": r.m_message,
+                "read": bool(r.m_read),
+                "isEdit": bool(r.m_is_edit),
+                "createdAt": r.m_created_at,
+            }
+        by_id[r.id] = {
+            "id": r.id,
+            "name": r.name,
+            "offerId": r.offer_id,
+            "createdAt": r.created_at,
+            "isConcierge": bool(r.is_concierge),
+            "participants": participants.get(r.id, []),
+            "lastMessage": last_message,
+            "unreadCount": max(0, r.message_count - (r.read_count or 0)),
+        }
+    return [by_id[cid] for cid in conversation_ids if cid in by_id]
+
+
+def participants_by_conversation(
+    session: Session, conversation_ids: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
+    p = ConversationParticipant
+    rows = session.execute(
+        select(p.conversation_id, p.user_id, User.name, ReadCursor.last_read_at)
+        .join(User, User.id == p.user_id)
+        .outerjoin(ReadCursor, and_(ReadCursor.conversation_id == p.conversation_id, ReadCursor.user_id == p.user_id))
+        .where(p.conversation_id.in_(list(conversation_ids)))
+        .order_by(p.conversation_id, p.user_id)
+    ).all()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r.conversation_id, []).append(
+            {"userId": r.user_id, "name": r.name, "lastReadAt": r.last_read_at}
+        )
+    return out

@@ -1,0 +1,35 @@
+"""Pydantic models shared by the API: the one description of every payload, validated and documented."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class CachedSchemaModel(BaseModel):
+    """A model whose JSON schema is computed once per set of arguments.
+
+    flask-openapi3 asks a query or header model for its JSON schema on every request it validates;
+    building it costs far more than the validation itself, and it never changes at run time.
+    """
+
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        key = (cls, args, tuple(sorted(kwargs.items())))
+        cached = _SCHEMAS.get(key)
+        if cached is None:
+            cached = _SCHEMAS[key] = super().model_json_schema(*args, **kwargs)
+        # Callers building the OpenAPI document may change what they get: hand out a copy.
+        return copy.deepcopy(cached)
+
+
+_SCHEMAS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+class ApiModel(CachedSchemaModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)

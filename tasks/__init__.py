@@ -1,0 +1,1 @@
+"""Celery tasks: thin wrappers that load by id and call concierge/messaging services."""

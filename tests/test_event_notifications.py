@@ -1,0 +1,186 @@
+"""Every platform event type end to end (SPEC §5.1): intake over HTTP, processing by the task, and the
+right message to the right people with the facts formatted for people — or a readable failure."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from concierge.models import ConciergeMessageOrigin, OfferThread, OutboxEntry, PlatformEvent
+from messaging.db import get_session
+from tasks.concierge_tasks import process_event
+
+HOST = {"id": "host-1", "name": "Helena", "role": "host"}
+TRAVELER = {"id": "trav-1", "name": "Tomás", "role": "guest"}
+PROPERTY = {"id": 7, "hostId": "host-1", "name": "Casa Azul", "city": "Lisbon", "address": "Rua das Flores 12",
+            "timezone": "Europe/Lisbon", "checkInTime": "16:00", "checkOutTime": "11:00"}
+OFFER = {"id": 70, "propertyId": 7, "travelerId": "trav-1", "checkIn": "2026-12-20", "checkOut": "2026-12-23",
+         "totalPriceCents": 123456, "currency": "USD", "status": "Pending", "expiresAt": "2026-12-02T18:00:00Z"}
+REQUEST = {"id": 71, "propertyId": 7, "travelerId": "trav-1", "checkIn": "2026-12-20", "checkOut": "2026-12-23",
+           "numGuests": 3, "totalPriceCents": 9950, "currency": "EUR", "status": "Pending",
+           "createdAt": "2026-12-01T09:00:00Z"}
+TRIP = {"id": 72, "propertyId": 7, "travelerId": "trav-1", "checkIn": "2026-12-20", "checkOut": "2026-12-23",
+        "numGuests": 3, "status": "Booked"}
+
+# type → (record key, record, {recipient: facts its message must contain})
+DATES = "Sun 20 Dec – Wed 23 Dec (3 nights)"
+CASES: dict[str, tuple[str, dict[str, Any], dict[str, list[str]]]] = {
+    "offer.created": ("offer", OFFER, {"trav-1": ["Casa Azul in Lisbon", DATES, "$1,234.56",
+                                                  "Wed 2 Dec at 18:00 (Europe/Lisbon)"]}),
+    "offer.expiring": ("offer", OFFER, {"trav-1": ["expires in 1 day 8 hours", "$1,234.56"]}),
+    "offer.expired": ("offer", OFFER, {"trav-1": ["expired", "no longer available", DATES]}),
+    "offer.withdrawn": ("offer", OFFER, {"trav-1": ["withdrew", "no longer available"]}),
+    "offer.accepted": ("offer", OFFER, {"trav-1": ["accepted", "$1,234.56", "16:00"]}),
+    "request_to_book.created": ("requestToBook", REQUEST, {
+        "host-1": ["Tomás asked to book", DATES, "3 guests", "€99.50", "Wed 2 Dec at 09:00"],
+        "trav-1": ["was sent to the host", "Wed 2 Dec at 09:00"],
+    }),
+    "request_to_book.approved": ("requestToBook", REQUEST, {"trav-1": ["approved", DATES]}),
+    "request_to_book.denied": ("requestToBook", REQUEST, {"trav-1": ["declined", DATES]}),
+    "request_to_book.withdrawn": ("requestToBook", REQUEST, {"trav-1": ["withdrawn", DATES]}),
+    "request_to_book.expired": ("requestToBook", REQUEST, {"trav-1": ["expired", "24 hours"]}),
+    "trip.booked": ("trip", TRIP, {
+        "trav-1": ["booked", DATES, "3 guests", "Rua das Flores 12", "16:00", "11:00"],
+        "host-1": ["Tomás booked Casa Azul", DATES, "3 guests"],
+    }),
+    "trip.check_in_reminder": ("trip", TRIP, {"trav-1": ["tomorrow", "Sun 20 Dec", "16:00", "Rua das Flores 12"]}),
+    "trip.check_out_reminder": ("trip", TRIP, {"trav-1": ["check-out", "Wed 23 Dec", "11:00"]}),
+    "trip.cancelled": ("trip", TRIP, {"trav-1": ["cancelled", DATES], "host-1": ["Tomás's trip", "cancelled"]}),
+}
+
+
+def event(event_type: str, key: str, record: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": event_id or f"ev-{event_type}",
+        "type": event_type,
+        "occurredAt": "2026-12-01T09:30:00Z",
+        "data": {"host": HOST, "traveler": TRAVELER, "property": PROPERTY, key: copy.deepcopy(record)},
+    }
+
+
+def run(app: Any, event_id: str) -> str:
+    with app.app_context():
+        return str(process_event.run(event_id))
+
+
+@pytest.mark.parametrize("event_type", sorted(CASES))
+def test_each_event_type_tells_the_right_people_the_right_facts(
+    app: Any, client: Any, auth: Any, event_type: str
+) -> None:
+    key, record, expected = CASES[event_type]
+    service = auth("platform", "service")
+    body = event(event_type, key, record)
+    accepted = client.post("/v1/events", json=body, headers=service)
+    assert accepted.status_code == 202, accepted.json
+    assert accepted.json["status"] == "pending"
+    with app.app_context():  # the outbox entry was written with the event
+        entry = get_session().execute(select(OutboxEntry)).scalar_one()
+        assert entry.task_name == "concierge.process_event" and entry.args == [body["id"]]
+
+    assert run(app, body["id"]) == "processed"
+    assert run(app, body["id"]) == "nothing to do"  # a redelivery changes nothing
+    stored = client.get(f"/v1/events/{body['id']}", headers=service).json
+    assert stored["status"] == "processed" and stored["attempts"] == 1
+    assert len(stored["messages"]) == len(expected)
+
+    for recipient, facts in expected.items():
+        headers = auth(recipient, "host" if recipient.startswith("host") else "guest")
+        if key == "offer":
+            with app.app_context():
+                thread = get_session().get(OfferThread, OFFER["id"])
+                assert thread is not None
+                conversation_id = thread.conversation_id
+            conversation = client.get(f"/v1/conversations/{conversation_id}", headers=headers).json
+            assert conversation["offerId"] == str(OFFER["id"])
+        else:
+            conversation = client.get("/v1/concierge", headers=headers).json
+            conversation_id = conversation["id"]
+        messages = client.get(f"/v1/conversations/{conversation_id}/messages", headers=headers).json["items"]
+        mine = [m for m in messages if m["senderType"] == "concierge"]
+        assert len(mine) == 1, messages
+        assert mine[0]["userId"] is None
+        for fact in facts:
+            assert fact.lower() in mine[0]["message"].lower(), (fact, mine[0]["message"])
+
+
+def test_the_same_event_twice_is_one_event_and_another_body_is_a_conflict(app: Any, client: Any, auth: Any) -> None:
+    service = auth("platform", "service")
+    body = event("trip.booked", "trip", TRIP, "ev-dup")
+    assert client.post("/v1/events", json=body, headers=service).status_code == 202
+    reordered = {k: body[k] for k in reversed(list(body))}
+    again = client.post("/v1/events", json=reordered, headers=service)
+    assert again.status_code == 200 and again.json["id"] == "ev-dup"
+    changed = copy.deepcopy(body)
+    changed["data"]["trip"]["numGuests"] = 5
+    conflict = client.post("/v1/events", json=changed, headers=service)
+    assert conflict.status_code == 409 and conflict.content_type == "application/problem+json"
+    with app.app_context():
+        session = get_session()
+        assert session.execute(select(func.count()).select_from(PlatformEvent)).scalar() == 1
+        assert session.execute(select(func.count()).select_from(OutboxEntry)).scalar() == 1
+
+
+def test_unknown_types_and_missing_records_are_refused(client: Any, auth: Any) -> None:
+    service = auth("platform", "service")
+    unknown = client.post("/v1/events", json=event("trip.teleported", "trip", TRIP), headers=service)
+    assert unknown.status_code == 422 and "trip.booked" in unknown.json["detail"]
+    no_subject = event("trip.booked", "trip", TRIP)
+    del no_subject["data"]["trip"]
+    missing = client.post("/v1/events", json=no_subject, headers=service)
+    assert missing.status_code == 422 and missing.json["errors"][0]["field"] == "data.trip"
+    stranger = event("trip.booked", "trip", TRIP)
+    del stranger["data"]["host"]  # the property's host is neither known nor carried
+    refused = client.post("/v1/events", json=stranger, headers=service)
+    assert refused.status_code == 422 and "hostId" in refused.json["detail"]
+    naive = event("trip.booked", "trip", TRIP)
+    naive["occurredAt"] = "2026-12-01T09:30:00"
+    assert client.post("/v1/events", json=naive, headers=service).status_code == 422
+    as_guest = client.post("/v1/events", json=event("trip.booked", "trip", TRIP), headers=auth("g", "guest"))
+    assert as_guest.status_code == 403
+    assert client.get("/v1/events/nope", headers=service).status_code == 404
+
+
+def test_inconsistent_records_end_failed_with_a_readable_error_and_no_message(
+    app: Any, client: Any, auth: Any
+) -> None:
+    service = auth("platform", "service")
+    backwards = event("trip.booked", "trip", {**TRIP, "checkIn": "2026-12-23", "checkOut": "2026-12-20"}, "ev-back")
+    assert client.post("/v1/events", json=backwards, headers=service).status_code == 202
+    assert run(app, "ev-back") == "failed"
+    stored = client.get("/v1/events/ev-back", headers=service).json
+    assert stored["status"] == "failed" and "checkOut" in stored["lastError"] and stored["messages"] == []
+    elsewhere = event("trip.booked", "trip", {**TRIP, "id": 73}, "ev-else")
+    elsewhere["data"]["property"] = {**PROPERTY, "id": 8}
+    assert client.post("/v1/events", json=elsewhere, headers=service).status_code == 202
+    assert run(app, "ev-else") == "failed"
+    assert "property" in client.get("/v1/events/ev-else", headers=service).json["lastError"]
+    with app.app_context():
+        assert get_session().execute(select(func.count()).select_from(ConciergeMessageOrigin)).scalar() == 0
+
+
+def test_events_that_no_longer_apply_are_skipped(app: Any, client: Any, auth: Any) -> None:
+    service = auth("platform", "service")
+    cancelled = event("trip.check_in_reminder", "trip", {**TRIP, "status": "Cancelled"}, "ev-cancelled")
+    accepted = event("offer.expiring", "offer", {**OFFER, "status": "Accepted"}, "ev-accepted")
+    for body in (cancelled, accepted):
+        assert client.post("/v1/events", json=body, headers=service).status_code == 202
+        assert run(app, body["id"]) == "skipped"
+        assert client.get(f"/v1/events/{body['id']}", headers=service).json["messages"] == []
+
+
+def test_a_failed_event_can_be_retried(app: Any, client: Any, auth: Any) -> None:
+    from concierge.processing import retry_failed_event
+    from messaging.db import session_scope
+
+    service = auth("platform", "service")
+    backwards = event("trip.booked", "trip", {**TRIP, "checkIn": "2026-12-23", "checkOut": "2026-12-20"}, "ev-r")
+    client.post("/v1/events", json=backwards, headers=service)
+    assert run(app, "ev-r") == "failed"
+    with app.app_context(), session_scope() as s:
+        retried = retry_failed_event(s, "ev-r")
+        assert retried is not None and retried.status == "pending"
+    assert run(app, "ev-r") == "failed"
+    assert client.get("/v1/events/ev-r", headers=service).json["attempts"] == 2

@@ -1,0 +1,341 @@
+"""The inbox (GET /v1/conversations): order, keyset pagination, per-item content, and its cost —
+a fixed number of SQL statements per page whatever the number of conversations or messages, and
+(on PostgreSQL) plans that use indexes rather than scanning the big tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from messaging import conversations as svc
+from messaging.db import get_engine, get_session
+from messaging.models import User
+from tests.conftest import sql_count
+from tests.test_conversations import assert_problem, conversation, group, join, posted
+
+
+def inbox(client, headers, limit: int = 100, before: str | None = None) -> dict:
+    url = f"/v1/conversations?limit={limit}" + (f"&before={before}" if before else "")
+    r = client.get(url, headers=headers)
+    assert r.status_code == 200, r.json
+    return r.json
+
+
+def whole_inbox(client, headers, limit: int) -> list[list[dict]]:
+    pages, cursor = [], None
+    while True:
+        page = inbox(client, headers, limit, cursor)
+        pages.append(page["items"])
+        cursor = page["nextCursor"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 100, "pagination does not end"
+
+
+def ids(items: list[dict]) -> list[str]:
+    return [c["id"] for c in items]
+
+
+# --- order and content ----------------------------------------------------------------------------
+
+
+def test_latest_activity_first(client, auth):
+    join(client, auth, "ana", "bob", "cy")
+    c1 = group(client, auth, "ana", ["bob"], name="one")
+    c2 = group(client, auth, "bob", ["ana"], name="two")
+    c3 = group(client, auth, "ana", ["cy"], name="three")
+    # No messages anywhere: by creation, newest first.
+    assert ids(inbox(client, auth("ana"))["items"]) == [c3, c2, c1]
+    # A message moves its conversation to the top.
+    posted(client, auth, "bob", c1, "hello from one")
+    assert ids(inbox(client, auth("ana"))["items"]) == [c1, c3, c2]
+    # A new conversation (no messages) is newer than that message.
+    c4 = group(client, auth, "cy", ["ana"], name="four")
+    assert ids(inbox(client, auth("ana"))["items"]) == [c4, c1, c3, c2]
+    posted(client, auth, "ana", c2, "up you go")
+    assert ids(inbox(client, auth("ana"))["items"]) == [c2, c4, c1, c3]
+    # Each participant's inbox holds their conversations only, in the same order.
+    assert ids(inbox(client, auth("bob"))["items"]) == [c2, c1]
+    assert ids(inbox(client, auth("cy"))["items"]) == [c4, c3]
+    # Reading does not reorder; editing does not either.
+    client.post(f"/v1/conversations/{c3}/read", headers=auth("ana"), json={})
+    assert ids(inbox(client, auth("ana"))["items"]) == [c2, c4, c1, c3]
+
+
+def test_items_carry_last_message_and_unread_count(client, auth):
+    join(client, auth, "ana", "bob", "cy")
+    quiet = group(client, auth, "ana", ["bob"], name="quiet")
+    busy = group(client, auth, "bob", ["ana", "cy"], name="busy")
+    for i in range(3):
+        posted(client, auth, "bob", busy, f"bob {i}")
+    last = posted(client, auth, "cy", busy, "cy last")
+    mine = group(client, auth, "ana", ["cy"], name="mine")
+    own = posted(client, auth, "ana", mine, "I wrote this")
+
+    items = {c["id"]: c for c in inbox(client, auth("ana"))["items"]}
+    assert items[quiet]["lastMessage"] is None and items[quiet]["unreadCount"] == 0
+    assert items[busy]["unreadCount"] == 4
+    assert items[busy]["lastMessage"] == last
+    assert items[busy]["lastMessage"]["senderType"] == "user"
+    assert items[mine]["unreadCount"] == 0
+    assert items[mine]["lastMessage"] == own
+    # The inbox item is the same resource as GET /v1/conversations/{id}.
+    for cid, item in items.items():
+        assert item == conversation(client, auth, "ana", cid)
+    assert {p["userId"] for p in items[busy]["participants"]} == {"ana", "bob", "cy"}
+
+    # Others see their own counts.
+    bob = {c["id"]: c for c in inbox(client, auth("bob"))["items"]}
+    assert bob[busy]["unreadCount"] == 1  # cy's message, after bob's own
+    cy = {c["id"]: c for c in inbox(client, auth("cy"))["items"]}
+    assert cy[mine]["unreadCount"] == 1 and cy[busy]["unreadCount"] == 0
+
+    client.post(f"/v1/conversations/{busy}/read", headers=auth("ana"), json={})
+    assert {c["id"]: c for c in inbox(client, auth("ana"))["items"]}[busy]["unreadCount"] == 0
+    # An edit shows in lastMessage.
+    r = client.patch(f"/v1/messages/{last['id']}", headers=auth("cy"), json={"message": "cy edited"})
+    assert r.status_code == 200, r.json
+    item = {c["id"]: c for c in inbox(client, auth("ana"))["items"]}[busy]
+    assert (item["lastMessage"]["message"], item["lastMessage"]["isEdit"]) == ("cy edited", True)
+
+
+def test_keyset_pagination_covers_every_conversation_once(client, auth):
+    join(client, auth, "ana", "bob")
+    created = [group(client, auth, "ana", ["bob"], name=f"c{i}") for i in range(23)]
+    # Some activity so that the order is not just creation order.
+    for i in (3, 17, 0, 9):
+        posted(client, auth, "bob", created[i], f"bump {i}")
+    everything = ids(inbox(client, auth("ana"))["items"])
+    assert sorted(everything) == sorted(created)
+    assert everything[:4] == [created[9], created[0], created[17], created[3]]
+
+    pages = whole_inbox(client, auth("ana"), limit=5)
+    assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
+    flat = [c["id"] for p in pages for c in p]
+    assert flat == everything  # each exactly once, in order
+    pages = whole_inbox(client, auth("ana"), limit=23)
+    assert [len(p) for p in pages] == [23]
+    assert inbox(client, auth("ana"), limit=22)["nextCursor"] is not None
+
+
+def test_paging_while_a_conversation_moves_to_the_top(client, auth):
+    """A conversation that gets a message between two pages is not shown twice further down."""
+    join(client, auth, "ana", "bob")
+    created = [group(client, auth, "ana", ["bob"], name=f"c{i}") for i in range(10)]
+    first = inbox(client, auth("ana"), limit=4)
+    assert ids(first["items"]) == created[::-1][:4]
+    posted(client, auth, "bob", created[0], "the oldest wakes up")  # it was on a later page
+    rest = whole_inbox(client, auth("ana"), limit=4)  # from the top again: it is first now
+    assert ids(rest[0])[0] == created[0]
+    after = inbox(client, auth("ana"), limit=100, before=first["nextCursor"])
+    assert ids(after["items"]) == created[::-1][4:9]  # the moved one is no longer behind the cursor
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "before=garbage", "before=", "colour=1"])
+def test_bad_inbox_queries_are_422(client, auth, query):
+    join(client, auth, "ana", "bob")
+    group(client, auth, "ana", ["bob"])
+    r = client.get(f"/v1/conversations?{query}", headers=auth("ana"))
+    if query == "before=":  # an empty cursor is no cursor
+        assert r.status_code == 200, r.json
+        return
+    assert_problem(r, 422)
+
+
+def test_inbox_needs_a_user_token(client, auth):
+    assert_problem(client.get("/v1/conversations"), 401)
+    assert_problem(client.get("/v1/conversations", headers=auth("platform", "service")), 403)
+
+
+# --- cost: statements per request -----------------------------------------------------------------
+
+
+def _seed_inbox(app, owner: str, count: int, peers: list[str]) -> list[str]:
+    """``count`` conversations of ``owner`` with varied content, through the service functions."""
+    created = []
+    with app.app_context():
+        session = get_session()
+        for name in [owner, *peers]:
+            if session.get(User, name) is None:
+                session.add(User(id=name, name=name.capitalize(), role="guest"))
+        session.flush()
+        for i in range(count):
+            peer = peers[i % len(peers)]
+            others = [peer] if i % 3 else [peer, peers[(i + 1) % len(peers)]]
+            cid, _ = svc.create_conversation(session, owner, others, name=f"{owner} {i}")
+            created.append(cid)
+            if i % 4 == 0:
+                continue  # no messages
+            svc.post_message(session, cid, peer, f"hello {i}")
+            if i % 4 == 2:
+                svc.post_message(session, cid, owner, f"answer {i}")
+            if i % 4 == 3:
+                svc.post_message(session, cid, None, f"concierge {i}", origin={"kind": "system"})
+        session.commit()
+    return created
+
+
+def _statements_during(app, call, url: str, **kwargs: Any) -> tuple[Any, list[str]]:
+    """``call(url, **kwargs)`` (a test client method) and the SQL statements it executed."""
+    with sql_count(app)() as statements:
+        response = call(url, **kwargs)
+    return response, list(statements)
+
+
+def test_inbox_costs_the_same_statements_for_5_and_200_conversations(client, app, auth):
+    peers = [f"peer{i}" for i in range(7)]
+    _seed_inbox(app, "small", 5, peers)
+    _seed_inbox(app, "big", 200, peers)
+    small_h, big_h = auth("small"), auth("big")
+    for h in (small_h, big_h):  # the user row exists already; warm up anything lazy
+        assert client.get("/v1/conversations?limit=50", headers=h).status_code == 200
+
+    small, small_sql = _statements_during(app, client.get, "/v1/conversations?limit=50", headers=small_h)
+    big, big_sql = _statements_during(app, client.get, "/v1/conversations?limit=50", headers=big_h)
+    assert small.status_code == big.status_code == 200
+    assert len(small.json["items"]) == 5 and small.json["nextCursor"] is None
+    assert len(big.json["items"]) == 50 and big.json["nextCursor"] is not None
+    assert sum(1 for c in big.json["items"] if c["lastMessage"] is not None) >= 30
+    assert len(small_sql) == len(big_sql), (small_sql, big_sql)
+    assert len(big_sql) < 10, big_sql
+
+    # Every later page costs the same, down to the last (partial) one.
+    cursor, pages = big.json["nextCursor"], 1
+    while cursor:
+        page, sql = _statements_during(app, client.get, f"/v1/conversations?limit=50&before={cursor}", headers=big_h)
+        assert page.status_code == 200, page.json
+        assert len(sql) == len(big_sql), sql
+        cursor, pages = page.json["nextCursor"], pages + 1
+    assert pages == 4
+
+
+def test_history_and_conversation_cost_does_not_grow_with_messages(client, app, auth):
+    join(client, auth, "ana", "bob")
+    few = group(client, auth, "ana", ["bob"], name="few")
+    many = group(client, auth, "ana", ["bob"], name="many")
+    with app.app_context():
+        session = get_session()
+        for i in range(10):
+            svc.post_message(session, few, "bob" if i % 2 else "ana", f"few {i}")
+        for i in range(300):
+            svc.post_message(session, many, "bob" if i % 2 else "ana", f"many {i}")
+        session.commit()
+    h = auth("ana")
+    client.get("/v1/me", headers=h)
+
+    counts = {}
+    for cid in (few, many):
+        history, history_sql = _statements_during(
+            app, client.get, f"/v1/conversations/{cid}/messages?limit=50", headers=h
+        )
+        one, one_sql = _statements_during(app, client.get, f"/v1/conversations/{cid}", headers=h)
+        read, read_sql = _statements_during(app, client.post, f"/v1/conversations/{cid}/read", headers=h, json={})
+        assert history.status_code == one.status_code == read.status_code == 200
+        counts[cid] = (len(history_sql), len(one_sql), len(read_sql))
+    assert counts[few] == counts[many], counts
+    assert len(client.get(f"/v1/conversations/{many}/messages?limit=50", headers=h).json["items"]) == 50
+    assert conversation(client, auth, "ana", many)["unreadCount"] == 0
+
+
+# --- PostgreSQL: the plans are index-backed ---------------------------------------------------------
+
+
+@contextmanager
+def capture_sql(app) -> Iterator[list[tuple[str, Any]]]:
+    """Like tests.conftest.sql_count, keeping each statement's parameters."""
+    captured: list[tuple[str, Any]] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
+        if not executemany:
+            captured.append((statement, parameters))
+
+    with app.app_context():
+        engine = get_engine()
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield captured
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+BULK_SQL = [
+    # 500 other users
+    "INSERT INTO users (id, name, role) SELECT 'other' || n, 'Other ' || n, 'guest' FROM generate_series(0, 499) n",
+    # :count conversations, each of two or three of them, with five messages (three read by all)
+    "INSERT INTO conversations (id, name, created_at) SELECT 'bulk' || lpad(n::text, 17, '0'), 'bulk ' || n, "
+    " now() - make_interval(mins => n) FROM generate_series(0, :count - 1) n",
+    "INSERT INTO conversation_participants (conversation_id, user_id) "
+    " SELECT 'bulk' || lpad(n::text, 17, '0'), 'other' || ((n + k * 7) % 500) "
+    " FROM generate_series(0, :count - 1) n, generate_series(0, 2) k WHERE k < 2 + n % 2",
+    "INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at) "
+    " SELECT 'm' || lpad(n::text, 10, '0') || lpad(k::text, 10, '0'), 'bulk' || lpad(n::text, 17, '0'), "
+    " 'other' || (n % 500), 'bulk message ' || k, k < 3, false, "
+    " now() - make_interval(mins => n) + make_interval(secs => k) "
+    " FROM generate_series(0, :count - 1) n, generate_series(0, 4) k",
+    "INSERT INTO conversation_stats (conversation_id, message_count, last_message_id, last_activity_at) "
+    " SELECT 'bulk' || lpad(n::text, 17, '0'), 5, 'm' || lpad(n::text, 10, '0') || lpad('4', 10, '0'), "
+    " now() - make_interval(mins => n) + make_interval(secs => 4) FROM generate_series(0, :count - 1) n",
+    "INSERT INTO read_cursors (conversation_id, user_id, read_count) "
+    " SELECT conversation_id, user_id, 3 FROM conversation_participants WHERE conversation_id LIKE 'bulk%'",
+]
+
+
+def _bulk_other_conversations(app, count: int) -> None:
+    """``count`` conversations of other users, in bulk (PostgreSQL), then ANALYZE."""
+    with app.app_context():
+        with get_engine().begin() as conn:
+            for statement in BULK_SQL:
+                conn.execute(text(statement), {"count": count} if ":count" in statement else {})
+        with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))
+
+
+BIG_TABLES = ("messages", "conversation_participants", "conversation_stats", "read_cursors")
+
+
+def _plan(app, statement: str, parameters: Any) -> str:
+    with app.app_context():
+        with get_engine().connect() as conn:
+            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
+    return "\n".join(r[0] for r in rows)
+
+
+def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
+    """EXPLAIN the inbox's own statements (captured with their parameters) over enough data that
+    the planner has a real choice: 20,000 conversations of other users (with 2,000 the tables fit
+    in a few dozen pages and a sequential scan is the planner's cheapest, and correct, choice)."""
+    _bulk_other_conversations(pg_app, 20_000)
+    peers = [f"peer{i}" for i in range(7)]
+    _seed_inbox(pg_app, "big", 200, peers)
+    with pg_app.app_context():
+        with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))
+            assert conn.execute(text("SELECT count(*) FROM messages")).scalar() > 100_000
+            assert conn.execute(text("SELECT count(*) FROM conversation_participants")).scalar() > 50_000
+    h = auth("big")
+    assert pg_client.get("/v1/me", headers=h).status_code == 200
+
+    with capture_sql(pg_app) as first_page:
+        r = pg_client.get("/v1/conversations?limit=50", headers=h)
+    assert r.status_code == 200 and len(r.json["items"]) == 50
+    with capture_sql(pg_app) as second_page:
+        r = pg_client.get(f"/v1/conversations?limit=50&before={r.json['nextCursor']}", headers=h)
+    assert r.status_code == 200 and len(r.json["items"]) == 50
+
+    # The main statement (the page of conversation ids) starts from the caller's participations.
+    main = [(s, p) for s, p in first_page + second_page if "ORDER BY (SELECT conversation_stats.last_activity_at" in s]
+    assert len(main) == 2, first_page
+    for statement, parameters in main:
+        plan = _plan(pg_app, statement, parameters)
+        assert "ix_conversation_participants_user_id" in plan, f"{statement}\n{parameters}\n{plan}"
+    selects = [(s, p) for s, p in first_page + second_page if s.lstrip().upper().startswith("SELECT")]
+    for statement, parameters in selects:
+        plan = _plan(pg_app, statement, parameters)
+        for table in BIG_TABLES:
+            assert not re.search(rf"Seq Scan on {table}\b", plan), f"{statement}\n{parameters}\n{plan}"
