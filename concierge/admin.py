@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, false, func, literal, select, tuple_, union_all
+from sqlalchemy import case, exists, false, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from concierge.chat import hand_back_to_bot, hand_over_to_human
@@ -37,40 +37,42 @@ class TranscriptFilters:
     q: str | None = None
 
 
-def _threads() -> Any:
-    """Every conversation the concierge writes in: concierge chats and offer conversations."""
-    return union_all(
-        select(
-            ConciergeThread.conversation_id.label("conversation_id"),
-            literal("concierge").label("kind"),
-            ConciergeThread.needs_human.label("needs_human"),
-        ),
-        select(OfferThread.conversation_id, literal("offer"), false()),
-    ).subquery("threads")
-
-
 def list_transcripts(
     session: Session, filters: TranscriptFilters, limit: int, before: Position | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    t = _threads()
-    s = ConversationStats
+    """Concierge conversations and offer conversations, latest activity first.
+
+    Driven by ``conversation_stats`` in ``last_activity_at`` order (its index), keeping the rows that are a
+    concierge thread or an offer thread, so a page reads about ``limit`` rows whatever the table's size; the
+    ``needsHuman=true`` filter starts from the partial index of taken-over threads instead, and the text
+    search from the trigram index on messages (PostgreSQL).
+    """
+    s, ct = ConversationStats, ConciergeThread
+    is_offer_thread = exists().where(OfferThread.conversation_id == s.conversation_id)
     query = (
-        select(t.c.conversation_id, t.c.kind, t.c.needs_human, s.last_activity_at, s.message_count)
-        .join(s, s.conversation_id == t.c.conversation_id)
-        .order_by(s.last_activity_at.desc(), t.c.conversation_id.desc())
+        select(
+            s.conversation_id,
+            case((ct.conversation_id.is_(None), literal("offer")), else_=literal("concierge")).label("kind"),
+            func.coalesce(ct.needs_human, false()).label("needs_human"),
+            s.last_activity_at,
+            s.message_count,
+        )
+        .outerjoin(ct, ct.conversation_id == s.conversation_id)
+        .where(or_(ct.conversation_id.is_not(None), is_offer_thread))
+        .order_by(s.last_activity_at.desc(), s.conversation_id.desc())
         .limit(limit + 1)
     )
     if filters.user_id:
         query = query.where(
             exists().where(
-                ConversationParticipant.conversation_id == t.c.conversation_id,
+                ConversationParticipant.conversation_id == s.conversation_id,
                 ConversationParticipant.user_id == filters.user_id,
             )
         )
     if filters.event_type:
         query = query.where(
             exists()
-            .where(Message.conversation_id == t.c.conversation_id)
+            .where(Message.conversation_id == s.conversation_id)
             .where(ConciergeMessageOrigin.message_id == Message.id)
             .where(PlatformEvent.id == ConciergeMessageOrigin.event_id)
             .where(PlatformEvent.type == filters.event_type)
@@ -79,15 +81,17 @@ def list_transcripts(
         query = query.where(s.last_activity_at >= filters.since)
     if filters.until:
         query = query.where(s.last_activity_at < filters.until)
-    if filters.needs_human is not None:
-        query = query.where(t.c.needs_human.is_(filters.needs_human))
+    if filters.needs_human:
+        query = query.where(ct.needs_human)
+    elif filters.needs_human is False:
+        query = query.where(or_(ct.needs_human.is_(False), ct.conversation_id.is_(None)))
     if filters.q:
         pattern = "%" + filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
-            exists().where(Message.conversation_id == t.c.conversation_id, Message.message.ilike(pattern, escape="\\"))
+            exists().where(Message.conversation_id == s.conversation_id, Message.message.ilike(pattern, escape="\\"))
         )
     if before is not None:
-        query = query.where(tuple_(s.last_activity_at, t.c.conversation_id) < position_literal(*before))
+        query = query.where(tuple_(s.last_activity_at, s.conversation_id) < position_literal(*before))
     rows = session.execute(query).all()
     more = len(rows) > limit
     rows = rows[:limit]

@@ -28,6 +28,11 @@ class ConciergeThread(Base):
     """Which conversation is a user's concierge chat, and whether a human has taken it over."""
 
     __tablename__ = "concierge_threads"
+    __table_args__ = (
+        # The admins' "needs a human" list: only taken-over threads are in it.
+        Index("ix_concierge_threads_needs_human", "conversation_id",
+              postgresql_where=text("needs_human"), sqlite_where=text("needs_human")),
+    )
 
     conversation_id: Mapped[str] = mapped_column(
         String(21), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True

@@ -26,6 +26,18 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: TIMESTAMP(timezone=True)}
 
 
+def dialect_filter(dialect_name: str) -> Any:
+    """Alembic's ``include_object`` for comparing the models with a database of ``dialect_name``: an index
+    declared for some dialects only (``info={"dialects": (...)}`` with a matching ``ddl_if``) is left out
+    of the comparison elsewhere."""
+
+    def include(obj: Any, _name: str | None, type_: str, _reflected: bool, _compare_to: Any) -> bool:
+        dialects = getattr(obj, "info", {}).get("dialects") if type_ == "index" else None
+        return not dialects or dialect_name in dialects
+
+    return include
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -9,7 +9,7 @@ from alembic import context
 import concierge.models  # noqa: F401  - registers the concierge tables on Base.metadata
 import messaging.models  # noqa: F401
 from messaging.config import load_settings
-from messaging.db import Base, make_engine
+from messaging.db import Base, dialect_filter, make_engine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -44,6 +44,7 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        include_object=dialect_filter(connection.dialect.name),
         # SQLite cannot ALTER most things in place: batch mode rebuilds the table.
         render_as_batch=connection.dialect.name == "sqlite",
     )

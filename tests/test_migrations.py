@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, text
 import concierge.models  # noqa: F401  - registers the concierge tables on Base.metadata
 import messaging.models  # noqa: F401
 from messaging.cli import alembic_config
-from messaging.db import Base, make_engine
+from messaging.db import Base, dialect_filter, make_engine
 from tests.conftest import recreate_pg_database
 
 SEED_TABLES = (
@@ -42,7 +42,9 @@ def _user_tables(engine: Engine) -> set[str]:
 
 def _drift(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": dialect_filter(conn.dialect.name)}
+        )
         return list(compare_metadata(context, Base.metadata))
 
 
