@@ -85,7 +85,7 @@ def _register_request_hooks(app: OpenAPI) -> None:
     def _parse_json_body() -> None:
         # Authenticated API blueprints parse after checking the token, so that an anonymous
         # caller learns nothing from the body's shape (401 comes before 400/422).
-        if request.blueprint not in AUTHENTICATED_BLUEPRINTS:
+        if request.blueprint not in AUTHENTICATED_BLUEPRINTS and request.blueprint != "admin_pages":
             parse_json_body()
 
     @app.after_request
@@ -105,6 +105,9 @@ def _register_blueprints(app: OpenAPI) -> None:
     from messaging import stream_api
 
     app.register_api(stream_api.bp)
+    from concierge.admin_pages import init_admin_pages
+
+    init_admin_pages(app)
 
     @app.get("/openapi.json", doc_ui=False)
     def openapi_document() -> Response:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import orjson
 from flask import Response, stream_with_context
 from pydantic import Field
+from sqlalchemy.orm import Session
 
 from concierge import admin
 from messaging.auth import current_principal
@@ -109,17 +110,18 @@ def get_transcript(path: TranscriptPath) -> Response:
 @bp.get("/admin/transcripts/<conversationId>/export", responses={200: None})
 def export_transcript(path: TranscriptPath, query: ExportQuery) -> Response:
     """A download of the transcript (JSON or CSV), streamed in batches."""
-    session = get_session()
-    batches = admin.transcript_batches(session, path.conversationId)
+    content_type, headers, body = export_body(get_session(), path.conversationId, query.format)
+    return Response(stream_with_context(body), content_type=content_type, headers=headers)
+
+
+def export_body(session: Session, conversation_id: str, fmt: str) -> tuple[str, dict[str, str], Iterator[Any]]:
+    """Content type, headers and the streamed body of a transcript export (the API's and the pages')."""
+    batches = admin.transcript_batches(session, conversation_id)
     first = next(batches, [])  # a missing transcript is a 404 before the download starts
-    name = f"transcript-{path.conversationId}.{query.format}"
-    body = _csv(first, batches) if query.format == "csv" else _json(first, batches)
-    content_type = "text/csv; charset=utf-8" if query.format == "csv" else "application/json"
-    return Response(
-        stream_with_context(body),
-        content_type=content_type,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="transcript-{conversation_id}.{fmt}"'}
+    if fmt == "csv":
+        return "text/csv; charset=utf-8", headers, _csv(first, batches)
+    return "application/json", headers, _json(first, batches)
 
 
 def _json(first: list[dict[str, Any]], rest: Iterator[list[dict[str, Any]]]) -> Iterator[bytes]:

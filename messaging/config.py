@@ -52,6 +52,9 @@ def load_settings() -> dict[str, Any]:
         "PORT": _int("PORT", 8000),
         "MAX_CONTENT_LENGTH": _int("MAX_BODY_BYTES", 64 * 1024),
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
+        # Signs the admin pages' session (CSRF tokens, messages); derived from JWT_SECRET when unset.
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
+        "ADMIN_COOKIE_SECURE": os.environ.get("ADMIN_COOKIE_SECURE") == "1",
         "PLATFORM_WEBHOOK_URL": os.environ.get("PLATFORM_WEBHOOK_URL") or None,
         "PLATFORM_WEBHOOK_SECRET": os.environ.get("PLATFORM_WEBHOOK_SECRET") or None,
         "CELERY": {
