@@ -184,3 +184,53 @@ def test_a_failed_event_can_be_retried(app: Any, client: Any, auth: Any) -> None
         assert retried is not None and retried.status == "pending"
     assert run(app, "ev-r") == "failed"
     assert client.get("/v1/events/ev-r", headers=service).json["attempts"] == 2
+
+
+def test_an_event_that_keeps_failing_transiently_ends_failed_then_retries_cleanly(
+    pg_app: Any, pg_client: Any, auth: Any
+) -> None:
+    """A real transient error on every try (the recipient's conversation row is locked by another session and
+    the database gives up waiting): the task retries up to its limit, then records ``failed`` with the
+    error; once the lock is gone an admin's retry delivers each message once."""
+    import psycopg
+    from sqlalchemy import text
+
+    from messaging.db import get_engine
+    from messaging.models import ConversationStats
+    from tasks.concierge_tasks import MAX_RETRIES
+    from tests.conftest import PG_TEST_DB, pg_database_url
+
+    service, tomas = auth("platform", "service"), auth("trav-1", "guest")
+    concierge = pg_client.get("/v1/concierge", headers=tomas).json["id"]  # the row the event will update
+    assert pg_client.post("/v1/events", json=event("trip.booked", "trip", TRIP, "ev-stuck"),
+                          headers=service).status_code == 202
+    plain_url = pg_database_url(PG_TEST_DB).replace("postgresql+psycopg://", "postgresql://", 1)
+    with pg_app.app_context():
+        engine = get_engine()
+        with engine.begin() as conn:
+            conn.execute(text(f'ALTER DATABASE "{PG_TEST_DB}" SET lock_timeout = \'150ms\''))
+        engine.dispose()  # new connections take the setting
+        try:
+            with psycopg.connect(plain_url) as locker:
+                locker.execute("SELECT 1 FROM conversation_stats WHERE conversation_id = %s FOR UPDATE",
+                               (concierge,))
+                assert process_event.apply(args=["ev-stuck"]).get() == "failed"  # eager: retries run inline
+                locker.rollback()
+        finally:
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER DATABASE "{PG_TEST_DB}" RESET lock_timeout'))
+            engine.dispose()
+        stored = get_session().get(PlatformEvent, "ev-stuck")
+        assert stored is not None and stored.status == "failed" and stored.attempts == MAX_RETRIES + 1
+        assert f"gave up after {MAX_RETRIES + 1} tries" in (stored.last_error or "")
+        assert "lock" in (stored.last_error or "")
+        assert get_session().get(ConversationStats, concierge).message_count == 0  # nothing half-written
+        get_session().close()
+
+    assert pg_client.post("/v1/admin/events/ev-stuck/retry", headers=auth("root", "admin")).status_code == 200
+    assert run(pg_app, "ev-stuck") == "processed"
+    assert run(pg_app, "ev-stuck") == "nothing to do"  # a redelivery changes nothing
+    body = pg_client.get("/v1/events/ev-stuck", headers=service).json
+    assert body["status"] == "processed" and len(body["messages"]) == 2  # the traveler's and the host's
+    mine = pg_client.get(f"/v1/conversations/{concierge}/messages", headers=tomas).json["items"]
+    assert [m["senderType"] for m in mine] == ["concierge"]
