@@ -20,9 +20,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from messaging.errors import NotFound, Unprocessable
-from messaging.models import Offer, Property, RequestToBook, Trip, User
+from messaging.auth import known_users
+from messaging.models import DeletedUser, Offer, Property, RequestToBook, Trip, User
 from messaging.schemas import ApiModel
-from messaging.upsert import upsert
+from messaging.upsert import insert_ignore, upsert
 
 INT32_MAX = 2**31 - 1  # the mirrored ids and counts are PostgreSQL integers
 INT64_MAX = 2**63 - 1
@@ -241,6 +242,7 @@ def _require(
 def upsert_user(session: Session, record: UserRecord) -> bool:
     """Create or replace a user; True when created. ``created_at`` of an existing user is kept."""
     values = record.model_dump(include={"id", "name", "email", "phone_number", "role"})
+    session.execute(delete(DeletedUser).where(DeletedUser.user_id == record.id))  # back from deletion
     return upsert(session, User, values, ["id"])
 
 
@@ -288,8 +290,11 @@ def _delete(session: Session, model: Any, ident: Any, what: str) -> None:
 
 def delete_user(session: Session, user_id: str) -> None:
     """Delete a user: their messages keep their text with ``user_id`` null, their participations,
-    property conversations (as traveler), property messages and hosted properties go."""
+    property conversations (as traveler), property messages and hosted properties go. Their tokens are
+    refused from now on (``deleted_users``)."""
     _delete(session, User, user_id, "user")
+    insert_ignore(session, DeletedUser, {"user_id": user_id})
+    known_users().discard(user_id)
 
 
 def delete_property(session: Session, property_id: int) -> None:

@@ -14,7 +14,7 @@ from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
 from messaging.errors import Forbidden, Unauthorized
-from messaging.models import User
+from messaging.models import DeletedUser, User
 
 ROLES = frozenset({"guest", "host", "admin", "service"})
 USER_ROLES = frozenset({"guest", "host", "admin"})
@@ -147,11 +147,18 @@ def known_users() -> KnownUsers:
 
 
 def ensure_user(session: Session, principal: Principal) -> None:
-    """Just-in-time user creation: a user seen for the first time is created from the token."""
+    """Just-in-time user creation: a user seen for the first time is created from the token — unless the
+    platform deleted that user, whose tokens are then refused (401) until the platform puts them back.
+
+    Each process remembers existing users for 60 s; deleting a user forgets them in the deleting process
+    at once, and in the others within that minute."""
     if principal.role not in USER_ROLES or principal.user_id in known_users():
         return
     if session.get(User, principal.user_id) is None:
         from messaging.upsert import insert_ignore  # local: avoids an import cycle with models
+
+        if session.get(DeletedUser, principal.user_id) is not None:
+            raise Unauthorized("This user has been deleted.")
 
         insert_ignore(
             session,

@@ -57,6 +57,16 @@ class User(Base):
     created_at: Mapped[dt.datetime] = _created_at()
 
 
+class DeletedUser(Base):
+    """A user the platform deleted: a still-valid token of theirs is refused instead of creating them
+    again just in time. Cleared when the platform puts the user back."""
+
+    __tablename__ = "deleted_users"
+
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    deleted_at: Mapped[dt.datetime] = _created_at()
+
+
 class Property(Base):
     __tablename__ = "properties"
 

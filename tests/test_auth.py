@@ -99,6 +99,25 @@ def test_a_valid_token_is_accepted_and_the_user_created_just_in_time(client: Any
     assert list(_users(app)) == ["u1"]
 
 
+def test_a_deleted_users_token_is_refused_until_the_platform_puts_them_back(client: Any, app: Any) -> None:
+    ana = _bearer(_hs256(_claims()))
+    service = _bearer(_hs256(_claims(sub="platform", role="service")))
+    assert client.get(ME, headers=ana).status_code == 200
+    assert client.delete("/v1/users/u1", headers=service).status_code == 204
+    for path in (ME, "/v1/conversations", "/v1/me/unread"):
+        refused = client.get(path, headers=ana)
+        assert refused.status_code == 401, path
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "deleted" in refused.json["detail"]
+    posted = client.post("/v1/conversations", json={"participantIds": ["u2"]}, headers=ana)
+    assert posted.status_code == 401
+    assert _users(app) == {}  # not created again just in time
+    # The platform puts the user back: their tokens work again.
+    user = {"name": "Ana", "email": "ana@example.com", "phoneNumber": None, "role": "guest"}
+    assert client.put("/v1/users/u1", json=user, headers=service).status_code in (200, 201)
+    assert client.get(ME, headers=ana).status_code == 200
+
+
 def test_a_token_expired_within_the_leeway_is_still_accepted(client: Any) -> None:
     r = client.get(ME, headers=_bearer(_hs256(_claims(exp=_now() - 10))))
     assert r.status_code == 200, r.json
