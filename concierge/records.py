@@ -19,8 +19,8 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from messaging.errors import NotFound, Unprocessable
 from messaging.auth import known_users
+from messaging.errors import NotFound, Unprocessable
 from messaging.models import DeletedUser, Offer, Property, RequestToBook, Trip, User
 from messaging.schemas import ApiModel
 from messaging.upsert import insert_ignore, upsert
