@@ -20,6 +20,7 @@ from messaging.health import bp as health_bp
 from messaging.health import init_metrics
 from messaging.http import AUTHENTICATED_BLUEPRINTS, parse_json_body
 from messaging.ids import new_id
+from messaging.limits import apply_limits, init_limits
 from messaging.live import install_live_updates
 from messaging.queue import celery_init_app
 
@@ -58,7 +59,9 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     register_error_handlers(app)
     _register_request_hooks(app)
     init_metrics(app)
+    init_limits(app)
     _register_blueprints(app)
+    apply_limits(app)
     _register_cli(app)
     return app
 

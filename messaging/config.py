@@ -55,6 +55,11 @@ def load_settings() -> dict[str, Any]:
         # Signs the admin pages' session (CSRF tokens, messages); derived from JWT_SECRET when unset.
         "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
         "ADMIN_COOKIE_SECURE": os.environ.get("ADMIN_COOKIE_SECURE") == "1",
+        # Abuse limits (messaging/limits.py): "N/period" items separated by ";", per user (per token for events).
+        "RATE_LIMITS_ENABLED": os.environ.get("RATE_LIMITS_ENABLED", "1") not in ("0", "false", "no", "off"),
+        "RATE_LIMIT_MESSAGES": os.environ.get("RATE_LIMIT_MESSAGES") or None,
+        "RATE_LIMIT_THREADS": os.environ.get("RATE_LIMIT_THREADS") or None,
+        "RATE_LIMIT_EVENTS": os.environ.get("RATE_LIMIT_EVENTS") or None,
         "PLATFORM_WEBHOOK_URL": os.environ.get("PLATFORM_WEBHOOK_URL") or None,
         "PLATFORM_WEBHOOK_SECRET": os.environ.get("PLATFORM_WEBHOOK_SECRET") or None,
         "CELERY": {
