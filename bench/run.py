@@ -1,0 +1,590 @@
+"""`make bench`: the service against the raw database doing the same work, in one run, on PostgreSQL and Redis.
+
+1. Recreates the database ``concierge_bench``, migrates it and loads the first stage of the data set
+   (``--stage-messages``, default 100 k messages, 50 per conversation, one user in 500 conversations).
+2. Starts the service the production way: gunicorn (``--web-workers`` processes, gthread) and a Celery worker,
+   both on PostgreSQL and Redis, with the abuse limits on (set high, so they are counted but never refuse).
+3. Measures history and inbox at that size with wrk (16 connections, warm-up then a measured window).
+4. Loads the rest (``--messages``, default 1 M across 20 k conversations and 10 k users) and measures, at full size:
+   send, history page, inbox page (the 500-conversation user), mark read and property-thread reply through the
+   API; a one-row INSERT and a "50 newest" SELECT straight to PostgreSQL with pgbench (16 clients, same window);
+   and platform event → concierge message committed at a steady rate through the real worker.
+5. Writes ``bench/results/latest.json`` and ``latest.md`` and prints the table.
+
+    make bench                                   # full size
+    .venv/bin/python bench/run.py --quick        # 25 k → 100 k messages, short windows (a smoke run)
+
+Needs ``wrk`` and ``pgbench`` (Debian: ``apt-get install wrk postgresql-contrib``) on PATH or in PostgreSQL's
+bin directory. ``--profile`` also records the web workers with py-spy during the send window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from messaging.auth import mint_token  # noqa: E402
+from messaging.cli import upgrade_database  # noqa: E402
+
+SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+DATABASE = "concierge_bench"
+RESULTS = ROOT / "bench" / "results"
+WRK_SCRIPT = ROOT / "bench" / "wrk" / "common.lua"
+PER_CONVERSATION = 50
+HEAVY = "bench-heavy"
+HEAVY_CONVERSATIONS = 500
+CONNECTIONS = 16
+
+
+def conversation_id(n: int) -> str:
+    return "c" + str(n).zfill(20)
+
+
+def user_id(n: int) -> str:
+    return f"u{n}"
+
+
+def bearer(sub: str, role: str = "guest") -> str:
+    config = {"JWT_SECRET": SECRET, "JWT_ISSUER": None, "JWT_AUDIENCE": None}
+    return mint_token(config, sub=sub, role=role, ttl=dt.timedelta(hours=6))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    package = "wrk" if name == "wrk" else "postgresql-contrib"
+    raise SystemExit(f"make bench needs `{name}` (Debian: apt-get install {package})")
+
+
+# --- the data set -------------------------------------------------------------------------------------------------
+
+
+class DataSet:
+    """Conversations of two users each (users 2k and 2k+1 of the stage), 50 messages each, all read; the heavy
+    user is a third participant in the first 500. Loaded with server-side INSERT … SELECT in chunks."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conversations = 0
+        self.users = 0
+
+    def load(self, conversations: int, users: int) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            if self.users == 0:  # every user from the start: a stage differs only in conversations and messages
+                conn.execute("INSERT INTO users (id, name, role) VALUES (%s, 'Heavy user', 'guest')", (HEAVY,))
+                conn.execute("INSERT INTO users (id, name, role) SELECT 'u' || n, 'User ' || n, 'guest' "
+                             "FROM generate_series(0, %s::int - 1) n", (users,))
+            chunk = 1000
+            total = (conversations - self.conversations) * PER_CONVERSATION
+            with tqdm(total=total, unit="msg", unit_scale=True, desc=f"loading to {conversations * PER_CONVERSATION:,}",
+                      leave=False) as bar:
+                for start in range(self.conversations, conversations, chunk):
+                    end = min(conversations, start + chunk)
+                    self._chunk(conn, start, end, users)
+                    bar.update((end - start) * PER_CONVERSATION)
+            conn.execute("ANALYZE")
+        self.conversations, self.users = conversations, users
+
+    @staticmethod
+    def _chunk(conn: psycopg.Connection[Any], start: int, end: int, users: int) -> None:
+        cid = "'c' || lpad(n::text, 20, '0')"
+        a, b = f"'u' || ((n * 2) %% {users})", f"'u' || ((n * 2 + 1) %% {users})"
+        mid = "'m' || lpad((n * 50 + k)::text, 20, '0')"
+        at = "timestamptz '2026-01-01' + make_interval(secs => n * 60 + k)"
+        params = {"s": start, "e": end}
+        with conn.transaction():
+            conn.execute(f"INSERT INTO conversations (id, name, created_at) SELECT {cid}, 'Group ' || n, "
+                         f"timestamptz '2026-01-01' + make_interval(secs => n * 60) "
+                         f"FROM generate_series(%(s)s::int, %(e)s::int - 1) n", params)
+            conn.execute(f"INSERT INTO conversation_participants (conversation_id, user_id) "
+                         f"SELECT {cid}, {a} FROM generate_series(%(s)s::int, %(e)s::int - 1) n UNION ALL "
+                         f"SELECT {cid}, {b} FROM generate_series(%(s)s::int, %(e)s::int - 1) n UNION ALL "
+                         f"SELECT {cid}, '{HEAVY}' FROM generate_series(%(s)s::int, least(%(e)s::int, "
+                         f"{HEAVY_CONVERSATIONS}) - 1) n", params)
+            conn.execute(f"INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at) "
+                         f"SELECT {mid}, {cid}, CASE WHEN k %% 2 = 0 THEN {a} ELSE {b} END, "
+                         f"'Message ' || k || ' of conversation ' || n || ': see you at the apartment at noon', "
+                         f"true, false, {at} "
+                         f"FROM generate_series(%(s)s::int, %(e)s::int - 1) n, generate_series(0, 49) k", params)
+            conn.execute(f"INSERT INTO conversation_stats (conversation_id, message_count, last_message_id, "
+                         f"last_activity_at) SELECT {cid}, 50, 'm' || lpad((n * 50 + 49)::text, 20, '0'), "
+                         f"timestamptz '2026-01-01' + make_interval(secs => n * 60 + 49) "
+                         f"FROM generate_series(%(s)s::int, %(e)s::int - 1) n", params)
+            conn.execute("INSERT INTO read_cursors (conversation_id, user_id, read_count, last_read_message_id, "
+                         "last_read_message_created_at, last_read_at) "
+                         "SELECT p.conversation_id, p.user_id, s.message_count, s.last_message_id, "
+                         "s.last_activity_at, s.last_activity_at FROM conversation_participants p "
+                         "JOIN conversation_stats s USING (conversation_id) "
+                         "WHERE p.conversation_id >= %s AND p.conversation_id < %s",
+                         (conversation_id(start), conversation_id(end)))
+
+
+# --- the service --------------------------------------------------------------------------------------------------
+
+
+class Service:
+    def __init__(self, database_url: str, web_workers: int, threads: int) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "JWT_SECRET": SECRET,
+               "APP_ENV": "production", "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": str(threads),
+               "RATE_LIMITS_ENABLED": "1", "RATE_LIMIT_MESSAGES": "100000000/minute",
+               "RATE_LIMIT_THREADS": "100000000/minute", "RATE_LIMIT_EVENTS": "100000000/minute"}
+        bin_dir = Path(sys.executable).parent
+        self.web = subprocess.Popen(
+            [str(bin_dir / "gunicorn"), "-k", "gthread", "-w", str(web_workers), "--threads", str(threads),
+             "--backlog", "2048", "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.worker = subprocess.Popen(
+            [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", "--pool", "threads", "-c", "8",
+             "-l", "warning", "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise SystemExit("the service did not become ready within 60 s")
+
+    def web_worker_pids(self) -> list[int]:
+        return [int(p) for p in Path(f"/proc/{self.web.pid}/task/{self.web.pid}/children").read_text().split()]
+
+    def stop(self) -> None:
+        for process in (self.web, self.worker):
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in (self.web, self.worker):
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+# --- load generators ----------------------------------------------------------------------------------------------
+
+
+def wrk(base: str, lines: list[str], seconds: float, warmup: float, workdir: Path, name: str) -> dict[str, Any]:
+    targets = workdir / f"{name}.tsv"
+    targets.write_text("\n".join(lines) + "\n")
+    command = [tool("wrk"), "-t", "2", "-c", str(CONNECTIONS), "--timeout", "10s", "-s", str(WRK_SCRIPT), base]
+    if warmup:
+        subprocess.run([*command[:1], "-d", f"{warmup:.0f}s", *command[1:], "--", str(targets)],
+                       check=True, capture_output=True, text=True)
+    out = subprocess.run([*command[:1], "-d", f"{seconds:.0f}s", *command[1:], "--", str(targets)],
+                         check=True, capture_output=True, text=True).stdout
+    figures = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    seconds_measured = figures["duration_us"] / 1e6
+    return {
+        "requests": figures["requests"],
+        "per_second": round(figures["requests"] / seconds_measured, 1),
+        "p50_ms": figures["p50_us"] / 1000, "p95_ms": figures["p95_us"] / 1000, "p99_ms": figures["p99_us"] / 1000,
+        "errors": figures["non_2xx"] + figures["socket_errors"],
+    }
+
+
+def pgbench(url: str, script: str, seconds: float, workdir: Path, name: str) -> dict[str, Any]:
+    path = workdir / f"{name}.sql"
+    path.write_text(script)
+    out = subprocess.run([tool("pgbench"), "-n", "-c", str(CONNECTIONS), "-j", "2", "-T", f"{seconds:.0f}",
+                          "-f", str(path), url], check=True, capture_output=True, text=True).stdout
+    tps = next(float(line.split("=")[1].split()[0]) for line in out.splitlines() if line.startswith("tps"))
+    latency = next(float(line.split("=")[1].split()[0]) for line in out.splitlines()
+                   if line.startswith("latency average"))
+    return {"per_second": round(tps, 1), "mean_ms": latency}
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="concierge-bench-"))
+        server = PG_ADMIN.rsplit("/", 1)[0]
+        self.plain_url = f"{server}/{DATABASE}"
+        self.sa_url = self.plain_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        self.result: dict[str, Any] = {"config": {}, "stages": {}, "api": {}, "raw": {}, "events": {}}
+        self.tokens: dict[str, str] = {}
+
+    def token(self, sub: str, role: str = "guest") -> str:
+        if sub not in self.tokens:
+            self.tokens[sub] = bearer(sub, role)
+        return self.tokens[sub]
+
+    def run(self) -> dict[str, Any]:
+        a = self.args
+        stage_conversations = a.stage_messages // PER_CONVERSATION
+        full_conversations = a.messages // PER_CONVERSATION
+        self.result["config"] = {
+            "messages": a.messages, "conversations": full_conversations, "users": a.users,
+            "stage_messages": a.stage_messages, "window_s": a.seconds, "warmup_s": a.warmup,
+            "connections": CONNECTIONS, "web": f"gunicorn gthread -w {a.web_workers} --threads {a.threads}",
+            "worker": "celery --pool threads -c 8", "event_rate": a.event_rate,
+            "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        print(f"database {DATABASE}: recreating and migrating", flush=True)
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+        upgrade_database(self.sa_url)
+        data = DataSet(self.plain_url)
+        started = time.monotonic()
+        data.load(stage_conversations, a.users)
+        print(f"loaded {stage_conversations * PER_CONVERSATION:,} messages in {time.monotonic() - started:.1f} s",
+              flush=True)
+        service = Service(self.sa_url, a.web_workers, a.threads)
+        try:
+            self._setup_property_threads(service)
+            self.result["stages"]["stage"] = self._reads(service, stage_conversations, a.users, "stage")
+            service.stop()  # loading with the service idle; restarted afterwards with cold caches, like the stage
+            started = time.monotonic()
+            data.load(full_conversations, a.users)
+            print(f"loaded up to {full_conversations * PER_CONVERSATION:,} messages in "
+                  f"{time.monotonic() - started:.1f} s", flush=True)
+            service = Service(self.sa_url, a.web_workers, a.threads)
+            self.result["stages"]["full"] = self._reads(service, full_conversations, a.users, "full")
+            self._api(service, full_conversations)
+            self._raw(full_conversations)
+            self._events(service)
+        finally:
+            service.stop()
+        self._summarise()
+        return self.result
+
+    # the conversation targets: random conversations, a participant of each
+    def _conversation_targets(self, conversations: int, users: int, count: int,
+                              seed: int) -> list[tuple[str, str, str]]:
+        import random
+
+        rng = random.Random(seed)
+        out = []
+        for _ in range(count):
+            n = rng.randrange(conversations)
+            out.append((conversation_id(n), user_id((n * 2) % users), user_id((n * 2 + 1) % users)))
+        return out
+
+    def _reads(self, service: Service, conversations: int, users: int, label: str) -> dict[str, Any]:
+        a = self.args
+        history = [f"GET\t/v1/conversations/{c}/messages?limit=50\t{self.token(me)}\t"
+                   for c, me, _ in self._conversation_targets(conversations, users, 2000, seed=1)]
+        inbox = [f"GET\t/v1/conversations?limit=50\t{self.token(HEAVY)}\t"]
+        print(f"[{label}] history and inbox", flush=True)
+        return {
+            "messages": conversations * PER_CONVERSATION,
+            "history": wrk(service.base, history, a.seconds, a.warmup, self.workdir, f"history-{label}"),
+            "inbox": wrk(service.base, inbox, a.seconds, a.warmup, self.workdir, f"inbox-{label}"),
+        }
+
+    def _setup_property_threads(self, service: Service) -> None:
+        service_token = {"Authorization": f"Bearer {self.token('bench-platform', 'service')}"}
+        self.token("bench-host", "host")
+        session = requests.Session()
+        session.put(f"{service.base}/v1/users/bench-host", json={"name": "Host", "role": "host"},
+                    headers=service_token, timeout=10).raise_for_status()
+        for p in range(1, 21):
+            session.put(f"{service.base}/v1/properties/{p}", json={
+                "hostId": "bench-host", "name": f"Casa {p}", "city": "Lisbon", "address": f"Rua {p}",
+                "timezone": "Europe/Lisbon"}, headers=service_token, timeout=10).raise_for_status()
+        self.property_threads: list[tuple[str, str]] = []
+        for t in range(200):
+            traveler = user_id(t)
+            response = session.post(f"{service.base}/v1/properties/{1 + t % 20}/conversations",
+                                    json={"message": "Is the flat available in May?"},
+                                    headers={"Authorization": f"Bearer {self.token(traveler)}"}, timeout=10)
+            response.raise_for_status()
+            self.property_threads.append((response.json()["id"], traveler))
+
+    def _api(self, service: Service, conversations: int) -> None:
+        a = self.args
+        targets = self._conversation_targets(conversations, a.users, 2000, seed=2)
+        body = json.dumps({"message": "Arriving around six, is that all right?"})
+        sends = [f"POST\t/v1/conversations/{c}/messages\t{self.token(me)}\t{body}" for c, me, _ in targets]
+        reads = [f"POST\t/v1/conversations/{c}/read\t{self.token(other)}\t{{}}" for c, _, other in targets]
+        reply = json.dumps({"message": "Yes, the flat is free then."})
+        replies = [f"POST\t/v1/property-conversations/{t}/messages\t{self.token(who)}\t{reply}"
+                   for t, traveler in self.property_threads for who in (traveler, "bench-host")]
+        profiler = self._start_profile(service) if a.profile else None
+        print("[full] send", flush=True)
+        self.result["api"]["send"] = wrk(service.base, sends, a.seconds, a.warmup, self.workdir, "send")
+        if profiler:
+            self._finish_profile(profiler)
+        print("[full] mark read", flush=True)
+        self.result["api"]["mark_read"] = wrk(service.base, reads, a.seconds, a.warmup, self.workdir, "read")
+        print("[full] property-thread reply", flush=True)
+        self.result["api"]["property_reply"] = wrk(service.base, replies, a.seconds, a.warmup, self.workdir,
+                                                   "property-reply")
+        self.result["api"]["history"] = self.result["stages"]["full"]["history"]
+        self.result["api"]["inbox"] = self.result["stages"]["full"]["inbox"]
+
+    def _raw(self, conversations: int) -> None:
+        a = self.args
+        print("[full] raw PostgreSQL (pgbench)", flush=True)
+        insert = (f"\\set n random(0, {conversations - 1})\n"
+                  "INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at) "
+                  "VALUES (substr(md5(random()::text || clock_timestamp()::text), 1, 21), "
+                  "'c' || lpad(:n::text, 20, '0'), 'u' || ((:n * 2) % " + str(a.users) + "), "
+                  "'Arriving around six, is that all right?', false, false, now());\n")
+        select = (f"\\set n random(0, {conversations - 1})\n"
+                  "SELECT id, conversation_id, user_id, message, read, is_edit, created_at FROM messages "
+                  "WHERE conversation_id = 'c' || lpad(:n::text, 20, '0') "
+                  "ORDER BY created_at DESC, id DESC LIMIT 50;\n")
+        self.result["raw"]["insert"] = pgbench(self.plain_url, insert, a.seconds, self.workdir, "insert")
+        self.result["raw"]["select50"] = pgbench(self.plain_url, select, a.seconds, self.workdir, "select")
+
+    def _events(self, service: Service) -> None:
+        """Events at a steady rate through the HTTP intake; latency = POST start → the poller first sees the
+        event processed (its messages commit in the same transaction), polled every 5 ms."""
+        a = self.args
+        count = int(a.event_rate * a.event_seconds)
+        print(f"[full] {count} events at {a.event_rate}/s", flush=True)
+        headers = {"Authorization": f"Bearer {self.token('bench-platform', 'service')}"}
+        host = {"id": "bench-host", "name": "Host", "role": "host"}
+        prop = {"id": 1, "hostId": "bench-host", "name": "Casa 1", "city": "Lisbon", "address": "Rua 1",
+                "timezone": "Europe/Lisbon", "checkInTime": "16:00", "checkOutTime": "11:00"}
+        sent: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        statuses: Counter[int] = Counter()
+        stop = threading.Event()
+        run_id = f"{int(time.time())}"
+
+        def poll() -> None:
+            with psycopg.connect(self.plain_url, autocommit=True) as conn:
+                while not stop.is_set():
+                    rows = conn.execute("SELECT id FROM platform_events WHERE status IN ('processed', 'failed', "
+                                        "'skipped') AND id LIKE %s", (f"bench-{run_id}-%",)).fetchall()
+                    now = time.monotonic()
+                    for (event_id,) in rows:
+                        seen.setdefault(event_id, now)
+                    if len(seen) >= count:
+                        return
+                    time.sleep(0.005)
+
+        session_local = threading.local()
+
+        def post(n: int) -> None:
+            session = getattr(session_local, "s", None) or requests.Session()
+            session_local.s = session
+            traveler = user_id(n % 500)
+            body = {"id": f"bench-{run_id}-{n}", "type": "trip.booked", "occurredAt": "2026-11-24T09:00:00Z",
+                    "data": {"host": host, "traveler": {"id": traveler, "name": f"User {n % 500}", "role": "guest"},
+                             "property": prop,
+                             "trip": {"id": 100000 + n, "propertyId": 1, "travelerId": traveler,
+                                      "checkIn": "2026-12-20", "checkOut": "2026-12-23", "numGuests": 2,
+                                      "status": "Booked"}}}
+            sent[body["id"]] = time.monotonic()
+            statuses[session.post(f"{service.base}/v1/events", json=body, headers=headers, timeout=30).status_code] += 1
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            start = time.monotonic()
+            futures = []
+            for n in range(count):
+                delay = start + n / a.event_rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                futures.append(pool.submit(post, n))
+            for f in futures:
+                f.result()
+        poller.join(timeout=60)
+        stop.set()
+        latencies = sorted((seen[k] - sent[k]) * 1000 for k in sent if k in seen)
+        with psycopg.connect(self.plain_url) as conn:
+            duplicates = conn.execute(
+                "SELECT count(*) FROM (SELECT o.event_id, o.recipient_id FROM concierge_message_origins o "
+                "WHERE o.event_id LIKE %s GROUP BY 1, 2 HAVING count(*) > 1) d", (f"bench-{run_id}-%",)).fetchone()
+            messages = conn.execute("SELECT count(*) FROM concierge_message_origins WHERE event_id LIKE %s",
+                                    (f"bench-{run_id}-%",)).fetchone()
+        self.result["events"] = {
+            "sent": count, "rate_per_s": a.event_rate, "accepted": statuses.get(202, 0),
+            "processed": len(latencies), "lost": count - len(latencies),
+            "concierge_messages": messages[0] if messages else 0, "duplicates": duplicates[0] if duplicates else 0,
+            "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99),
+            "max_ms": round(latencies[-1], 2) if latencies else None,
+        }
+
+    def _start_profile(self, service: Service) -> list[subprocess.Popen[bytes]]:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        RESULTS.mkdir(exist_ok=True)
+        return [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "200", "--duration",
+                                  str(int(self.args.seconds + self.args.warmup)), "--pid", str(pid),
+                                  "--output", str(RESULTS / f"profile-send-{i}.txt"), "--nonblocking"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for i, pid in enumerate(service.web_worker_pids())]
+
+    def _finish_profile(self, profilers: list[subprocess.Popen[bytes]]) -> None:
+        for p in profilers:
+            p.wait(60)
+        self.result["profile_top"] = top_frames(sorted(RESULTS.glob("profile-send-*.txt")))
+
+    def _summarise(self) -> None:
+        r = self.result
+        send, history, inbox = r["api"]["send"], r["api"]["history"], r["api"]["inbox"]
+        stage, full = r["stages"]["stage"], r["stages"]["full"]
+        e = r["events"]
+        r["ratios"] = {
+            "send_vs_raw_insert": round(send["per_second"] / r["raw"]["insert"]["per_second"], 3),
+            "history_vs_raw_select": round(history["per_second"] / r["raw"]["select50"]["per_second"], 3),
+            "inbox_p95_vs_history_p95": round(inbox["p95_ms"] / history["p95_ms"], 2),
+            "history_p95_growth": round(full["history"]["p95_ms"] / stage["history"]["p95_ms"], 2),
+            "inbox_p95_growth": round(full["inbox"]["p95_ms"] / stage["inbox"]["p95_ms"], 2),
+        }
+        ratios = r["ratios"]
+        r["targets"] = {
+            "send >= 0.15 x raw insert": ratios["send_vs_raw_insert"] >= 0.15,
+            "history >= 0.15 x raw select": ratios["history_vs_raw_select"] >= 0.15,
+            "inbox p95 <= 2 x history p95": ratios["inbox_p95_vs_history_p95"] <= 2,
+            "history p95 growth <= 1.3": ratios["history_p95_growth"] <= 1.3,
+            "inbox p95 growth <= 1.3": ratios["inbox_p95_growth"] <= 1.3,
+            "event p99 <= 250 ms": e["p99_ms"] is not None and e["p99_ms"] <= 250 and e["lost"] == 0,
+        }
+        r["errors"] = sum(v.get("errors", 0) for v in r["api"].values())
+
+
+def _pct(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(round(pct / 100 * (len(values) - 1))))], 2)
+
+
+def top_frames(paths: list[Path], count: int = 15) -> list[dict[str, Any]]:
+    """Own time per function from py-spy's raw (collapsed) stacks, busiest first."""
+    own: Counter[str] = Counter()
+    total = 0
+    for path in paths:
+        for line in path.read_text().splitlines():
+            stack, _, samples = line.rpartition(" ")
+            if not stack or not samples.isdigit():
+                continue
+            leaf = stack.split(";")[-1]
+            own[leaf] += int(samples)
+            total += int(samples)
+    return [{"frame": frame, "share": round(n / total, 3)} for frame, n in own.most_common(count)] if total else []
+
+
+def markdown(r: dict[str, Any]) -> str:
+    c = r["config"]
+    lines = [
+        f"`make bench` — {c['messages']:,} messages in {c['conversations']:,} conversations, {c['users']:,} users; "
+        f"{c['web']}, {c['worker']}; wrk and pgbench with {c['connections']} connections, "
+        f"{c['warmup_s']:.0f} s warm-up, {c['window_s']:.0f} s measured; {c['machine']}; {c['started']}.",
+        "",
+        "| measure | per second | p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    names = {"send": "send (POST message)", "history": "history page (50)", "inbox": "inbox page (500-conv. user)",
+             "mark_read": "mark read", "property_reply": "property-thread reply"}
+    for key, label in names.items():
+        m = r["api"][key]
+        lines.append(f"| {label} | {m['per_second']:,.0f} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | "
+                     f"{m['p99_ms']:.1f} | {m['errors']} |")
+    lines.append(f"| raw INSERT one row (pgbench) | {r['raw']['insert']['per_second']:,.0f} | | | "
+                 f"mean {r['raw']['insert']['mean_ms']:.1f} | |")
+    lines.append(f"| raw SELECT 50 newest (pgbench) | {r['raw']['select50']['per_second']:,.0f} | | | "
+                 f"mean {r['raw']['select50']['mean_ms']:.1f} | |")
+    s, f, e, ratios = r["stages"]["stage"], r["stages"]["full"], r["events"], r["ratios"]
+    lines += [
+        "",
+        "| figure | value | target | met |",
+        "|---|---:|---|---|",
+        f"| send / raw insert | {ratios['send_vs_raw_insert']:.3f} | ≥ 0.15 | {_yes(r, 'send >= 0.15 x raw insert')} |",
+        f"| history / raw select | {ratios['history_vs_raw_select']:.3f} | ≥ 0.15 | "
+        f"{_yes(r, 'history >= 0.15 x raw select')} |",
+        f"| inbox p95 / history p95 | {ratios['inbox_p95_vs_history_p95']:.2f} | ≤ 2 | "
+        f"{_yes(r, 'inbox p95 <= 2 x history p95')} |",
+        f"| history p95 at {s['messages']:,} → {f['messages']:,} | {s['history']['p95_ms']:.1f} → "
+        f"{f['history']['p95_ms']:.1f} ms (× {ratios['history_p95_growth']:.2f}) | ≤ × 1.3 | "
+        f"{_yes(r, 'history p95 growth <= 1.3')} |",
+        f"| inbox p95 at {s['messages']:,} → {f['messages']:,} | {s['inbox']['p95_ms']:.1f} → "
+        f"{f['inbox']['p95_ms']:.1f} ms (× {ratios['inbox_p95_growth']:.2f}) | ≤ × 1.3 | "
+        f"{_yes(r, 'inbox p95 growth <= 1.3')} |",
+        f"| event → concierge message, {e['rate_per_s']}/s | p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms; "
+        f"{e['processed']}/{e['sent']} processed, {e['duplicates']} duplicates | p99 ≤ 250 ms | "
+        f"{_yes(r, 'event p99 <= 250 ms')} |",
+    ]
+    if r.get("profile_top"):
+        lines += ["", "Web workers during the send window (py-spy, own time):", ""]
+        lines += [f"- {p['share']:.1%} `{p['frame']}`" for p in r["profile_top"][:10]]
+    return "\n".join(lines) + "\n"
+
+
+def _yes(r: dict[str, Any], key: str) -> str:
+    return "yes" if r["targets"][key] else "**no**"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="25 k → 100 k messages, 5 s windows")
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--stage-messages", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--event-rate", type=float, default=100)
+    parser.add_argument("--event-seconds", type=float, default=20)
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--profile", action="store_true", help="py-spy the web workers during the send window")
+    args = parser.parse_args()
+    if args.quick:
+        args.messages, args.stage_messages, args.users = 100_000, 25_000, 1_000
+        args.seconds, args.warmup, args.event_seconds = 5, 1, 5
+    if args.stage_messages < HEAVY_CONVERSATIONS * PER_CONVERSATION:
+        parser.error(f"--stage-messages must hold the heavy user's {HEAVY_CONVERSATIONS} conversations")
+    tool("wrk"), tool("pgbench")
+    result = Bench(args).run()
+    RESULTS.mkdir(exist_ok=True)
+    name = "quick" if args.quick else "latest"
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    table = markdown(result)
+    (RESULTS / f"{name}.md").write_text(table)
+    print()
+    print(table)
+    if result["errors"]:
+        print(f"INVALID: {result['errors']} requests failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
