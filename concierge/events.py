@@ -16,7 +16,7 @@ from concierge.models import ConciergeMessageOrigin, PlatformEvent
 from concierge.notifications import EVENT_TYPES, subject_key
 from messaging.db import utcnow
 from messaging.errors import Conflict, NotFound, Unprocessable
-from messaging.models import Message
+from messaging.models import Message, Offer, Property, RequestToBook, User
 from messaging.outbox import enqueue_after_commit
 from messaging.resources import message_json, select_messages
 from messaging.schemas import ApiModel
@@ -65,28 +65,32 @@ def payload_hash(body: dict[str, Any]) -> str:
 
 
 def _upsert_records(session: Session, event: EventIn) -> None:
-    """Upsert what the event carries, people and places first so references resolve."""
+    """Upsert what the event carries, people and places first so references resolve (a reference to a record
+    upserted here needs no lookup)."""
     data = event.data
-    for user in (data.host, data.traveler):
-        if user is not None:
-            records.upsert_user(session, user)
+    people = [user for user in (data.host, data.traveler) if user is not None]
+    if people:
+        records.forget_deletions(session, [user.id for user in people])
+    for user in people:
+        records.upsert_user(session, user, forget_deletion=False)
+    known: set[tuple[type[Any], Any]] = {(User, user.id) for user in people}
     if data.property is not None:
-        records.upsert_property(session, data.property, prefix="data.property.")
+        records.upsert_property(session, data.property, prefix="data.property.", known=frozenset(known))
+        known.add((Property, data.property.id))
     # A record that fails the strict checks (dates out of order) stays in the event, for its
     # error, but is not mirrored.
     try:
         if data.offer is not None:
             offer = records.OfferRecord.model_validate(data.offer.model_dump())
-            records.upsert_offer(session, offer, prefix="data.offer.")
+            records.upsert_offer(session, offer, prefix="data.offer.", known=frozenset(known))
+            known.add((Offer, offer.id))
         if data.request_to_book is not None:
-            records.upsert_request_to_book(
-                session,
-                records.RequestToBookRecord.model_validate(data.request_to_book.model_dump()),
-                prefix="data.requestToBook.",
-            )
+            request = records.RequestToBookRecord.model_validate(data.request_to_book.model_dump())
+            records.upsert_request_to_book(session, request, prefix="data.requestToBook.", known=frozenset(known))
+            known.add((RequestToBook, request.id))
         if data.trip is not None:
             trip = records.TripRecord.model_validate(data.trip.model_dump())
-            records.upsert_trip(session, trip, prefix="data.trip.")
+            records.upsert_trip(session, trip, prefix="data.trip.", known=frozenset(known))
     except ValidationError:
         return
 

@@ -223,13 +223,17 @@ def _clock(value: str) -> dt.time:
     return dt.time.fromisoformat(value)
 
 
+# Records known to exist (upserted earlier in the same transaction), whose references need no lookup.
+Known = frozenset[tuple[type[Any], Any]]
+
+
 def _require(
-    session: Session, checks: list[tuple[type[Any], Any, str, str]], prefix: str
+    session: Session, checks: list[tuple[type[Any], Any, str, str]], prefix: str, known: Known = frozenset()
 ) -> None:
     """422 naming each reference (model, id, field, what) that points at a record we do not have."""
     errors = []
     for model, ident, field, what in checks:
-        if ident is None:
+        if ident is None or (model, ident) in known:
             continue
         found = session.execute(select(model.id).where(model.id == ident)).first()
         if found is None:
@@ -239,16 +243,22 @@ def _require(
         raise Unprocessable(detail, errors=errors)
 
 
-def upsert_user(session: Session, record: UserRecord) -> bool:
-    """Create or replace a user; True when created. ``created_at`` of an existing user is kept."""
+def upsert_user(session: Session, record: UserRecord, *, forget_deletion: bool = True) -> bool:
+    """Create or replace a user; True when created. ``created_at`` of an existing user is kept. A user the
+    platform puts back is no longer deleted (the caller may do that for several at once instead)."""
     values = record.model_dump(include={"id", "name", "email", "phone_number", "role"})
-    session.execute(delete(DeletedUser).where(DeletedUser.user_id == record.id))  # back from deletion
+    if forget_deletion:
+        forget_deletions(session, [record.id])
     return upsert(session, User, values, ["id"])
 
 
-def upsert_property(session: Session, record: PropertyRecord, *, prefix: str = "") -> bool:
+def forget_deletions(session: Session, user_ids: list[str]) -> None:
+    session.execute(delete(DeletedUser).where(DeletedUser.user_id.in_(user_ids)))
+
+
+def upsert_property(session: Session, record: PropertyRecord, *, prefix: str = "", known: Known = frozenset()) -> bool:
     """Create or replace a property; its host must be a known user (422 naming ``hostId``)."""
-    _require(session, [(User, record.host_id, "hostId", "user")], prefix)
+    _require(session, [(User, record.host_id, "hostId", "user")], prefix, known)
     values = record.model_dump()
     values["check_in_time"] = _clock(record.check_in_time)
     values["check_out_time"] = _clock(record.check_out_time)
@@ -262,22 +272,24 @@ def _property_and_traveler(record: OfferRecord | RequestToBookRecord | TripRecor
     ]
 
 
-def upsert_offer(session: Session, record: OfferRecord, *, prefix: str = "") -> bool:
-    _require(session, _property_and_traveler(record), prefix)
+def upsert_offer(session: Session, record: OfferRecord, *, prefix: str = "", known: Known = frozenset()) -> bool:
+    _require(session, _property_and_traveler(record), prefix, known)
     return upsert(session, Offer, record.model_dump(), ["id"])
 
 
-def upsert_request_to_book(session: Session, record: RequestToBookRecord, *, prefix: str = "") -> bool:
-    _require(session, _property_and_traveler(record), prefix)
+def upsert_request_to_book(
+    session: Session, record: RequestToBookRecord, *, prefix: str = "", known: Known = frozenset()
+) -> bool:
+    _require(session, _property_and_traveler(record), prefix, known)
     return upsert(session, RequestToBook, record.model_dump(), ["id"])
 
 
-def upsert_trip(session: Session, record: TripRecord, *, prefix: str = "") -> bool:
+def upsert_trip(session: Session, record: TripRecord, *, prefix: str = "", known: Known = frozenset()) -> bool:
     checks = _property_and_traveler(record) + [
         (Offer, record.offer_id, "offerId", "offer"),
         (RequestToBook, record.request_to_book_id, "requestToBookId", "request to book"),
     ]
-    _require(session, checks, prefix)
+    _require(session, checks, prefix, known)
     return upsert(session, Trip, record.model_dump(), ["id"])
 
 

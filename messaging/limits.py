@@ -18,6 +18,8 @@ event intake.
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -51,8 +53,9 @@ def init_limits(app: Flask) -> None:
         storage_uri=storage,
         storage_options={"socket_connect_timeout": 1, "socket_timeout": 1} if storage.startswith("redis") else {},
         strategy="sliding-window-counter",
-        headers_enabled=True,
-        retry_after="delta-seconds",
+        # No X-RateLimit-* headers on every response: computing them costs a second Redis round trip per
+        # limited request. A refusal still says when to come back (Retry-After, see retry_after()).
+        headers_enabled=False,
         swallow_errors=True,
         in_memory_fallback_enabled=True,
         key_prefix="concierge-limits",
@@ -60,6 +63,19 @@ def init_limits(app: Flask) -> None:
     )
     limiter.init_app(app)
     app.extensions[LIMITER] = limiter
+
+
+def retry_after() -> int:
+    """Seconds until the limit the current request broke lets one through (at least 1)."""
+    limiter: Limiter | None = current_app.extensions.get(LIMITER)
+    breached = limiter.current_limit if limiter is not None else None
+    if breached is None:
+        return 1
+    window = max(1, int(breached.limit.get_expiry()))  # never more than one window away
+    try:
+        return min(window, max(1, math.ceil(breached.reset_at - time.time())))
+    except Exception:  # noqa: BLE001 - the store may be unreachable; the window's length is an upper bound
+        return window
 
 
 # The limited views (endpoint → kind); a new creating route belongs here too.
