@@ -169,7 +169,7 @@ class Service:
              "--backlog", "2048", "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.worker = subprocess.Popen(
-            [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", "--pool", "prefork", "-c",
+            [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", "--pool", "threads", "-c",
              str(worker_processes), "-l", "warning", "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60
@@ -258,7 +258,7 @@ class Bench:
             "messages": a.messages, "conversations": full_conversations, "users": a.users,
             "stage_messages": a.stage_messages, "window_s": a.seconds, "warmup_s": a.warmup,
             "connections": CONNECTIONS, "web": f"gunicorn gthread -w {a.web_workers} --threads {a.threads}",
-            "worker": f"celery --pool prefork -c {a.worker_processes}", "event_rate": a.event_rate,
+            "worker": f"celery --pool threads -c {a.worker_processes}", "event_rate": a.event_rate,
             "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
@@ -579,7 +579,7 @@ def main() -> int:
     parser.add_argument("--event-seconds", type=float, default=20)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--worker-processes", type=int, default=2)
+    parser.add_argument("--worker-processes", type=int, default=8, help="the worker's threads")
     parser.add_argument("--profile", action="store_true", help="py-spy the web workers during the send window")
     args = parser.parse_args()
     if args.quick:
