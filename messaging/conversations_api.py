@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from messaging import conversations as svc
 from messaging.auth import USER_ROLES, current_principal
-from messaging.db import get_session
+from messaging.db import get_session, read_session
 from messaging.errors import NotFound
 from messaging.http import api_blueprint, json_response, no_content
 from messaging.idempotency import idempotent
@@ -151,7 +151,7 @@ def _announce_conversation(session: Session, conversation_id: str, only: list[st
 @bp.get("/conversations", responses={200: ConversationPageOut})
 def list_conversations(query: InboxQuery) -> Response:
     """The caller's inbox, latest activity first, each with its last message and unread count."""
-    session = get_session()
+    session = read_session()
     user_id = current_principal().user_id
     before = decode_cursor(query.before) if query.before else None
     ids, next_cursor = svc.inbox_ids(session, user_id, query.limit, before)
@@ -161,7 +161,7 @@ def list_conversations(query: InboxQuery) -> Response:
 @bp.get("/conversations/<id>", responses={200: ConversationOut})
 def get_conversation(path: ConversationPath) -> Response:
     """One conversation with its participants."""
-    svc.require_participant(get_session(), path.id, current_principal().user_id)
+    svc.require_participant(read_session(), path.id, current_principal().user_id)
     return json_response(_conversation(path.id))
 
 
@@ -191,7 +191,7 @@ def list_messages(path: ConversationPath, query: PageQuery) -> Response:
     """History, keyset-paginated; items oldest→newest within the page."""
     before = decode_cursor(query.before, "before") if query.before else None
     after = decode_cursor(query.after, "after") if query.after else None
-    page = svc.history(get_session(), current_principal().user_id, path.id, query.limit, before, after)
+    page = svc.history(read_session(), current_principal().user_id, path.id, query.limit, before, after)
     return json_response({"items": page.items, "nextCursor": page.next_cursor})
 
 

@@ -95,6 +95,16 @@ def get_session() -> Session:
     return g.db_session  # type: ignore[no-any-return]
 
 
+def read_session() -> Session:
+    """The request's session for a view that only reads. On PostgreSQL its statements run in autocommit: no
+    BEGIN and ROLLBACK around them, two round trips fewer per request. Nothing is lost by it: under READ
+    COMMITTED each statement sees its own snapshot inside a transaction too."""
+    session = get_session()
+    if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return session
+
+
 def _close_session(_exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
     if session is not None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from messaging import property_threads as svc
 from messaging.auth import USER_ROLES, current_principal
-from messaging.db import get_session
+from messaging.db import get_session, read_session
 from messaging.errors import Forbidden
 from messaging.http import api_blueprint, json_response
 from messaging.idempotency import idempotent
@@ -161,7 +161,7 @@ def _publish(session: Session, event_type: str, thread_id: str, message: dict) -
 def list_property_threads(query: ThreadListQuery) -> Response:
     """The caller's threads as traveler (default) or as host, latest activity first."""
     before = svc.decode_position(query.before, "before") if query.before else None
-    page = svc.list_threads(get_session(), current_principal().user_id, query.role, query.limit, before)
+    page = svc.list_threads(read_session(), current_principal().user_id, query.role, query.limit, before)
     return json_response({"items": page.items, "nextCursor": page.next_cursor})
 
 
@@ -169,7 +169,7 @@ def list_property_threads(query: ThreadListQuery) -> Response:
 def get_property_thread(path: IdPath) -> Response:
     """One thread, with its last message and the caller's unread count."""
     principal = current_principal()
-    return json_response(svc.get_thread(get_session(), path.id, principal.user_id, may_read_all=principal.is_admin))
+    return json_response(svc.get_thread(read_session(), path.id, principal.user_id, may_read_all=principal.is_admin))
 
 
 @bp.get("/property-conversations/<id>/messages", responses={200: PropertyMessagePageOut})
@@ -180,7 +180,7 @@ def list_property_messages(path: IdPath, query: PageQuery) -> Response:
     before = svc.decode_position(query.before, "before") if query.before else None
     after = svc.decode_position(query.after, "after") if query.after else None
     page = svc.history(
-        get_session(), path.id, principal.user_id, query.limit, before, after, may_read_all=principal.is_admin
+        read_session(), path.id, principal.user_id, query.limit, before, after, may_read_all=principal.is_admin
     )
     return json_response({"items": page.items, "nextCursor": page.next_cursor})
 
