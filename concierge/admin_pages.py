@@ -37,6 +37,8 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.wrappers import Request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
@@ -70,8 +72,18 @@ SECURITY_HEADERS = {
 }
 
 
+class AdminOnlySessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, opened only under ``/admin``: the API never reads or signs one."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith("/admin"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def init_admin_pages(app: Flask) -> None:
     """Session/CSRF settings, then the blueprint. The session cookie only ever travels to ``/admin``."""
+    app.session_interface = AdminOnlySessions()
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _default_secret_key(app.config)
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # the API uses tokens, not cookies: pages only
