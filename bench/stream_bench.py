@@ -378,7 +378,7 @@ def main() -> int:
         "--graceful-timeout", "2", "-b", f"127.0.0.1:{port}", "app:create_app()",
     ]
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": args.redis_url, "JWT_SECRET": JWT_SECRET,
-           "LOG_LEVEL": "WARNING"}
+           "LOG_LEVEL": "WARNING", "RATE_LIMITS_ENABLED": "0"}
     log_path = ROOT / "bench" / "results" / "stream_gunicorn.log.tmp"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:

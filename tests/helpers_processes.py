@@ -320,7 +320,9 @@ def service_env(database_url: str, redis_url: str | None, **extra: str) -> dict[
     drop = {"REDIS_URL", "DATABASE_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "APP_ENV",
             "PORT", "HOST", "PLATFORM_WEBHOOK_URL", "PLATFORM_WEBHOOK_SECRET", "CELERY_VISIBILITY_TIMEOUT"}
     env = {name: value for name, value in os.environ.items() if name not in drop}
-    env.update(DATABASE_URL=database_url, JWT_SECRET=TEST_JWT_SECRET, PYTHONUNBUFFERED="1", DB_POOL_SIZE="5")
+    # The abuse limits have their own tests (test_rate_limits.py); here they would only cut load tests short.
+    env.update(DATABASE_URL=database_url, JWT_SECRET=TEST_JWT_SECRET, PYTHONUNBUFFERED="1", DB_POOL_SIZE="5",
+               RATE_LIMITS_ENABLED="0")
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(extra)
