@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 
 import jwt
 from flask import current_app, g, request
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from messaging.errors import Forbidden, Unauthorized
@@ -154,7 +155,7 @@ def ensure_user(session: Session, principal: Principal) -> None:
     at once, and in the others within that minute."""
     if principal.role not in USER_ROLES or principal.user_id in known_users():
         return
-    if session.get(User, principal.user_id) is None:
+    if not _user_exists(session, principal.user_id):
         from messaging.upsert import insert_ignore  # local: avoids an import cycle with models
 
         if session.get(DeletedUser, principal.user_id) is not None:
@@ -166,6 +167,16 @@ def ensure_user(session: Session, principal: Principal) -> None:
             {"id": principal.user_id, "name": principal.name, "email": principal.email, "role": principal.role},
         )
     known_users().add(principal.user_id)
+
+
+def _user_exists(session: Session, user_id: str) -> bool:
+    """On PostgreSQL the lookup runs in autocommit on its own pooled connection: one round trip, and the
+    request's session starts no transaction for a user who exists (BEGIN and COMMIT would be two more)."""
+    bind = session.get_bind()
+    if not isinstance(bind, Engine) or bind.dialect.name != "postgresql" or session.in_transaction():
+        return session.get(User, user_id) is not None
+    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return conn.execute(select(User.id).where(User.id == user_id)).first() is not None
 
 
 def authenticate(token: str | None = None) -> Principal:
