@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -243,12 +244,12 @@ class Bench:
         self.plain_url = f"{server}/{DATABASE}"
         self.sa_url = self.plain_url.replace("postgresql://", "postgresql+psycopg://", 1)
         self.result: dict[str, Any] = {"config": {}, "stages": {}, "api": {}, "raw": {}, "events": {}}
-        self.tokens: dict[str, str] = {}
+        self.tokens: dict[tuple[str, str], str] = {}
 
     def token(self, sub: str, role: str = "guest") -> str:
-        if sub not in self.tokens:
-            self.tokens[sub] = bearer(sub, role)
-        return self.tokens[sub]
+        if (sub, role) not in self.tokens:
+            self.tokens[sub, role] = bearer(sub, role)
+        return self.tokens[sub, role]
 
     def run(self) -> dict[str, Any]:
         a = self.args
@@ -288,14 +289,13 @@ class Bench:
             self._events(service)
         finally:
             service.stop()
+            shutil.rmtree(self.workdir, ignore_errors=True)
         self._summarise()
         return self.result
 
     # the conversation targets: random conversations, a participant of each
     def _conversation_targets(self, conversations: int, users: int, count: int,
                               seed: int) -> list[tuple[str, str, str]]:
-        import random
-
         rng = random.Random(seed)
         out = []
         for _ in range(count):
@@ -317,7 +317,6 @@ class Bench:
 
     def _setup_property_threads(self, service: Service) -> None:
         service_token = {"Authorization": f"Bearer {self.token('bench-platform', 'service')}"}
-        self.token("bench-host", "host")
         session = requests.Session()
         session.put(f"{service.base}/v1/users/bench-host", json={"name": "Host", "role": "host"},
                     headers=service_token, timeout=10).raise_for_status()
@@ -341,8 +340,9 @@ class Bench:
         sends = [f"POST\t/v1/conversations/{c}/messages\t{self.token(me)}\t{body}" for c, me, _ in targets]
         reads = [f"POST\t/v1/conversations/{c}/read\t{self.token(other)}\t{{}}" for c, _, other in targets]
         reply = json.dumps({"message": "Yes, the flat is free then."})
-        replies = [f"POST\t/v1/property-conversations/{t}/messages\t{self.token(who)}\t{reply}"
-                   for t, traveler in self.property_threads for who in (traveler, "bench-host")]
+        replies = [f"POST\t/v1/property-conversations/{t}/messages\t{self.token(who, role)}\t{reply}"
+                   for t, traveler in self.property_threads
+                   for who, role in ((traveler, "guest"), ("bench-host", "host"))]
         profiler = self._start_profile(service) if a.profile else None
         print("[full] send", flush=True)
         self.result["api"]["send"] = wrk(service.base, sends, a.seconds, a.warmup, self.workdir, "send")

@@ -241,6 +241,13 @@ def _text(name: str, max_length: int, errors: list[str]) -> str | None:
     return value or None
 
 
+def _page_links(next_cursor: str | None, first_page: bool) -> dict[str, Any]:
+    """Links to the newest page and the next older one, keeping the filters (admin/_pages.html)."""
+    kept = {k: v for k, v in request.args.items() if k != "before" and v}
+    older = f"?{urlencode({**kept, 'before': next_cursor})}" if next_cursor else None
+    return {"older": older, "newest": f"?{urlencode(kept)}", "first_page": first_page}
+
+
 def _cursor(errors: list[str]) -> Any:
     raw = request.args.get("before", "")
     if not raw:
@@ -269,11 +276,9 @@ def transcripts() -> tuple[str, int]:
     next_cursor = None
     if not errors:
         items, next_cursor = admin.list_transcripts(get_session(), filters, PAGE_SIZE, before)
-    kept = {k: v for k, v in request.args.items() if k != "before" and v}
-    older = f"?{urlencode({**kept, 'before': next_cursor})}" if next_cursor else None
     return render_template(
-        "admin/transcripts.html", items=items, errors=errors, args=request.args, older=older,
-        newest=f"?{urlencode(kept)}", event_types=sorted(EVENT_TYPES), first_page=before is None,
+        "admin/transcripts.html", items=items, errors=errors, args=request.args, event_types=sorted(EVENT_TYPES),
+        **_page_links(next_cursor, before is None),
     ), 400 if errors else 200
 
 
@@ -362,11 +367,9 @@ def events() -> tuple[str, int]:
     next_cursor = None
     if not errors:
         items, next_cursor = admin.list_events(get_session(), status, event_type, PAGE_SIZE, before)
-    kept = {k: v for k, v in request.args.items() if k != "before" and v}
-    older = f"?{urlencode({**kept, 'before': next_cursor})}" if next_cursor else None
     return render_template(
-        "admin/events.html", items=items, errors=errors, args=request.args, older=older, newest=f"?{urlencode(kept)}",
-        statuses=EVENT_STATUSES, event_types=sorted(EVENT_TYPES), first_page=before is None,
+        "admin/events.html", items=items, errors=errors, args=request.args, statuses=EVENT_STATUSES,
+        event_types=sorted(EVENT_TYPES), **_page_links(next_cursor, before is None),
     ), 400 if errors else 200
 
 

@@ -75,22 +75,22 @@ def _upsert_records(session: Session, event: EventIn) -> None:
         records.upsert_user(session, user, forget_deletion=False)
     known: set[tuple[type[Any], Any]] = {(User, user.id) for user in people}
     if data.property is not None:
-        records.upsert_property(session, data.property, prefix="data.property.", known=frozenset(known))
+        records.upsert_property(session, data.property, prefix="data.property.", known=known)
         known.add((Property, data.property.id))
     # A record that fails the strict checks (dates out of order) stays in the event, for its
     # error, but is not mirrored.
     try:
         if data.offer is not None:
             offer = records.OfferRecord.model_validate(data.offer.model_dump())
-            records.upsert_offer(session, offer, prefix="data.offer.", known=frozenset(known))
+            records.upsert_offer(session, offer, prefix="data.offer.", known=known)
             known.add((Offer, offer.id))
         if data.request_to_book is not None:
             request = records.RequestToBookRecord.model_validate(data.request_to_book.model_dump())
-            records.upsert_request_to_book(session, request, prefix="data.requestToBook.", known=frozenset(known))
+            records.upsert_request_to_book(session, request, prefix="data.requestToBook.", known=known)
             known.add((RequestToBook, request.id))
         if data.trip is not None:
             trip = records.TripRecord.model_validate(data.trip.model_dump())
-            records.upsert_trip(session, trip, prefix="data.trip.", known=frozenset(known))
+            records.upsert_trip(session, trip, prefix="data.trip.", known=known)
     except ValidationError:
         return
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
+from collections.abc import Set as AbstractSet
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -224,7 +225,7 @@ def _clock(value: str) -> dt.time:
 
 
 # Records known to exist (upserted earlier in the same transaction), whose references need no lookup.
-Known = frozenset[tuple[type[Any], Any]]
+Known = AbstractSet[tuple[type[Any], Any]]
 
 
 def _require(
