@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # Written after a successful install; older than a requirements file means "install again".
 STAMP := $(VENV)/.requirements-installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+# apt-get needs root: through sudo when not root already.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LINT_PATHS := app.py messaging concierge tasks
 
 .PHONY: venv install run test lint bench fuzz
@@ -34,8 +37,12 @@ lint: $(STAMP)
 	echo "mypy $(LINT_PATHS)"; $(BIN)/mypy $(LINT_PATHS) || status=1; \
 	exit $$status
 
+# The load generator (wrk) and pgbench come from Debian's packages; installed here when missing.
 bench: $(STAMP)
-	@if [ -f bench/run.py ]; then PYTHONPATH=. $(BIN)/python bench/run.py; else echo "make bench: not yet available (bench/run.py does not exist)"; fi
+	@command -v wrk >/dev/null || { echo "installing wrk"; $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	@command -v pgbench >/dev/null || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || \
+		{ echo "installing pgbench"; $(SUDO) apt-get install -y -qq postgresql-client >/dev/null; }
+	PYTHONPATH=. $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # The suite fuzzes every operation with a few seeded examples; this runs many more (FUZZ_EXAMPLES per
 # operation, each sent as a guest, a host, an admin and the platform).

@@ -2,8 +2,9 @@
 
 1. Recreates the database ``concierge_bench``, migrates it and loads the first stage of the data set
    (``--stage-messages``, default 100 k messages, 50 per conversation, one user in 500 conversations).
-2. Starts the service the production way: gunicorn (``--web-workers`` processes, gthread) and a Celery worker,
-   both on PostgreSQL and Redis, with the abuse limits on (set high, so they are counted but never refuse).
+2. Starts the service the production way (the README's command): gunicorn with ``--web-workers`` gevent
+   processes and a Celery worker, both on PostgreSQL and Redis, with the abuse limits on (set high, so they
+   are counted but never refuse).
 3. Measures history and inbox at that size with wrk (16 connections, warm-up then a measured window).
 4. Loads the rest (``--messages``, default 1 M across 20 k conversations and 10 k users) and measures, at full size:
    send, history page, inbox page (the 500-conversation user), mark read and property-thread reply through the
@@ -157,16 +158,16 @@ class DataSet:
 
 
 class Service:
-    def __init__(self, database_url: str, web_workers: int, threads: int, worker_processes: int) -> None:
+    def __init__(self, database_url: str, web_workers: int, pool_size: int, worker_processes: int) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "JWT_SECRET": SECRET,
-               "APP_ENV": "production", "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": str(threads),
+               "APP_ENV": "production", "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": str(pool_size),
                "RATE_LIMITS_ENABLED": "1", "RATE_LIMIT_MESSAGES": "100000000/minute",
                "RATE_LIMIT_THREADS": "100000000/minute", "RATE_LIMIT_EVENTS": "100000000/minute"}
         bin_dir = Path(sys.executable).parent
         self.web = subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "-k", "gthread", "-w", str(web_workers), "--threads", str(threads),
+            [str(bin_dir / "gunicorn"), "-k", "gevent", "--worker-connections", "2000", "-w", str(web_workers),
              "--backlog", "2048", "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.worker = subprocess.Popen(
@@ -258,7 +259,7 @@ class Bench:
         self.result["config"] = {
             "messages": a.messages, "conversations": full_conversations, "users": a.users,
             "stage_messages": a.stage_messages, "window_s": a.seconds, "warmup_s": a.warmup,
-            "connections": CONNECTIONS, "web": f"gunicorn gthread -w {a.web_workers} --threads {a.threads}",
+            "connections": CONNECTIONS, "web": f"gunicorn gevent -w {a.web_workers}",
             "worker": f"celery --pool threads -c {a.worker_processes}", "event_rate": a.event_rate,
             "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -273,7 +274,7 @@ class Bench:
         data.load(stage_conversations, a.users)
         print(f"loaded {stage_conversations * PER_CONVERSATION:,} messages in {time.monotonic() - started:.1f} s",
               flush=True)
-        service = Service(self.sa_url, a.web_workers, a.threads, a.worker_processes)
+        service = Service(self.sa_url, a.web_workers, a.pool_size, a.worker_processes)
         try:
             self._setup_property_threads(service)
             self.result["stages"]["stage"] = self._reads(service, stage_conversations, a.users, "stage")
@@ -282,7 +283,7 @@ class Bench:
             data.load(full_conversations, a.users)
             print(f"loaded up to {full_conversations * PER_CONVERSATION:,} messages in "
                   f"{time.monotonic() - started:.1f} s", flush=True)
-            service = Service(self.sa_url, a.web_workers, a.threads, a.worker_processes)
+            service = Service(self.sa_url, a.web_workers, a.pool_size, a.worker_processes)
             self.result["stages"]["full"] = self._reads(service, full_conversations, a.users, "full")
             self._api(service, full_conversations)
             self._raw(full_conversations)
@@ -578,7 +579,7 @@ def main() -> int:
     parser.add_argument("--event-rate", type=float, default=100)
     parser.add_argument("--event-seconds", type=float, default=20)
     parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--pool-size", type=int, default=8, help="database connections per web process")
     parser.add_argument("--worker-processes", type=int, default=8, help="the worker's threads")
     parser.add_argument("--profile", action="store_true", help="py-spy the web workers during the send window")
     args = parser.parse_args()

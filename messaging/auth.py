@@ -51,8 +51,16 @@ def _verification_key(config: dict[str, Any]) -> tuple[Any, list[str]]:
     return config["JWT_SECRET"], SYMMETRIC_ALGORITHMS
 
 
+LEEWAY_SECONDS = 30
+
+
 def decode_token(token: str, config: dict[str, Any]) -> Principal:
     """Verify a token and return its principal; any defect raises :class:`Unauthorized`."""
+    return _decode(token, config)[0]
+
+
+def _decode(token: str, config: dict[str, Any]) -> tuple[Principal, float]:
+    """The token's principal and its expiry (seconds since the epoch)."""
     key, algorithms = _verification_key(config)
     options: dict[str, Any] = {"require": ["sub", "exp", "role"]}
     try:
@@ -63,7 +71,7 @@ def decode_token(token: str, config: dict[str, Any]) -> Principal:
             issuer=config.get("JWT_ISSUER"),
             audience=config.get("JWT_AUDIENCE"),
             options=options | {"verify_aud": bool(config.get("JWT_AUDIENCE"))},
-            leeway=dt.timedelta(seconds=30),
+            leeway=dt.timedelta(seconds=LEEWAY_SECONDS),
         )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("The token has expired.") from exc
@@ -77,12 +85,37 @@ def decode_token(token: str, config: dict[str, Any]) -> Principal:
     if role not in ROLES:
         raise Unauthorized("The token's role is not one of guest, host, admin, service.")
     name, email = claims.get("name"), claims.get("email")
-    return Principal(
+    principal = Principal(
         user_id=sub,
         role=role,
         name=name if isinstance(name, str) else None,
         email=email if isinstance(email, str) else None,
     )
+    return principal, float(claims["exp"])
+
+
+class VerifiedTokens:
+    """Tokens this process has verified, with their principal and expiry, so a request bearing one of them
+    again skips the signature check and claim parsing (the token is the key, byte for byte: any other
+    token is verified in full). Only the expiry can change a verified token's answer, and it is checked
+    on every use, with the same leeway. Bounded: the oldest entry goes when the cache is full."""
+
+    def __init__(self, max_size: int = 10_000) -> None:
+        self.max_size = max_size
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def principal(self, token: str, config: dict[str, Any]) -> Principal:
+        entry = self._entries.get(token)
+        if entry is None:
+            entry = _decode(token, config)
+            if len(self._entries) >= self.max_size:
+                self._entries.pop(next(iter(self._entries)), None)
+            self._entries[token] = entry
+        principal, expires = entry
+        if time.time() > expires + LEEWAY_SECONDS:
+            self._entries.pop(token, None)
+            raise Unauthorized("The token has expired.")
+        return principal
 
 
 def mint_token(
@@ -184,7 +217,8 @@ def authenticate(token: str | None = None) -> Principal:
     token = token or bearer_token()
     if not token:
         raise Unauthorized()
-    principal = decode_token(token, current_app.config)
+    tokens: VerifiedTokens = current_app.extensions.setdefault("verified_tokens", VerifiedTokens())
+    principal = tokens.principal(token, current_app.config)
     g.principal = principal
     return principal
 

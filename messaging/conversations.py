@@ -9,13 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, exists, func, select, tuple_, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from concierge.models import ConciergeMessageOrigin, ConciergeThread
+from messaging import pg_reads
 from messaging.db import utcnow
 from messaging.errors import Forbidden, NotFound, Unprocessable
+from messaging.http import JSON_OPTIONS
 from messaging.ids import new_id
 from messaging.models import (
     Conversation,
@@ -414,6 +417,26 @@ def history(
     if after is None:
         rows.reverse()
     return Page([message_json(r) for r in rows], next_cursor)
+
+
+def history_json(
+    session: Session,
+    caller_id: str,
+    conversation_id: str,
+    limit: int,
+    before: Position | None = None,
+    after: Position | None = None,
+) -> bytes:
+    """:func:`history` as the response body; on PostgreSQL straight from the driver (:mod:`messaging.pg_reads`)."""
+    if session.get_bind().dialect.name != "postgresql":
+        page = history(session, caller_id, conversation_id, limit, before, after)
+        return orjson.dumps({"items": page.items, "nextCursor": page.next_cursor}, option=JSON_OPTIONS)
+    if len(conversation_id) > 21:
+        raise NotFound("No such conversation.")
+    body, count = pg_reads.history_page(session, caller_id, conversation_id, limit, before, after)
+    if not count:
+        require_participant(session, conversation_id, caller_id)
+    return body
 
 
 def inbox_ids(session: Session, user_id: str, limit: int, before: Position | None) -> tuple[list[str], str | None]:

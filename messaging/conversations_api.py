@@ -12,7 +12,7 @@ from messaging import conversations as svc
 from messaging.auth import USER_ROLES, current_principal
 from messaging.db import get_session, read_session
 from messaging.errors import NotFound
-from messaging.http import api_blueprint, json_response, no_content
+from messaging.http import api_blueprint, json_response, no_content, user_implied
 from messaging.idempotency import idempotent
 from messaging.live import publish_after_commit
 from messaging.outbox import enqueue_after_commit
@@ -159,6 +159,7 @@ def list_conversations(query: InboxQuery) -> Response:
 
 
 @bp.get("/conversations/<id>", responses={200: ConversationOut})
+@user_implied
 def get_conversation(path: ConversationPath) -> Response:
     """One conversation with its participants."""
     svc.require_participant(read_session(), path.id, current_principal().user_id)
@@ -187,15 +188,17 @@ def leave_conversation(path: ParticipantPath) -> Response:
 
 
 @bp.get("/conversations/<id>/messages", responses={200: MessagePageOut})
+@user_implied
 def list_messages(path: ConversationPath, query: PageQuery) -> Response:
     """History, keyset-paginated; items oldest→newest within the page."""
     before = decode_cursor(query.before, "before") if query.before else None
     after = decode_cursor(query.after, "after") if query.after else None
-    page = svc.history(read_session(), current_principal().user_id, path.id, query.limit, before, after)
-    return json_response({"items": page.items, "nextCursor": page.next_cursor})
+    body = svc.history_json(read_session(), current_principal().user_id, path.id, query.limit, before, after)
+    return Response(body, content_type="application/json")
 
 
 @bp.post("/conversations/<id>/messages", responses={201: MessageOut})
+@user_implied
 @idempotent
 def post_message(path: ConversationPath, body: MessageIn) -> Response:
     """Post a message (1–1500 characters after trimming)."""
@@ -219,6 +222,7 @@ def edit_message(path: MessagePath, body: MessageIn) -> Response:
 
 
 @bp.post("/conversations/<id>/read", responses={200: UnreadCountOut})
+@user_implied
 def mark_read(path: ConversationPath, body: ReadIn) -> Response:
     """Move the caller's read cursor forward to ``upTo`` or the newest message."""
     session = get_session()

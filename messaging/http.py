@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
 
 import orjson
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from messaging.auth import authenticate, ensure_user
+from messaging.auth import Principal, authenticate, current_principal, ensure_user
 from messaging.db import get_session
-from messaging.errors import Forbidden, Unprocessable
+from messaging.errors import Forbidden, NotFound, Unprocessable
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -78,10 +82,38 @@ def api_blueprint(
         principal = authenticate()
         if roles is not None and principal.role not in roles:
             raise Forbidden(f"This call needs one of the roles: {', '.join(sorted(roles))}.")
-        session = get_session()
-        ensure_user(session, principal)
-        if session.new or session.dirty or session.in_transaction():
-            session.commit()
+        if not getattr(current_app.view_functions.get(request.endpoint or ""), USER_IMPLIED, False):
+            _ensure_current_user(principal)
         parse_json_body()
 
     return bp
+
+
+def _ensure_current_user(principal: Principal) -> None:
+    session = get_session()
+    ensure_user(session, principal)
+    if session.new or session.dirty or session.in_transaction():
+        session.commit()
+
+
+USER_IMPLIED = "user_implied_by_membership"
+
+
+def user_implied(view: F) -> F:
+    """For a view that succeeds only for a participant of what it names: the participation proves the caller's
+    user exists (it references the user row) and was not deleted (deleting a user removes them from
+    everything), so the just-in-time user lookup is skipped before it runs. On its way to a 404 — the caller
+    may be new, or deleted — the lookup runs as it would have: a new user is created, a deleted user's token
+    is 401. Put it right under the route decorator."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except NotFound:
+            get_session().rollback()
+            _ensure_current_user(current_principal())
+            raise
+
+    setattr(wrapper, USER_IMPLIED, True)
+    return cast(F, wrapper)

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -116,6 +117,43 @@ def test_a_deleted_users_token_is_refused_until_the_platform_puts_them_back(clie
     user = {"name": "Ana", "email": "ana@example.com", "phoneNumber": None, "role": "guest"}
     assert client.put("/v1/users/u1", json=user, headers=service).status_code in (200, 201)
     assert client.get(ME, headers=ana).status_code == 200
+
+
+def test_views_that_check_membership_still_refuse_deleted_users_and_create_new_ones(client: Any, app: Any) -> None:
+    """History, posting, reading and one conversation skip the user lookup up front (a participation proves
+    the user); on their way to a 404 they do it, so a deleted user is 401 there too and a new user is made."""
+    ana, bob = _bearer(_hs256(_claims())), _bearer(_hs256(_claims(sub="u2", name="Bob")))
+    service = _bearer(_hs256(_claims(sub="platform", role="service")))
+    assert client.get(ME, headers=bob).status_code == 200
+    cid = client.post("/v1/conversations", json={"participantIds": ["u2"], "name": "trip"}, headers=ana).json["id"]
+    assert client.post(f"/v1/conversations/{cid}/messages", json={"message": "hi"}, headers=ana).status_code == 201
+    assert client.delete("/v1/users/u1", headers=service).status_code == 204
+    calls = [
+        ("get", f"/v1/conversations/{cid}", None),
+        ("get", f"/v1/conversations/{cid}/messages", None),
+        ("post", f"/v1/conversations/{cid}/messages", {"message": "still here?"}),
+        ("post", f"/v1/conversations/{cid}/read", {}),
+    ]
+    for method, path, body in calls:
+        refused = getattr(client, method)(path, json=body, headers=ana)
+        assert refused.status_code == 401, (path, refused.json)
+        assert "deleted" in refused.json["detail"]
+    assert set(_users(app)) == {"u2"}
+    # Someone new: 404 (not a participant), and the user now exists.
+    carol = _bearer(_hs256(_claims(sub="u3", name="Carol")))
+    assert client.get(f"/v1/conversations/{cid}/messages", headers=carol).status_code == 404
+    assert set(_users(app)) == {"u2", "u3"}
+
+
+def test_a_verified_token_is_checked_for_expiry_on_every_use(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens verified once are remembered (signature and claims are not checked again), but not past expiry."""
+    token = _bearer(_hs256(_claims(exp=_now() + 60)))
+    assert client.get(ME, headers=token).status_code == 200
+    assert client.get(ME, headers=token).status_code == 200
+    later = time.time() + 60 + 31  # past the expiry and its 30 s leeway
+    monkeypatch.setattr("messaging.auth.time.time", lambda: later)
+    refused = client.get(ME, headers=token)
+    assert refused.status_code == 401 and "expired" in refused.json["detail"]
 
 
 def test_a_token_expired_within_the_leeway_is_still_accepted(client: Any) -> None:
