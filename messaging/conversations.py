@@ -11,12 +11,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import delete, exists, func, select, tuple_, update
-from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from concierge.models import ConciergeMessageOrigin, ConciergeThread
 from messaging import pg_reads
-from messaging.db import utcnow
+from messaging.db import driver_cursor, utcnow
 from messaging.errors import Forbidden, NotFound, Unprocessable
 from messaging.http import JSON_OPTIONS
 from messaging.ids import new_id
@@ -287,41 +286,65 @@ class Sent:
     concierge_should_answer: bool  # posted by the owner of a concierge chat the bot still answers
 
 
-# PostgreSQL: the participant check, the insert, the counters and the author's read cursor in one
-# round trip. Every part sees the same snapshot, so ``old`` is the cursor and ``prev_last`` the
-# last message as they were before this statement.
-_SEND_SQL = sql_text(
-    """
+# PostgreSQL: the whole send is this one statement, run in autocommit — no BEGIN or COMMIT round trips, and a
+# single statement is atomic by itself. Every part sees the same snapshot (taken before the statement), so
+# ``old`` is the author's cursor before this message. The parts:
+#   member    the author is a participant (else nothing is written: 404), and whether this is a concierge
+#             conversation (then nothing is written here either: the general path posts it, in a transaction
+#             with the outbox row that asks the bot to answer);
+#   msg       the message; ``read`` from the start when nobody else is in the conversation (SPEC §4: read once
+#             every other participant has read it);
+#   stats     the counters, and so the author's new read_count;
+#   moved     the author's cursor, to this message: everything before it counts as read by the author;
+#   marked    the seed's ``read`` flag on the messages the author's cursor just crossed that every other
+#             participant had already read (the author is now past all of them); only unread rows are visited
+#             (partial index), from the author's old position on.
+_SEND_SQL = """
 WITH member AS (
-    SELECT 1 FROM conversation_participants WHERE conversation_id = :cid AND user_id = :uid
+    SELECT EXISTS (SELECT 1 FROM conversation_participants
+                    WHERE conversation_id = %(cid)s AND user_id = %(uid)s) AS ok,
+           EXISTS (SELECT 1 FROM concierge_threads WHERE conversation_id = %(cid)s) AS concierge
+), old AS (
+    SELECT last_read_message_created_at AS at, last_read_message_id AS id
+      FROM read_cursors WHERE conversation_id = %(cid)s AND user_id = %(uid)s
 ), msg AS (
     INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at)
-    SELECT :mid, :cid, :uid, :body, false, false, :now WHERE EXISTS (SELECT 1 FROM member)
+    SELECT %(mid)s, %(cid)s, %(uid)s, %(body)s,
+           NOT EXISTS (SELECT 1 FROM conversation_participants WHERE conversation_id = %(cid)s AND user_id <> %(uid)s),
+           false, %(now)s
+      FROM member WHERE ok AND NOT concierge
     RETURNING id
 ), stats AS (
     UPDATE conversation_stats
-       SET message_count = message_count + 1, last_message_id = :mid, last_activity_at = :now
-     WHERE conversation_id = :cid AND EXISTS (SELECT 1 FROM msg)
+       SET message_count = message_count + 1, last_message_id = %(mid)s, last_activity_at = %(now)s
+     WHERE conversation_id = %(cid)s AND EXISTS (SELECT 1 FROM msg)
     RETURNING message_count
-), cursor_update AS (
+), moved AS (
     UPDATE read_cursors
-       SET read_count = stats.message_count, last_read_message_id = :mid,
-           last_read_message_created_at = :now, last_read_at = :now
+       SET read_count = stats.message_count, last_read_message_id = %(mid)s,
+           last_read_message_created_at = %(now)s, last_read_at = %(now)s
       FROM stats
-     WHERE read_cursors.conversation_id = :cid AND read_cursors.user_id = :uid
+     WHERE read_cursors.conversation_id = %(cid)s AND read_cursors.user_id = %(uid)s
+    RETURNING 1
+), marked AS (
+    UPDATE messages m SET read = true
+     WHERE m.conversation_id = %(cid)s AND NOT m.read AND EXISTS (SELECT 1 FROM msg)
+       AND (NOT EXISTS (SELECT 1 FROM old WHERE at IS NOT NULL)
+            OR (m.created_at, m.id) > (SELECT at, id FROM old WHERE at IS NOT NULL))
+       AND NOT EXISTS (
+           SELECT 1 FROM conversation_participants p
+             LEFT JOIN read_cursors rc ON rc.conversation_id = p.conversation_id AND rc.user_id = p.user_id
+            WHERE p.conversation_id = m.conversation_id AND p.user_id <> %(uid)s
+              AND p.user_id <> coalesce(m.user_id, '')
+              AND (rc.last_read_message_created_at IS NULL
+                   OR (rc.last_read_message_created_at, rc.last_read_message_id) < (m.created_at, m.id)))
     RETURNING 1
 )
-SELECT (SELECT message_count FROM stats) AS message_count,
-       (SELECT count(*) FROM cursor_update) AS cursor_moved,
-       (SELECT last_message_id FROM conversation_stats WHERE conversation_id = :cid) AS prev_last,
-       old.last_read_message_id AS old_id, old.last_read_message_created_at AS old_at,
-       ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = :cid) AS audience,
-       EXISTS (SELECT 1 FROM concierge_threads
-                WHERE conversation_id = :cid AND user_id = :uid AND NOT needs_human) AS answer
-  FROM (SELECT 1) AS one
-  LEFT JOIN read_cursors AS old ON old.conversation_id = :cid AND old.user_id = :uid
+SELECT member.ok, member.concierge,
+       ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = %(cid)s),
+       (SELECT count(*) FROM moved) + (SELECT count(*) FROM marked)
+  FROM member
 """
-)
 
 
 def send_user_message(session: Session, conversation_id: str, author_id: str, text: str) -> Sent:
@@ -329,26 +352,36 @@ def send_user_message(session: Session, conversation_id: str, author_id: str, te
     if len(conversation_id) > 21:
         raise NotFound("No such conversation.")
     body = clean_message_text(text)
-    if session.get_bind().dialect.name != "postgresql":
-        require_participant(session, conversation_id, author_id)
-        message = post_message(session, conversation_id, author_id, body)
-        return Sent(
-            message,
-            participant_ids(session, conversation_id),
-            concierge_should_answer(session, conversation_id, author_id),
-        )
+    if session.get_bind().dialect.name == "postgresql":
+        sent = _send_in_one_statement(session, conversation_id, author_id, body)
+        if sent is not None:
+            return sent
+    require_participant(session, conversation_id, author_id)
+    message = post_message(session, conversation_id, author_id, body)
+    return Sent(
+        message,
+        participant_ids(session, conversation_id),
+        concierge_should_answer(session, conversation_id, author_id),
+    )
+
+
+def _send_in_one_statement(session: Session, conversation_id: str, author_id: str, body: str) -> Sent | None:
+    """:data:`_SEND_SQL` on the driver; None for a concierge conversation (nothing written: the caller posts it
+    the general way)."""
+    own_transaction = not session.in_transaction()
+    if own_transaction:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    # (else, inside the caller's transaction, the statement is part of it)
     message_id, now = new_id(), utcnow()
-    row = session.execute(
-        _SEND_SQL, {"cid": conversation_id, "uid": author_id, "mid": message_id, "body": body, "now": now}
-    ).one()
-    if row.message_count is None:
+    params = {"cid": conversation_id, "uid": author_id, "mid": message_id, "body": body, "now": now}
+    with driver_cursor(session) as cursor:
+        member, concierge, audience, _changed = cursor.execute(_SEND_SQL, params).fetchone()
+    if not member:
         raise NotFound("No such conversation.")
-    # The author's cursor crossed (old position, new message]: messages there written by others may
-    # now be read by everyone. Nothing to do when the author had already read up to the last one.
-    if row.old_id is not None and row.old_id != row.prev_last:
-        mark_read_by_everyone(session, conversation_id, now, message_id, after=(row.old_at, row.old_id))
-    elif row.old_id is None:
-        mark_read_by_everyone(session, conversation_id, now, message_id)
+    if concierge:
+        if own_transaction:
+            session.rollback()  # back to a transaction of the session's own for the general path
+        return None
     message = {
         "id": message_id,
         "conversationId": conversation_id,
@@ -359,7 +392,7 @@ def send_user_message(session: Session, conversation_id: str, author_id: str, te
         "isEdit": False,
         "createdAt": now,
     }
-    return Sent(message, list(row.audience), bool(row.answer))
+    return Sent(message, list(audience), False)
 
 
 def edit_message(session: Session, caller_id: str, message_id: str, text: str) -> dict[str, Any]:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app, g
 from sqlalchemy import TIMESTAMP, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+try:  # the driver's error base class, for driver_cursor (psycopg is installed wherever PostgreSQL is used)
+    from psycopg import Error as DBAPI_ERRORS
+except ImportError:  # pragma: no cover
+    DBAPI_ERRORS = Exception  # type: ignore[misc,assignment]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -103,6 +109,28 @@ def read_session() -> Session:
     if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return session
+
+
+@contextmanager
+def driver_cursor(session: Session) -> Iterator[Any]:
+    """A binary psycopg cursor on the connection of ``session`` (which must be on PostgreSQL), for the few
+    statements hot enough to skip SQLAlchemy's execution layer (:mod:`messaging.pg_reads`, the send).
+
+    What that layer would do on an error is done here: a driver error comes out as SQLAlchemy's (so the error
+    handlers answer it like any other database error: 503 when the database is unreachable), and a connection
+    found dead is invalidated, so the pool never hands it out again."""
+    connection = session.connection()
+    fairy = connection.connection
+    try:
+        with fairy.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            yield cursor
+    except DBAPI_ERRORS as exc:
+        disconnected = connection.dialect.is_disconnect(cast(Any, exc), fairy.dbapi_connection, None)
+        if disconnected:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            None, None, exc, DBAPI_ERRORS, connection_invalidated=disconnected, dialect=connection.dialect
+        ) from exc
 
 
 def _close_session(_exc: BaseException | None) -> None:

@@ -131,10 +131,6 @@ def register_error_handlers(app: Flask) -> None:
         headers: dict[str, str] = {}
         if status == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
-        if status == 429:
-            from messaging.limits import retry_after  # local: limits imports auth, which imports errors
-
-            headers["Retry-After"] = str(retry_after())
         detail = exc.description or exc.name
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")

@@ -1,82 +1,52 @@
-"""Abuse limits (Flask-Limiter): per-user limits on posting messages and opening threads, a per-token limit on
-event intake.
+"""Abuse limits: per-user limits on posting messages and opening threads, a per-token limit on event intake.
+
+Built on the ``limits`` library (the counters and algorithms Flask-Limiter uses), called directly from the
+limited views: Flask-Limiter's per-request machinery (a hook on every request, re-resolving and filtering
+the limits of each) cost more than the counting itself on the hottest route.
 
 - **Shared across processes**: counters live in Redis (``REDIS_URL``), so every web process counts against the
   same budget; without Redis (the embedded default, one process) they live in memory.
-- **Sliding-window counters** (the ``limits`` library's ``sliding-window-counter``): one Redis round trip per
-  limited request, and no burst of twice the limit at a window's edge as a fixed window allows.
-- **After authentication**: a limited view checks its limit when it runs, after the blueprint authenticated
-  the caller, so an anonymous request is 401 and never spends anyone's budget. The key is the user (every
-  token of one user shares a budget) or, for event intake, the token itself (a SHA-256 of it).
+- **Sliding-window counters** (``limits``' ``SlidingWindowCounterRateLimiter``): one Redis round trip per limit
+  of a limited request, and no burst of twice the limit at a window's edge as a fixed window allows.
+- **After authentication**: a limited view counts when it runs, after the blueprint authenticated the caller,
+  so an anonymous request is 401 and never spends anyone's budget. The key is the user (every token of one
+  user shares a budget) or, for event intake, the token itself (a SHA-256 of it).
 - **One budget per kind**: posting in conversations, in property threads and as an admin share the
   ``messages`` budget; creating conversations and opening property threads share ``threads``.
 - A refused request is 429 problem details with ``Retry-After`` (seconds until the window lets one through)
-  and changes nothing. If Redis is unreachable the limits fall back to per-process memory, logged, rather than
-  refusing or failing requests.
+  and changes nothing. If Redis is unreachable the limits fall back to per-process memory for 30 seconds at a
+  time, logged, rather than refusing or failing requests.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable
+from functools import wraps
 from typing import Any, cast
 
 from flask import Flask, current_app, g
-from flask_limiter import Limiter
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from messaging.auth import bearer_token
+from messaging.errors import ProblemError
 
-LIMITER = "concierge_limiter"
+log = logging.getLogger(__name__)
+
+LIMITER = "concierge_limits"
+KEY_PREFIX = "concierge-limits"
+FALLBACK_SECONDS = 30.0
 # kind → (setting, default)
 LIMITS = {
     "messages": ("RATE_LIMIT_MESSAGES", "60/minute;1000/hour"),
     "threads": ("RATE_LIMIT_THREADS", "20/minute;200/hour"),
     "events": ("RATE_LIMIT_EVENTS", "6000/minute"),
 }
-
-
-def user_key() -> str:
-    return f"user:{g.principal.user_id}"
-
-
-def token_key() -> str:
-    return "token:" + hashlib.sha256((bearer_token() or "").encode()).hexdigest()[:32]
-
-
-def init_limits(app: Flask) -> None:
-    """One limiter per application, so apps with different settings in one process keep their own."""
-    storage = app.config.get("REDIS_URL") or "memory://"
-    limiter = Limiter(
-        key_func=user_key,
-        storage_uri=storage,
-        storage_options={"socket_connect_timeout": 1, "socket_timeout": 1} if storage.startswith("redis") else {},
-        strategy="sliding-window-counter",
-        # No X-RateLimit-* headers on every response: computing them costs a second Redis round trip per
-        # limited request. A refusal still says when to come back (Retry-After, see retry_after()).
-        headers_enabled=False,
-        swallow_errors=True,
-        in_memory_fallback_enabled=True,
-        key_prefix="concierge-limits",
-        enabled=bool(app.config.get("RATE_LIMITS_ENABLED", True)),
-    )
-    limiter.init_app(app)
-    app.extensions[LIMITER] = limiter
-
-
-def retry_after() -> int:
-    """Seconds until the limit the current request broke lets one through (at least 1)."""
-    limiter: Limiter | None = current_app.extensions.get(LIMITER)
-    breached = limiter.current_limit if limiter is not None else None
-    if breached is None:
-        return 1
-    window = max(1, int(breached.limit.get_expiry()))  # never more than one window away
-    try:
-        return min(window, max(1, math.ceil(breached.reset_at - time.time())))
-    except Exception:  # noqa: BLE001 - the store may be unreachable; the window's length is an upper bound
-        return window
-
 
 # The limited views (endpoint → kind); a new creating route belongs here too.
 LIMITED_ENDPOINTS = {
@@ -89,22 +59,83 @@ LIMITED_ENDPOINTS = {
 }
 
 
+class TooManyRequests(ProblemError):
+    status, title, slug = 429, "Too many requests", "rate-limited"
+
+
+def user_key() -> str:
+    return f"user:{g.principal.user_id}"
+
+
+def token_key() -> str:
+    return "token:" + hashlib.sha256((bearer_token() or "").encode()).hexdigest()[:32]
+
+
+class AbuseLimits:
+    """The limits of one application (its settings, its store)."""
+
+    def __init__(self, config: Any) -> None:
+        uri = config.get("REDIS_URL") or "memory://"
+        options = {"socket_connect_timeout": 1, "socket_timeout": 1} if uri.startswith("redis") else {}
+        self.shared = SlidingWindowCounterRateLimiter(storage_from_string(uri, key_prefix=KEY_PREFIX, **options))
+        self.local = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.items: dict[str, list[RateLimitItem]] = {
+            kind: parse_many(str(config.get(setting) or default)) for kind, (setting, default) in LIMITS.items()
+        }
+        self._shared_down_until = 0.0
+
+    def count(self, kind: str, key: str) -> None:
+        """Count one request of ``kind`` for ``key`` against each of its limits; 429 when one is exhausted."""
+        for item in self.items[kind]:
+            limiter = self._limiter()
+            try:
+                allowed = limiter.hit(item, kind, key)
+            except Exception as exc:  # noqa: BLE001 - the store is unreachable: count in this process meanwhile
+                log.warning("abuse limits: store unreachable (%s); counting in this process for %.0f s",
+                            exc, FALLBACK_SECONDS)
+                self._shared_down_until = time.monotonic() + FALLBACK_SECONDS
+                limiter = self.local
+                allowed = limiter.hit(item, kind, key)
+            if not allowed:
+                raise TooManyRequests(
+                    f"Too many requests of this kind ({kind}); slow down.",
+                    headers={"Retry-After": str(self._retry_after(limiter, item, kind, key))},
+                )
+
+    def _limiter(self) -> SlidingWindowCounterRateLimiter:
+        return self.local if time.monotonic() < self._shared_down_until else self.shared
+
+    @staticmethod
+    def _retry_after(limiter: SlidingWindowCounterRateLimiter, item: RateLimitItem, kind: str, key: str) -> int:
+        """Seconds until the window lets one through: at least 1, at most the window's length."""
+        window = max(1, int(item.get_expiry()))
+        try:
+            reset_at = limiter.get_window_stats(item, kind, key).reset_time
+            return min(window, max(1, math.ceil(reset_at - time.time())))
+        except Exception:  # noqa: BLE001 - the store may have gone meanwhile; the window's length is an upper bound
+            return window
+
+
+def init_limits(app: Flask) -> None:
+    app.extensions[LIMITER] = AbuseLimits(app.config)
+
+
 def apply_limits(app: Flask) -> None:
-    """Wrap the limited views with their limits (after the blueprints are registered). Flask-Limiter checks a
-    decorated view's limits when the view runs, i.e. after the blueprint has authenticated the caller."""
-    limiter: Limiter = app.extensions[LIMITER]
+    """Wrap the limited views (after the blueprints are registered): each counts when it runs, i.e. after the
+    blueprint has authenticated the caller. Nothing is wrapped when ``RATE_LIMITS_ENABLED`` is off."""
+    if not app.config.get("RATE_LIMITS_ENABLED", True):
+        return
     for endpoint, kind in LIMITED_ENDPOINTS.items():
-        setting, default = LIMITS[kind]
-        key = token_key if kind == "events" else user_key
-        limit = limiter.limit(
-            _limit_value(setting, default), key_func=key, scope=kind,
-            error_message=f"Too many requests of this kind ({kind}); slow down.",
-        )
-        app.view_functions[endpoint] = cast(Any, limit(app.view_functions[endpoint]))
+        app.view_functions[endpoint] = _limited(app.view_functions[endpoint], kind)
 
 
-def _limit_value(setting: str, default: str) -> Callable[[], str]:
-    def value() -> str:
-        return str(current_app.config.get(setting) or default)
+def _limited(view: Callable[..., Any], kind: str) -> Callable[..., Any]:
+    key = token_key if kind == "events" else user_key
 
-    return value
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        limits = cast(AbuseLimits, current_app.extensions[LIMITER])
+        limits.count(kind, key())
+        return view(*args, **kwargs)
+
+    return wrapper

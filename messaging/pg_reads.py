@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
+from messaging.db import driver_cursor
 from messaging.http import JSON_OPTIONS
 from messaging.pagination import Position, encode_cursor
 
@@ -64,8 +65,7 @@ def history_page(
         direction, (params["at"], params["pid"]) = "after", after
     elif before is not None:
         direction, (params["at"], params["pid"]) = "before", before
-    driver = session.connection().connection.driver_connection
-    with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+    with driver_cursor(session) as cursor:
         rows = cursor.execute(HISTORY_SQL[direction], params).fetchall()
     more = len(rows) > limit
     if more:

@@ -102,3 +102,58 @@ def test_outsiders_and_unknown_conversations_are_404_on_the_database_path(pg_app
         empty, _ = svc.create_conversation(session, "ana", ["bob"], name="quiet")
         session.commit()
         assert orjson.loads(svc.history_json(session, "bob", empty, 50)) == {"items": [], "nextCursor": None}
+
+
+def test_read_flags_and_unread_counts_follow_the_cursors_through_sends_and_reads(pg_client, pg_app, auth):
+    """The one-statement send (PostgreSQL) moves the author's cursor and the seed's ``read`` flag itself: after
+    every step of a random mix of sends and reads in a group, each message's ``read`` is exactly "every other
+    participant's cursor is at or past it", and each unread count is what the cursors say."""
+    import random
+
+    from tests.test_conversations import group, join, posted
+
+    users = ["ana", "bob", "cy"]
+    join(pg_client, auth, *users)
+    cid = group(pg_client, auth, "ana", ["bob", "cy"])
+    rng = random.Random(7)
+    sent: list[dict] = []
+    for step in range(60):
+        who = rng.choice(users)
+        if rng.random() < 0.55 or not sent:
+            sent.append(posted(pg_client, auth, who, cid, f"step {step}"))
+        else:
+            body = {"upTo": rng.choice(sent)["id"]} if rng.random() < 0.4 else {}
+            assert pg_client.post(f"/v1/conversations/{cid}/read", json=body, headers=auth(who)).status_code == 200
+        with pg_app.app_context():
+            rows = get_session().execute(text(
+                """SELECT m.id, m.read, m.user_id,
+                          NOT EXISTS (SELECT 1 FROM conversation_participants p
+                                        JOIN read_cursors rc USING (conversation_id, user_id)
+                                       WHERE p.conversation_id = m.conversation_id
+                                         AND p.user_id <> coalesce(m.user_id, '')
+                                         AND (rc.last_read_message_created_at IS NULL
+                                              OR (rc.last_read_message_created_at, rc.last_read_message_id)
+                                                 < (m.created_at, m.id))) AS everyone_read
+                     FROM messages m WHERE m.conversation_id = :cid ORDER BY m.created_at, m.id"""),
+                {"cid": cid}).all()
+            get_session().close()
+        assert [(r.id, r.read) for r in rows] == [(r.id, r.everyone_read) for r in rows], step
+        for user in users:
+            item = pg_client.get(f"/v1/conversations/{cid}", headers=auth(user)).json
+            history = pg_client.get(f"/v1/conversations/{cid}/messages?limit=100", headers=auth(user)).json["items"]
+            assert [m["read"] for m in history] == [r.read for r in rows]
+            with pg_app.app_context():
+                behind = get_session().execute(text(
+                    """SELECT count(*) FROM messages m, read_cursors rc
+                        WHERE m.conversation_id = :cid AND rc.conversation_id = :cid AND rc.user_id = :u
+                          AND (rc.last_read_message_created_at IS NULL OR (m.created_at, m.id)
+                               > (rc.last_read_message_created_at, rc.last_read_message_id))"""),
+                    {"cid": cid, "u": user}).scalar_one()
+                get_session().close()
+            assert item["unreadCount"] == behind, (step, user)
+    # Alone in a conversation, your message has been read by every other participant at once: there is none.
+    alone = group(pg_client, auth, "ana", ["bob"], name="left behind")
+    assert pg_client.delete(f"/v1/conversations/{alone}/participants/bob", headers=auth("bob")).status_code == 204
+    posted(pg_client, auth, "ana", alone, "anyone?")
+    history = pg_client.get(f"/v1/conversations/{alone}/messages", headers=auth("ana")).json["items"]
+    assert [m["read"] for m in history] == [True]
