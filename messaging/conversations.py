@@ -31,7 +31,7 @@ from messaging.models import (
 )
 from messaging.pagination import Position, encode_cursor, position_literal
 from messaging.read_state import advance_cursor, mark_read_by_everyone, start_cursor
-from messaging.resources import message_json, select_messages
+from messaging.resources import conversations_json, message_json, select_messages
 from messaging.upsert import insert_ignore
 
 MESSAGE_MAX_CHARS = 1500
@@ -470,6 +470,15 @@ def history_json(
     if not count:
         require_participant(session, conversation_id, caller_id)
     return body
+
+
+def inbox_json(session: Session, user_id: str, limit: int, before: Position | None) -> bytes:
+    """The inbox response body; on PostgreSQL in one statement straight from the driver (:mod:`messaging.pg_reads`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_reads.inbox_page(session, user_id, limit, before)
+    ids, next_cursor = inbox_ids(session, user_id, limit, before)
+    return orjson.dumps({"items": conversations_json(session, user_id, ids), "nextCursor": next_cursor},
+                        option=JSON_OPTIONS)
 
 
 def inbox_ids(session: Session, user_id: str, limit: int, before: Position | None) -> tuple[list[str], str | None]:

@@ -154,8 +154,7 @@ def list_conversations(query: InboxQuery) -> Response:
     session = read_session()
     user_id = current_principal().user_id
     before = decode_cursor(query.before) if query.before else None
-    ids, next_cursor = svc.inbox_ids(session, user_id, query.limit, before)
-    return json_response({"items": conversations_json(session, user_id, ids), "nextCursor": next_cursor})
+    return Response(svc.inbox_json(session, user_id, query.limit, before), content_type="application/json")
 
 
 @bp.get("/conversations/<id>", responses={200: ConversationOut})

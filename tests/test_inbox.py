@@ -5,17 +5,18 @@ a fixed number of SQL statements per page whatever the number of conversations o
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from messaging import conversations as svc
+from messaging import pg_reads
 from messaging.db import get_engine, get_session
 from messaging.models import User
+from messaging.pagination import decode_cursor
 from tests.conftest import sql_count
 from tests.test_conversations import assert_problem, conversation, group, join, posted
 
@@ -246,24 +247,6 @@ def test_history_and_conversation_cost_does_not_grow_with_messages(client, app, 
 # --- PostgreSQL: the plans are index-backed ---------------------------------------------------------
 
 
-@contextmanager
-def capture_sql(app) -> Iterator[list[tuple[str, Any]]]:
-    """Like tests.conftest.sql_count, keeping each statement's parameters."""
-    captured: list[tuple[str, Any]] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
-        if not executemany:
-            captured.append((statement, parameters))
-
-    with app.app_context():
-        engine = get_engine()
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield captured
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
-
-
 BULK_SQL = [
     # 500 other users
     "INSERT INTO users (id, name, role) SELECT 'other' || n, 'Other ' || n, 'guest' FROM generate_series(0, 499) n",
@@ -299,13 +282,6 @@ def _bulk_other_conversations(app, count: int) -> None:
 BIG_TABLES = ("messages", "conversation_participants", "conversation_stats", "read_cursors")
 
 
-def _plan(app, statement: str, parameters: Any) -> str:
-    with app.app_context():
-        with get_engine().connect() as conn:
-            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
-    return "\n".join(r[0] for r in rows)
-
-
 def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
     """EXPLAIN the inbox's own statements (captured with their parameters) over enough data that
     the planner has a real choice: 20,000 conversations of other users (with 2,000 the tables fit
@@ -321,21 +297,40 @@ def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
     h = auth("big")
     assert pg_client.get("/v1/me", headers=h).status_code == 200
 
-    with capture_sql(pg_app) as first_page:
-        r = pg_client.get("/v1/conversations?limit=50", headers=h)
+    r = pg_client.get("/v1/conversations?limit=50", headers=h)
     assert r.status_code == 200 and len(r.json["items"]) == 50
-    with capture_sql(pg_app) as second_page:
-        r = pg_client.get(f"/v1/conversations?limit=50&before={r.json['nextCursor']}", headers=h)
-    assert r.status_code == 200 and len(r.json["items"]) == 50
+    before = decode_cursor(r.json["nextCursor"])
+    second = pg_client.get(f"/v1/conversations?limit=50&before={r.json['nextCursor']}", headers=h)
+    assert second.status_code == 200 and len(second.json["items"]) == 50
 
-    # The main statement (the page of conversation ids) starts from the caller's participations.
-    main = [(s, p) for s, p in first_page + second_page if "ORDER BY (SELECT conversation_stats.last_activity_at" in s]
-    assert len(main) == 2, first_page
-    for statement, parameters in main:
-        plan = _plan(pg_app, statement, parameters)
-        assert "ix_conversation_participants_user_id" in plan, f"{statement}\n{parameters}\n{plan}"
-    selects = [(s, p) for s, p in first_page + second_page if s.lstrip().upper().startswith("SELECT")]
-    for statement, parameters in selects:
-        plan = _plan(pg_app, statement, parameters)
+    # On PostgreSQL the page is one statement run on the driver (messaging.pg_reads): EXPLAIN it as it runs.
+    # It starts from the caller's participations and looks everything else up by key.
+    pages = [(pg_reads.INBOX_SQL[False], {"uid": "big", "limit": 51}),
+             (pg_reads.INBOX_SQL[True], {"uid": "big", "limit": 51, "at": before[0], "pid": before[1]})]
+    for statement, parameters in pages:
+        plan = _driver_plan(pg_app, statement, parameters)
+        assert "ix_conversation_participants_user_id" in plan, plan
+        for table in (*BIG_TABLES, "users", "conversations"):
+            assert not re.search(rf"Seq Scan on {table}\b", plan), plan
+
+    # History, each way of paging, in a conversation among 20,000 others.
+    cid = r.json["items"][0]["id"]
+    last = r.json["items"][0]["lastMessage"]
+    at = dt.datetime.fromisoformat(last["createdAt"].replace("Z", "+00:00"))
+    for direction, statement in pg_reads.HISTORY_SQL.items():
+        parameters = {"cid": cid, "uid": "big", "limit": 51, "at": at, "pid": last["id"]}
+        plan = _driver_plan(pg_app, statement, parameters)
+        assert "ix_messages_conversation_id_created_at_id" in plan, (direction, plan)
         for table in BIG_TABLES:
-            assert not re.search(rf"Seq Scan on {table}\b", plan), f"{statement}\n{parameters}\n{plan}"
+            assert not re.search(rf"Seq Scan on {table}\b", plan), (direction, plan)
+
+
+def _driver_plan(app, statement: str, parameters: Any) -> str:
+    """EXPLAIN a statement the way psycopg runs it (server-side parameters, as once prepared)."""
+    import psycopg
+
+    with app.app_context():
+        url = get_engine().url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("EXPLAIN " + statement, parameters).fetchall()
+    return "\n".join(r[0] for r in rows)

@@ -157,3 +157,47 @@ def test_read_flags_and_unread_counts_follow_the_cursors_through_sends_and_reads
     posted(pg_client, auth, "ana", alone, "anyone?")
     history = pg_client.get(f"/v1/conversations/{alone}/messages", headers=auth("ana")).json["items"]
     assert [m["read"] for m in history] == [True]
+
+
+def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
+    """The inbox page run on the driver (PostgreSQL) and the general one give the same JSON, page by page:
+    groups and DMs, no messages, a concierge or a deleted user's last message, an offer, the concierge chat."""
+    from messaging.resources import conversations_json
+    from tests.test_inbox import _seed_inbox
+
+    _seed_inbox(pg_app, "ana", 23, ["bob", "cy", "dee"])
+    with pg_app.app_context():
+        session = get_session()
+        session.add(User(id="gone", name="Gone", role="guest"))
+        session.flush()
+        offer, _ = svc.create_conversation(session, "ana", ["bob", "gone"], offer_id="offer-7")
+        svc.post_message(session, offer, "gone", 'last words "quoted" \\ 😀')
+        svc.concierge_conversation_id(session, "ana")
+        session.execute(delete(User).where(User.id == "gone"))
+        # Equal activity times: the id breaks the tie, the same way on both paths.
+        session.execute(text("UPDATE conversation_stats SET last_activity_at = date_trunc('minute', last_activity_at)"))
+        session.commit()
+
+        def python_page(limit, before):
+            ids, next_cursor = svc.inbox_ids(session, "ana", limit, before)
+            return orjson.loads(orjson.dumps({"items": conversations_json(session, "ana", ids),
+                                              "nextCursor": next_cursor}, option=orjson.OPT_UTC_Z))
+
+        total = 23 + 2
+        for limit in (1, 3, 7, 25, 50):
+            cursor, pages, seen = None, 0, 0
+            while True:
+                before = decode_cursor(cursor) if cursor else None
+                expected = python_page(limit, before)
+                actual = orjson.loads(svc.inbox_json(session, "ana", limit, before))
+                assert actual == expected, (limit, pages)
+                seen += len(actual["items"])
+                pages += 1
+                cursor = actual["nextCursor"]
+                if cursor is None:
+                    break
+            assert seen == total and pages == -(-total // limit), (limit, seen, pages)
+        everything = orjson.loads(svc.inbox_json(session, "ana", 50, None))["items"]
+        kinds = {(c["lastMessage"] or {}).get("senderType") for c in everything}
+        assert kinds == {None, "user", "concierge", "deleted"}
+        assert any(c["isConcierge"] for c in everything) and any(c["offerId"] == "offer-7" for c in everything)
