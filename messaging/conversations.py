@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from concierge.models import ConciergeMessageOrigin, ConciergeThread
 from messaging import pg_reads
-from messaging.db import driver_cursor, utcnow
+from messaging.db import driver_cursor, is_postgresql, utcnow
 from messaging.errors import Forbidden, NotFound, Unprocessable
 from messaging.http import JSON_OPTIONS
 from messaging.ids import new_id
@@ -352,7 +352,7 @@ def send_user_message(session: Session, conversation_id: str, author_id: str, te
     if len(conversation_id) > 21:
         raise NotFound("No such conversation.")
     body = clean_message_text(text)
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql():
         sent = _send_in_one_statement(session, conversation_id, author_id, body)
         if sent is not None:
             return sent
@@ -366,12 +366,8 @@ def send_user_message(session: Session, conversation_id: str, author_id: str, te
 
 
 def _send_in_one_statement(session: Session, conversation_id: str, author_id: str, body: str) -> Sent | None:
-    """:data:`_SEND_SQL` on the driver; None for a concierge conversation (nothing written: the caller posts it
-    the general way)."""
-    own_transaction = not session.in_transaction()
-    if own_transaction:
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    # (else, inside the caller's transaction, the statement is part of it)
+    """:data:`_SEND_SQL` on the driver, in autocommit (or in the session's transaction if one is open); None for
+    a concierge conversation (nothing written: the caller posts it the general way)."""
     message_id, now = new_id(), utcnow()
     params = {"cid": conversation_id, "uid": author_id, "mid": message_id, "body": body, "now": now}
     with driver_cursor(session) as cursor:
@@ -379,8 +375,6 @@ def _send_in_one_statement(session: Session, conversation_id: str, author_id: st
     if not member:
         raise NotFound("No such conversation.")
     if concierge:
-        if own_transaction:
-            session.rollback()  # back to a transaction of the session's own for the general path
         return None
     message = {
         "id": message_id,
@@ -461,7 +455,7 @@ def history_json(
     after: Position | None = None,
 ) -> bytes:
     """:func:`history` as the response body; on PostgreSQL straight from the driver (:mod:`messaging.pg_reads`)."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not is_postgresql():
         page = history(session, caller_id, conversation_id, limit, before, after)
         return orjson.dumps({"items": page.items, "nextCursor": page.next_cursor}, option=JSON_OPTIONS)
     if len(conversation_id) > 21:
@@ -474,7 +468,7 @@ def history_json(
 
 def inbox_json(session: Session, user_id: str, limit: int, before: Position | None) -> bytes:
     """The inbox response body; on PostgreSQL in one statement straight from the driver (:mod:`messaging.pg_reads`)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql():
         return pg_reads.inbox_page(session, user_id, limit, before)
     ids, next_cursor = inbox_ids(session, user_id, limit, before)
     return orjson.dumps({"items": conversations_json(session, user_id, ids), "nextCursor": next_cursor},

@@ -151,7 +151,7 @@ def _announce_conversation(session: Session, conversation_id: str, only: list[st
 @bp.get("/conversations", responses={200: ConversationPageOut})
 def list_conversations(query: InboxQuery) -> Response:
     """The caller's inbox, latest activity first, each with its last message and unread count."""
-    session = read_session()
+    session = get_session()
     user_id = current_principal().user_id
     before = decode_cursor(query.before) if query.before else None
     return Response(svc.inbox_json(session, user_id, query.limit, before), content_type="application/json")
@@ -192,7 +192,7 @@ def list_messages(path: ConversationPath, query: PageQuery) -> Response:
     """History, keyset-paginated; items oldest→newest within the page."""
     before = decode_cursor(query.before, "before") if query.before else None
     after = decode_cursor(query.after, "after") if query.after else None
-    body = svc.history_json(read_session(), current_principal().user_id, path.id, query.limit, before, after)
+    body = svc.history_json(get_session(), current_principal().user_id, path.id, query.limit, before, after)
     return Response(body, content_type="application/json")
 
 

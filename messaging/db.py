@@ -48,8 +48,8 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
-    kwargs: dict[str, Any] = {"future": True}
+def make_engine(url: str, pool_size: int = 10, **options: Any) -> Engine:
+    kwargs: dict[str, Any] = {"future": True, **options}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
@@ -80,9 +80,14 @@ class Database:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        engine = make_engine(app.config["DATABASE_URL"], app.config.get("DB_POOL_SIZE", 10))
+        url, pool_size = app.config["DATABASE_URL"], app.config.get("DB_POOL_SIZE", 10)
+        engine = make_engine(url, pool_size)
         factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
-        app.extensions["db"] = {"engine": engine, "sessionmaker": factory}
+        # PostgreSQL: a second pool whose connections stay in autocommit, for driver_cursor().
+        autocommit = None
+        if engine.dialect.name == "postgresql":
+            autocommit = make_engine(url, pool_size, isolation_level="AUTOCOMMIT")
+        app.extensions["db"] = {"engine": engine, "sessionmaker": factory, "autocommit_engine": autocommit}
         app.teardown_appcontext(_close_session)
 
 
@@ -113,24 +118,41 @@ def read_session() -> Session:
 
 @contextmanager
 def driver_cursor(session: Session) -> Iterator[Any]:
-    """A binary psycopg cursor on the connection of ``session`` (which must be on PostgreSQL), for the few
-    statements hot enough to skip SQLAlchemy's execution layer (:mod:`messaging.pg_reads`, the send).
+    """A binary psycopg cursor (PostgreSQL only) for the few statements hot enough to skip SQLAlchemy's
+    execution layer (:mod:`messaging.pg_reads`, the send). Inside a transaction of ``session`` it runs on that
+    transaction's connection; otherwise on a connection of the autocommit pool, where a statement commits by
+    itself and no session, BEGIN or isolation switch is involved.
 
-    What that layer would do on an error is done here: a driver error comes out as SQLAlchemy's (so the error
+    What SQLAlchemy would do on an error is done here: a driver error comes out as SQLAlchemy's (so the error
     handlers answer it like any other database error: 503 when the database is unreachable), and a connection
     found dead is invalidated, so the pool never hands it out again."""
-    connection = session.connection()
-    fairy = connection.connection
+    pooled: Engine | None = None
+    fairy: Any = None
+    dialect = _state()["engine"].dialect
     try:
-        with fairy.driver_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+        if session.in_transaction():
+            fairy = session.connection().connection
+        else:
+            pooled = _state()["autocommit_engine"]
+            fairy = pooled.raw_connection()  # a connection that cannot be made raises the driver's error
+        with fairy.driver_connection.cursor(binary=True) as cursor:
             yield cursor
     except DBAPI_ERRORS as exc:
-        disconnected = connection.dialect.is_disconnect(cast(Any, exc), fairy.dbapi_connection, None)
-        if disconnected:
-            connection.invalidate(exc)
+        disconnected = fairy is None or dialect.is_disconnect(cast(Any, exc), fairy.dbapi_connection, None)
+        if disconnected and fairy is not None:
+            fairy.invalidate(exc)
+            if pooled is not None:  # the server went away: its other connections are dead too
+                pooled.dispose()
         raise DBAPIError.instance(
-            None, None, exc, DBAPI_ERRORS, connection_invalidated=disconnected, dialect=connection.dialect
+            None, None, exc, DBAPI_ERRORS, connection_invalidated=disconnected, dialect=dialect
         ) from exc
+    finally:
+        if pooled is not None and fairy is not None:
+            fairy.close()  # back to the pool
+
+
+def is_postgresql() -> bool:
+    return bool(_state()["engine"].dialect.name == "postgresql")
 
 
 def _close_session(_exc: BaseException | None) -> None:

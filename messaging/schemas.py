@@ -22,7 +22,10 @@ class CachedSchemaModel(BaseModel):
         cached = _SCHEMAS.get(key)
         if cached is None:
             cached = _SCHEMAS[key] = super().model_json_schema(*args, **kwargs)
-        # Callers building the OpenAPI document may change what they get: hand out a copy.
+        if not args and not kwargs:
+            # flask-openapi3's request validators ask with no arguments, on every request, and only read it.
+            return cached
+        # The OpenAPI document builder asks with arguments and may change what it gets: hand out a copy.
         return copy.deepcopy(cached)
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from messaging import conversations as svc
 from messaging import pg_reads
@@ -245,6 +247,24 @@ def test_history_and_conversation_cost_does_not_grow_with_messages(client, app, 
 
 
 # --- PostgreSQL: the plans are index-backed ---------------------------------------------------------
+
+
+@contextmanager
+def capture_sql(app) -> Iterator[list[tuple[str, Any]]]:
+    """Like tests.conftest.sql_count, keeping each statement's parameters."""
+    captured: list[tuple[str, Any]] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
+        if not executemany:
+            captured.append((statement, parameters))
+
+    with app.app_context():
+        engine = get_engine()
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield captured
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
 
 
 BULK_SQL = [
