@@ -112,28 +112,25 @@ def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tupl
         )
     _upsert_records(session, event)
     now = utcnow()
-    inserted = insert_ignore(
-        session,
-        PlatformEvent,
-        {
-            "id": event.id,
-            "type": event.type,
-            "occurred_at": event.occurred_at,
-            "payload": body,
-            "payload_hash": digest,
-            "source": "platform",
-            "status": "pending",
-            "attempts": 0,
-            "received_at": now,
-            "updated_at": now,
-        },
-    )
-    stored = session.get(PlatformEvent, event.id, populate_existing=True)
-    assert stored is not None
-    if not inserted:  # a concurrent delivery of the same id got there first
+    values = {
+        "id": event.id,
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "payload": body,
+        "payload_hash": digest,
+        "source": "platform",
+        "status": "pending",
+        "attempts": 0,
+        "received_at": now,
+        "updated_at": now,
+    }
+    if not insert_ignore(session, PlatformEvent, values):  # a concurrent delivery of the same id got there first
+        stored = session.get(PlatformEvent, event.id, populate_existing=True)
+        assert stored is not None
         return _same_or_conflict(stored, digest), False
     enqueue_after_commit(session, PROCESS_EVENT_TASK, event.id)
-    return stored, True
+    # What was just inserted, as the resource shows it (not attached to the session: nothing to read back).
+    return PlatformEvent(**values, last_error=None, processed_at=None), True
 
 
 def record_internal_event(
@@ -169,8 +166,10 @@ def _same_or_conflict(stored: PlatformEvent, digest: str) -> PlatformEvent:
     return stored
 
 
-def event_json(session: Session, event: PlatformEvent) -> dict[str, Any]:
-    rows = session.execute(
+def event_json(session: Session, event: PlatformEvent, *, just_accepted: bool = False) -> dict[str, Any]:
+    """The Event resource; ``just_accepted``: accepted in this transaction, so no message can exist yet (the
+    worker writes them after it commits) and none are looked for."""
+    rows = [] if just_accepted else session.execute(
         select_messages()
         .where(ConciergeMessageOrigin.event_id == event.id)
         .order_by(Message.created_at, Message.id)

@@ -34,7 +34,7 @@ def post_event(body: EventIn) -> Response:
     """Accept a platform event (202); the same id and body again returns the stored event (200)."""
     session = get_session()
     event, created = accept_event(session, body, request.get_json())
-    resource = event_json(session, event)
+    resource = event_json(session, event, just_accepted=created)
     session.commit()
     return json_response(resource, 202 if created else 200)
 
