@@ -240,6 +240,9 @@ def post_message(
     now = utcnow()
     if author_id is None and origin is None:
         raise ValueError("a concierge message needs its origin")
+    if author_id is None and is_postgresql():
+        _post_concierge_message(session, conversation_id, message_id, body, now, origin or {})
+        return _message(message_id, conversation_id, None, body, now)
     session.add(
         Message(
             id=message_id,
@@ -267,6 +270,44 @@ def post_message(
     ).scalar_one()
     if author_id is not None:
         advance_cursor(session, conversation_id, author_id, newest=(message_id, now, message_count))
+    return _message(message_id, conversation_id, author_id, body, now)
+
+
+# PostgreSQL: a concierge message (no author, so no read cursor moves), its origin and the counters in one
+# statement, in the caller's transaction. A second message for the same (event, recipient) breaks the origin's
+# unique key and the whole statement is undone, as the ORM's three statements were.
+_POST_CONCIERGE_SQL = """
+WITH msg AS (
+    INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at)
+    VALUES (%(mid)s, %(cid)s, NULL, %(body)s, false, false, %(now)s)
+    RETURNING id
+), origin AS (
+    INSERT INTO concierge_message_origins (message_id, kind, event_id, recipient_id, question_message_id, intent)
+    SELECT id, %(kind)s, %(event_id)s, %(recipient_id)s, %(question_message_id)s, %(intent)s FROM msg
+    RETURNING message_id
+)
+UPDATE conversation_stats
+   SET message_count = message_count + 1, last_message_id = %(mid)s, last_activity_at = %(now)s
+ WHERE conversation_id = %(cid)s AND EXISTS (SELECT 1 FROM origin)
+"""
+ORIGIN_FIELDS = ("kind", "event_id", "recipient_id", "question_message_id", "intent")
+
+
+def _post_concierge_message(
+    session: Session, conversation_id: str, message_id: str, body: str, now: Any, origin: dict[str, Any]
+) -> None:
+    unknown = set(origin) - set(ORIGIN_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown origin fields: {sorted(unknown)}")
+    session.flush()  # what the caller added (a new conversation, say) must exist first
+    session.connection()  # in the caller's transaction, not in autocommit
+    params = {"mid": message_id, "cid": conversation_id, "body": body, "now": now}
+    params.update({field: origin.get(field) for field in ORIGIN_FIELDS})
+    with driver_cursor(session) as cursor:
+        cursor.execute(_POST_CONCIERGE_SQL, params)
+
+
+def _message(message_id: str, conversation_id: str, author_id: str | None, body: str, now: Any) -> dict[str, Any]:
     return {
         "id": message_id,
         "conversationId": conversation_id,
@@ -376,17 +417,7 @@ def _send_in_one_statement(session: Session, conversation_id: str, author_id: st
         raise NotFound("No such conversation.")
     if concierge:
         return None
-    message = {
-        "id": message_id,
-        "conversationId": conversation_id,
-        "userId": author_id,
-        "senderType": "user",
-        "message": body,
-        "read": False,
-        "isEdit": False,
-        "createdAt": now,
-    }
-    return Sent(message, list(audience), False)
+    return Sent(_message(message_id, conversation_id, author_id, body, now), list(audience), False)
 
 
 def edit_message(session: Session, caller_id: str, message_id: str, text: str) -> dict[str, Any]:
