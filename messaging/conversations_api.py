@@ -14,7 +14,7 @@ from messaging.db import get_session, read_session
 from messaging.errors import NotFound
 from messaging.http import api_blueprint, json_response, no_content, user_implied
 from messaging.idempotency import idempotent
-from messaging.live import publish_after_commit
+from messaging.live import publish_after_commit, publish_committed
 from messaging.outbox import enqueue_after_commit
 from messaging.pagination import CURSOR_MAX_LENGTH, PageQuery, decode_cursor
 from messaging.read_state import advance_cursor
@@ -203,6 +203,9 @@ def post_message(path: ConversationPath, body: MessageIn) -> Response:
     """Post a message (1–1500 characters after trimming)."""
     session = get_session()
     sent = svc.send_user_message(session, path.id, current_principal().user_id, body.message)
+    if not session.in_transaction():  # PostgreSQL's one statement, in autocommit: committed already
+        publish_committed("message.created", sent.audience, sent.message)
+        return json_response(sent.message, 201)
     publish_after_commit(session, "message.created", sent.audience, sent.message)
     if sent.concierge_should_answer:
         enqueue_after_commit(session, ANSWER_QUESTION_TASK, sent.message["id"])

@@ -425,6 +425,19 @@ def publish_after_commit(session: Session, event_type: str, user_ids: Iterable[s
     pending.append(QueuedEvent(event_type, sorted(set(user_ids)), data, session.get_nested_transaction()))
 
 
+def publish_committed(event_type: str, user_ids: Iterable[str], data: dict[str, Any]) -> None:
+    """Publish at once, for a change that is already committed (a statement run in autocommit); like the
+    after-commit publication, a failure is logged and does not fail the request."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown live event type {event_type}")
+    from flask import current_app  # local: this module is also used outside Flask
+
+    try:
+        current_app.extensions["live"].publish_many([QueuedEvent(event_type, sorted(set(user_ids)), data)])
+    except Exception:  # the change is committed: a failure to announce it must not fail the request
+        log.exception("live updates: publishing %s failed", event_type)
+
+
 def _env_number(name: str, default: float) -> float:
     raw = os.environ.get(name)
     return float(raw) if raw else default
