@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
 import requests
 from tqdm import tqdm
 
@@ -264,7 +265,8 @@ class Bench:
             "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
-        print(f"database {DATABASE}: recreating and migrating", flush=True)
+        print(f"database {DATABASE}: recreating and migrating; Redis {REDIS_URL}: emptying", flush=True)
+        redis.Redis.from_url(REDIS_URL).flushdb()  # the bench's own Redis database: no queue or stream left over
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{DATABASE}"')
