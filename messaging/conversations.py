@@ -370,8 +370,9 @@ WITH member AS (
 ), marked AS (
     UPDATE messages m SET read = true
      WHERE m.conversation_id = %(cid)s AND NOT m.read AND EXISTS (SELECT 1 FROM msg)
-       AND (NOT EXISTS (SELECT 1 FROM old WHERE at IS NOT NULL)
-            OR (m.created_at, m.id) > (SELECT at, id FROM old WHERE at IS NOT NULL))
+       -- from the old position on (the very start for a cursor that has none): a range of the partial index
+       AND (m.created_at, m.id) > ((SELECT coalesce(max(at), '-infinity') FROM old),
+                                   (SELECT coalesce(max(id), '') FROM old))
        AND NOT EXISTS (
            SELECT 1 FROM conversation_participants p
              LEFT JOIN read_cursors rc ON rc.conversation_id = p.conversation_id AND rc.user_id = p.user_id

@@ -345,6 +345,18 @@ def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
             assert not re.search(rf"Seq Scan on {table}\b", plan), (direction, plan)
 
 
+    # Sending, in the same conversation: every part by key, and the read flags it may settle only from the
+    # author's old position on (a range of the partial index of unread messages, not all of them).
+    from messaging.conversations import _SEND_SQL
+
+    parameters = {"cid": cid, "uid": "big", "mid": "planned", "body": "hi", "now": dt.datetime.now(dt.UTC)}
+    plan = _driver_plan(pg_app, _SEND_SQL, parameters)
+    for table in BIG_TABLES:
+        assert not re.search(rf"Seq Scan on {table}\b", plan), plan
+    unread_range = r"ix_messages_unread_conversation_id_created_at_id[^\n]*\n\s*Index Cond: \(.*ROW\(created_at"
+    assert re.search(unread_range, plan), plan
+
+
 def _driver_plan(app, statement: str, parameters: Any) -> str:
     """EXPLAIN a statement the way psycopg runs it (server-side parameters, as once prepared)."""
     import psycopg
