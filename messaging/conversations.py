@@ -31,7 +31,7 @@ from messaging.models import (
 )
 from messaging.pagination import Position, encode_cursor, position_literal
 from messaging.read_state import advance_cursor, mark_read_by_everyone, start_cursor
-from messaging.resources import conversations_json, message_json, select_messages
+from messaging.resources import conversation_json, conversations_json, message_json, select_messages
 from messaging.upsert import insert_ignore
 
 MESSAGE_MAX_CHARS = 1500
@@ -366,7 +366,6 @@ WITH member AS (
            last_read_message_created_at = %(now)s, last_read_at = %(now)s
       FROM stats
      WHERE read_cursors.conversation_id = %(cid)s AND read_cursors.user_id = %(uid)s
-    RETURNING 1
 ), marked AS (
     UPDATE messages m SET read = true
      WHERE m.conversation_id = %(cid)s AND NOT m.read AND EXISTS (SELECT 1 FROM msg)
@@ -380,11 +379,9 @@ WITH member AS (
               AND p.user_id <> coalesce(m.user_id, '')
               AND (rc.last_read_message_created_at IS NULL
                    OR (rc.last_read_message_created_at, rc.last_read_message_id) < (m.created_at, m.id)))
-    RETURNING 1
 )
 SELECT member.ok, member.concierge,
-       ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = %(cid)s),
-       (SELECT count(*) FROM moved) + (SELECT count(*) FROM marked)
+       ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = %(cid)s)
   FROM member
 """
 
@@ -413,7 +410,8 @@ def _send_in_one_statement(session: Session, conversation_id: str, author_id: st
     message_id, now = new_id(), utcnow()
     params = {"cid": conversation_id, "uid": author_id, "mid": message_id, "body": body, "now": now}
     with driver_cursor(session) as cursor:
-        member, concierge, audience, _changed = cursor.execute(_SEND_SQL, params).fetchone()
+        # (moved and marked run whether or not the result mentions them: PostgreSQL runs every data-modifying CTE)
+        member, concierge, audience = cursor.execute(_SEND_SQL, params).fetchone()
     if not member:
         raise NotFound("No such conversation.")
     if concierge:
@@ -446,29 +444,23 @@ def history(
     limit: int,
     before: Position | None = None,
     after: Position | None = None,
+    *,
+    driver: bool | None = None,
 ) -> Page:
     """A page of messages, oldest→newest within the page.
 
     Without ``after`` the page is the newest messages (before ``before``) and ``nextCursor``
     pages to older ones; with ``after`` it is the oldest messages after that position and
-    ``nextCursor`` (passed again as ``after``) pages to newer ones.
+    ``nextCursor`` (passed again as ``after``) pages to newer ones. ``driver`` (by default: on PostgreSQL)
+    reads the rows with one prepared statement straight from psycopg (:mod:`messaging.pg_reads`).
     """
     if len(conversation_id) > 21:
         raise NotFound("No such conversation.")
-    member = exists().where(
-        ConversationParticipant.conversation_id == conversation_id, ConversationParticipant.user_id == caller_id
-    )
-    key = tuple_(Message.created_at, Message.id)
-    # The membership check rides along with the page; only an empty page needs asking why.
-    query = select_messages().where(Message.conversation_id == conversation_id, member)
-    if after is not None:
-        query = query.where(key > position_literal(*after)).order_by(Message.created_at, Message.id)
+    if driver if driver is not None else is_postgresql():
+        rows = pg_reads.history_rows(session, caller_id, conversation_id, limit + 1, before, after)
     else:
-        if before is not None:
-            query = query.where(key < position_literal(*before))
-        query = query.order_by(Message.created_at.desc(), Message.id.desc())
-    rows = list(session.execute(query.limit(limit + 1)).all())
-    if not rows:
+        rows = _history_rows(session, caller_id, conversation_id, limit + 1, before, after)
+    if not rows:  # the membership check rode along with the page; only an empty page needs asking why
         require_participant(session, conversation_id, caller_id)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -478,33 +470,44 @@ def history(
     return Page([message_json(r) for r in rows], next_cursor)
 
 
-def history_json(
-    session: Session,
-    caller_id: str,
-    conversation_id: str,
-    limit: int,
-    before: Position | None = None,
-    after: Position | None = None,
+def _history_rows(
+    session: Session, caller_id: str, conversation_id: str, count: int, before: Position | None, after: Position | None
+) -> list[Any]:
+    member = exists().where(
+        ConversationParticipant.conversation_id == conversation_id, ConversationParticipant.user_id == caller_id
+    )
+    key = tuple_(Message.created_at, Message.id)
+    query = select_messages().where(Message.conversation_id == conversation_id, member)
+    if after is not None:
+        query = query.where(key > position_literal(*after)).order_by(Message.created_at, Message.id)
+    else:
+        if before is not None:
+            query = query.where(key < position_literal(*before))
+        query = query.order_by(Message.created_at.desc(), Message.id.desc())
+    return list(session.execute(query.limit(count)).all())
+
+
+def inbox_json(
+    session: Session, user_id: str, limit: int, before: Position | None, *, driver: bool | None = None
 ) -> bytes:
-    """:func:`history` as the response body; on PostgreSQL straight from the driver (:mod:`messaging.pg_reads`)."""
-    if not is_postgresql():
-        page = history(session, caller_id, conversation_id, limit, before, after)
-        return orjson.dumps({"items": page.items, "nextCursor": page.next_cursor}, option=JSON_OPTIONS)
-    if len(conversation_id) > 21:
-        raise NotFound("No such conversation.")
-    body, count = pg_reads.history_page(session, caller_id, conversation_id, limit, before, after)
-    if not count:
-        require_participant(session, conversation_id, caller_id)
-    return body
-
-
-def inbox_json(session: Session, user_id: str, limit: int, before: Position | None) -> bytes:
-    """The inbox response body; on PostgreSQL in one statement straight from the driver (:mod:`messaging.pg_reads`)."""
-    if is_postgresql():
-        return pg_reads.inbox_page(session, user_id, limit, before)
-    ids, next_cursor = inbox_ids(session, user_id, limit, before)
-    return orjson.dumps({"items": conversations_json(session, user_id, ids), "nextCursor": next_cursor},
-                        option=JSON_OPTIONS)
+    """The inbox response body. ``driver`` (by default: on PostgreSQL) reads the page in one statement straight
+    from psycopg (:mod:`messaging.pg_reads`); otherwise the ids, then the conversations, through SQLAlchemy."""
+    if not (driver if driver is not None else is_postgresql()):
+        ids, next_cursor = inbox_ids(session, user_id, limit, before)
+        items = conversations_json(session, user_id, ids)
+    else:
+        rows = pg_reads.inbox_rows(session, user_id, limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].last_activity_at, rows[-1].id) if more else None
+        items = [
+            conversation_json(r, [
+                {"userId": u, "name": n, "lastReadAt": at}
+                for u, n, at in zip(r.user_ids or (), r.names or (), r.read_ats or (), strict=True)
+            ])
+            for r in rows
+        ]
+    return orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS)
 
 
 def inbox_ids(session: Session, user_id: str, limit: int, before: Position | None) -> tuple[list[str], str | None]:

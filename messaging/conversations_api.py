@@ -192,8 +192,8 @@ def list_messages(path: ConversationPath, query: PageQuery) -> Response:
     """History, keyset-paginated; items oldest→newest within the page."""
     before = decode_cursor(query.before, "before") if query.before else None
     after = decode_cursor(query.after, "after") if query.after else None
-    body = svc.history_json(get_session(), current_principal().user_id, path.id, query.limit, before, after)
-    return Response(body, content_type="application/json")
+    page = svc.history(get_session(), current_principal().user_id, path.id, query.limit, before, after)
+    return json_response({"items": page.items, "nextCursor": page.next_cursor})
 
 
 @bp.post("/conversations/<id>/messages", responses={201: MessageOut})

@@ -4,26 +4,26 @@ A history page built through SQLAlchemy Core spends more time in Python than in 
 select, computing its cache key, and running 50 rows through the result processors. Here the statement is
 fixed text, run on the psycopg connection under the request's session (so it shares its connection and
 transaction state), with binary results; psycopg prepares it server-side after a few runs, so PostgreSQL
-does not plan it again. The rows become the API's JSON in one pass with orjson.
+does not plan it again. The rows come back named as the general path names them, so the same builders in
+:mod:`messaging.resources` and the same paging in :mod:`messaging.conversations` shape both.
 
 Measured against the alternatives (one 50-message page, same connection): having PostgreSQL write the JSON
 (``row_to_json`` and ``to_char`` per row) costs the database 3× this statement, more than Python saves;
 SQLAlchemy Core costs the web process about twice these tuples.
 
-SQLite (the embedded default) keeps :func:`messaging.conversations.history`; ``tests/test_pg_reads.py`` checks
-both give the same JSON for the same rows, page by page.
+SQLite (the embedded default) reads through SQLAlchemy Core; ``tests/test_pg_reads.py`` checks both paths give
+the same JSON for the same rows, page by page.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from psycopg.rows import namedtuple_row
 from sqlalchemy.orm import Session
 
 from messaging.db import driver_cursor
-from messaging.http import JSON_OPTIONS
-from messaging.pagination import Position, encode_cursor
+from messaging.pagination import Position
 
 
 def _history_sql(direction: str) -> str:
@@ -37,9 +37,10 @@ def _history_sql(direction: str) -> str:
     }[direction]
     order = "ASC" if direction == "after" else "DESC"
     return f"""
-SELECT m.id, m.user_id, m.message, m.read, m.is_edit, m.created_at,
+SELECT m.id, m.conversation_id, m.user_id, m.message, m.read, m.is_edit, m.created_at,
        CASE WHEN m.user_id IS NULL
             THEN (SELECT true FROM concierge_message_origins o WHERE o.message_id = m.id LIMIT 1) END
+            AS from_concierge
   FROM messages m
  WHERE m.conversation_id = %(cid)s {bound}
    AND EXISTS (SELECT 1 FROM conversation_participants WHERE conversation_id = %(cid)s AND user_id = %(uid)s)
@@ -50,44 +51,25 @@ SELECT m.id, m.user_id, m.message, m.read, m.is_edit, m.created_at,
 HISTORY_SQL = {d: _history_sql(d) for d in ("newest", "before", "after")}
 
 
-def history_page(
+def history_rows(
     session: Session,
     caller_id: str,
     conversation_id: str,
-    limit: int,
+    count: int,
     before: Position | None = None,
     after: Position | None = None,
-) -> tuple[bytes, int]:
-    """The history response body and how many messages it holds (0: none, or the caller is not a participant)."""
-    params: dict[str, Any] = {"cid": conversation_id, "uid": caller_id, "limit": limit + 1}
+) -> list[Any]:
+    """Up to ``count`` messages in paging order (none when the caller is not a participant), as rows named like
+    :data:`messaging.resources.MESSAGE_COLUMNS`."""
+    params: dict[str, Any] = {"cid": conversation_id, "uid": caller_id, "limit": count}
     direction = "newest"
     if after is not None:
         direction, (params["at"], params["pid"]) = "after", after
     elif before is not None:
         direction, (params["at"], params["pid"]) = "before", before
     with driver_cursor(session) as cursor:
-        rows = cursor.execute(HISTORY_SQL[direction], params).fetchall()
-    more = len(rows) > limit
-    if more:
-        del rows[limit:]
-    next_cursor = encode_cursor(rows[-1][5], rows[-1][0]) if more else None
-    if direction != "after":
-        rows.reverse()
-    items = [
-        {
-            "id": mid,
-            "conversationId": conversation_id,
-            "userId": user_id,
-            "senderType": "user" if user_id is not None else "concierge" if from_concierge else "deleted",
-            "message": message,
-            "read": bool(read),
-            "isEdit": bool(is_edit),
-            "createdAt": created_at,
-        }
-        for mid, user_id, message, read, is_edit, created_at, from_concierge in rows
-    ]
-    body = orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS)
-    return body, len(items)
+        cursor.row_factory = namedtuple_row
+        return cursor.execute(HISTORY_SQL[direction], params).fetchall()
 
 
 def _inbox_sql(paged: bool) -> str:
@@ -107,13 +89,15 @@ WITH page AS (
      ORDER BY s.last_activity_at DESC, p.conversation_id DESC
      LIMIT %(limit)s
 )
-SELECT page.id, c.name, c.offer_id, c.created_at, page.at,
-       page.message_count - coalesce((SELECT read_count FROM read_cursors
-                                       WHERE conversation_id = page.id AND user_id = %(uid)s), 0),
-       coalesce((SELECT true FROM concierge_threads t WHERE t.conversation_id = page.id LIMIT 1), false),
-       lm.id, lm.user_id, lm.message, lm.read, lm.is_edit, lm.created_at,
+SELECT page.id, c.name, c.offer_id, c.created_at, page.at AS last_activity_at, page.message_count,
+       (SELECT read_count FROM read_cursors WHERE conversation_id = page.id AND user_id = %(uid)s) AS read_count,
+       coalesce((SELECT true FROM concierge_threads t WHERE t.conversation_id = page.id LIMIT 1), false)
+           AS is_concierge,
+       lm.id AS m_id, lm.user_id AS m_user_id, lm.message AS m_message, lm.read AS m_read,
+       lm.is_edit AS m_is_edit, lm.created_at AS m_created_at,
        CASE WHEN lm.user_id IS NULL
-            THEN (SELECT true FROM concierge_message_origins o WHERE o.message_id = lm.id LIMIT 1) END,
+            THEN (SELECT true FROM concierge_message_origins o WHERE o.message_id = lm.id LIMIT 1) END
+           AS m_from_concierge,
        pp.user_ids, pp.names, pp.read_ats
   FROM page
  CROSS JOIN LATERAL (SELECT name, offer_id, created_at FROM conversations WHERE id = page.id OFFSET 0) AS c
@@ -135,43 +119,12 @@ SELECT page.id, c.name, c.offer_id, c.created_at, page.at,
 INBOX_SQL = {paged: _inbox_sql(paged) for paged in (False, True)}
 
 
-def inbox_page(session: Session, user_id: str, limit: int, before: Position | None = None) -> bytes:
-    """The inbox response body (the caller's conversations, latest activity first)."""
-    params: dict[str, Any] = {"uid": user_id, "limit": limit + 1}
+def inbox_rows(session: Session, user_id: str, count: int, before: Position | None = None) -> list[Any]:
+    """Up to ``count`` of the caller's conversations, latest activity first, as rows named like those of
+    :func:`messaging.resources.conversations_json` plus ``last_activity_at`` and the participants' arrays."""
+    params: dict[str, Any] = {"uid": user_id, "limit": count}
     if before is not None:
         params["at"], params["pid"] = before
     with driver_cursor(session) as cursor:
-        rows = cursor.execute(INBOX_SQL[before is not None], params).fetchall()
-    more = len(rows) > limit
-    if more:
-        del rows[limit:]
-    items = []
-    for (cid, name, offer_id, created_at, _at, unread, is_concierge, m_id, m_user_id, m_message, m_read,
-         m_is_edit, m_created_at, m_from_concierge, user_ids, names, read_ats) in rows:
-        last_message = None
-        if m_id is not None:
-            last_message = {
-                "id": m_id,
-                "conversationId": cid,
-                "userId": m_user_id,
-                "senderType": "user" if m_user_id is not None else "concierge" if m_from_concierge else "deleted",
-                "message": m_message,
-                "read": bool(m_read),
-                "isEdit": bool(m_is_edit),
-                "createdAt": m_created_at,
-            }
-        items.append({
-            "id": cid,
-            "name": name,
-            "offerId": offer_id,
-            "createdAt": created_at,
-            "isConcierge": is_concierge,
-            "participants": [
-                {"userId": u, "name": n, "lastReadAt": r}
-                for u, n, r in zip(user_ids or (), names or (), read_ats or (), strict=True)
-            ],
-            "lastMessage": last_message,
-            "unreadCount": max(0, unread),
-        })
-    next_cursor = encode_cursor(rows[-1][4], rows[-1][0]) if more else None
-    return orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS)
+        cursor.row_factory = namedtuple_row
+        return cursor.execute(INBOX_SQL[before is not None], params).fetchall()

@@ -91,31 +91,35 @@ def conversations_json(session: Session, viewer_id: str, conversation_ids: Seque
         .where(Conversation.id.in_(conversation_ids))
     ).all()
     participants = participants_by_conversation(session, conversation_ids)
-    by_id = {}
-    for r in rows:
-        last_message = None
-        if r.m_id is not None:
-            last_message = {
-                "id": r.m_id,
-                "conversationId": r.id,
-                "userId": r.m_user_id,
-                "senderType": sender_type(r.m_user_id, bool(r.m_from_concierge)),
-                "message": r.m_message,
-                "read": bool(r.m_read),
-                "isEdit": bool(r.m_is_edit),
-                "createdAt": r.m_created_at,
-            }
-        by_id[r.id] = {
-            "id": r.id,
-            "name": r.name,
-            "offerId": r.offer_id,
-            "createdAt": r.created_at,
-            "isConcierge": bool(r.is_concierge),
-            "participants": participants.get(r.id, []),
-            "lastMessage": last_message,
-            "unreadCount": max(0, r.message_count - (r.read_count or 0)),
-        }
+    by_id = {r.id: conversation_json(r, participants.get(r.id, [])) for r in rows}
     return [by_id[cid] for cid in conversation_ids if cid in by_id]
+
+
+def conversation_json(r: Any, participants: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Conversation from a row with the columns :func:`conversations_json` selects (also
+    :func:`messaging.pg_reads.inbox_rows`'), seen by the viewer whose ``read_count`` it carries."""
+    last_message = None
+    if r.m_id is not None:
+        last_message = {
+            "id": r.m_id,
+            "conversationId": r.id,
+            "userId": r.m_user_id,
+            "senderType": sender_type(r.m_user_id, bool(r.m_from_concierge)),
+            "message": r.m_message,
+            "read": bool(r.m_read),
+            "isEdit": bool(r.m_is_edit),
+            "createdAt": r.m_created_at,
+        }
+    return {
+        "id": r.id,
+        "name": r.name,
+        "offerId": r.offer_id,
+        "createdAt": r.created_at,
+        "isConcierge": bool(r.is_concierge),
+        "participants": participants,
+        "lastMessage": last_message,
+        "unreadCount": max(0, r.message_count - (r.read_count or 0)),
+    }
 
 
 def participants_by_conversation(

@@ -1,6 +1,6 @@
-"""On PostgreSQL the history page comes straight from the driver (messaging.pg_reads); it must be the same JSON
-the general path (SQLAlchemy, also SQLite's) makes from the same rows, whatever the text holds, for every kind
-of sender and every way of paging."""
+"""On PostgreSQL the history and inbox pages are read straight from the driver (messaging.pg_reads); they must be
+the same JSON the general path (SQLAlchemy, also SQLite's) makes from the same rows, whatever the text holds,
+for every kind of sender and every way of paging."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ AWKWARD = [
 ]
 
 
-def _python_page(session, caller, cid, limit, before=None, after=None):
-    page = svc.history(session, caller, cid, limit, before, after)
+def _page(session, caller, cid, limit, before=None, after=None, *, driver):
+    """A history page as the API writes it, read through SQLAlchemy (``driver=False``) or psycopg."""
+    page = svc.history(session, caller, cid, limit, before, after, driver=driver)
     return orjson.loads(orjson.dumps({"items": page.items, "nextCursor": page.next_cursor},
                                      option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC))
 
@@ -61,17 +62,17 @@ def test_database_json_equals_python_json_on_every_page(pg_app):
                     else:  # the newest page, or forwards from before the first message
                         position = None if direction == "before" else (dt.datetime(2000, 1, 1, tzinfo=dt.UTC), "")
                     kwargs = {direction: position}
-                    expected = _python_page(session, "ana", cid, limit, **kwargs)
-                    actual = orjson.loads(svc.history_json(session, "ana", cid, limit, **kwargs))
+                    expected = _page(session, "ana", cid, limit, **kwargs, driver=False)
+                    actual = _page(session, "ana", cid, limit, **kwargs, driver=True)
                     assert actual == expected, (limit, direction, pages)
                     pages += 1
                     cursor = actual["nextCursor"]
                     if cursor is None:
                         break
                 assert pages == -(-total // limit), (limit, direction)
-        senders = {m["senderType"] for m in orjson.loads(svc.history_json(session, "ana", cid, 100))["items"]}
+        senders = {m["senderType"] for m in _page(session, "ana", cid, 100, driver=True)["items"]}
         assert senders == {"user", "deleted", "concierge"}
-        stamps = [m["createdAt"] for m in orjson.loads(svc.history_json(session, "ana", cid, 100))["items"]]
+        stamps = [m["createdAt"] for m in _page(session, "ana", cid, 100, driver=True)["items"]]
         assert any(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s) for s in stamps), stamps
         assert "2026-03-01T10:00:00.000120Z" in stamps
 
@@ -95,13 +96,13 @@ def test_outsiders_and_unknown_conversations_are_404_on_the_database_path(pg_app
         session.commit()
         for caller, conversation in (("eve", cid), ("ana", "nope"), ("ana", "x" * 30)):
             try:
-                svc.history_json(session, caller, conversation, 50)
+                svc.history(session, caller, conversation, 50, driver=True)
             except NotFound:
                 continue
             raise AssertionError(f"{caller} read {conversation}")
         empty, _ = svc.create_conversation(session, "ana", ["bob"], name="quiet")
         session.commit()
-        assert orjson.loads(svc.history_json(session, "bob", empty, 50)) == {"items": [], "nextCursor": None}
+        assert _page(session, "bob", empty, 50, driver=True) == {"items": [], "nextCursor": None}
 
 
 def test_read_flags_and_unread_counts_follow_the_cursors_through_sends_and_reads(pg_client, pg_app, auth):
@@ -162,7 +163,6 @@ def test_read_flags_and_unread_counts_follow_the_cursors_through_sends_and_reads
 def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
     """The inbox page run on the driver (PostgreSQL) and the general one give the same JSON, page by page:
     groups and DMs, no messages, a concierge or a deleted user's last message, an offer, the concierge chat."""
-    from messaging.resources import conversations_json
     from tests.test_inbox import _seed_inbox
 
     _seed_inbox(pg_app, "ana", 23, ["bob", "cy", "dee"])
@@ -178,18 +178,14 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
         session.execute(text("UPDATE conversation_stats SET last_activity_at = date_trunc('minute', last_activity_at)"))
         session.commit()
 
-        def python_page(limit, before):
-            ids, next_cursor = svc.inbox_ids(session, "ana", limit, before)
-            return orjson.loads(orjson.dumps({"items": conversations_json(session, "ana", ids),
-                                              "nextCursor": next_cursor}, option=orjson.OPT_UTC_Z))
 
         total = 23 + 2
         for limit in (1, 3, 7, 25, 50):
             cursor, pages, seen = None, 0, 0
             while True:
                 before = decode_cursor(cursor) if cursor else None
-                expected = python_page(limit, before)
-                actual = orjson.loads(svc.inbox_json(session, "ana", limit, before))
+                expected = orjson.loads(svc.inbox_json(session, "ana", limit, before, driver=False))
+                actual = orjson.loads(svc.inbox_json(session, "ana", limit, before, driver=True))
                 assert actual == expected, (limit, pages)
                 seen += len(actual["items"])
                 pages += 1
@@ -197,7 +193,7 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
                 if cursor is None:
                     break
             assert seen == total and pages == -(-total // limit), (limit, seen, pages)
-        everything = orjson.loads(svc.inbox_json(session, "ana", 50, None))["items"]
+        everything = orjson.loads(svc.inbox_json(session, "ana", 50, None, driver=True))["items"]
         kinds = {(c["lastMessage"] or {}).get("senderType") for c in everything}
         assert kinds == {None, "user", "concierge", "deleted"}
         assert any(c["isConcierge"] for c in everything) and any(c["offerId"] == "offer-7" for c in everything)
