@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from concierge import formatting as fmt
 from concierge.intents import UNKNOWN, understand
 from concierge.models import ConciergeMessageOrigin, ConciergeThread
-from messaging.conversations import participant_ids, post_message
+from messaging.conversations import post_concierge_message
 from messaging.db import utcnow
 from messaging.live import publish_after_commit
 from messaging.models import Message, Offer, Property, RequestToBook, Trip, User
@@ -79,10 +79,9 @@ def _reply(
 ) -> str:
     try:
         with session.begin_nested():
-            message = post_message(
+            message, audience = post_concierge_message(
                 session,
                 thread.conversation_id,
-                None,
                 text,
                 origin={"kind": "reply", "question_message_id": question_id, "intent": intent},
             )
@@ -93,7 +92,7 @@ def _reply(
     if hand_over:
         thread.needs_human = True
     thread.updated_at = utcnow()
-    publish_after_commit(session, "message.created", participant_ids(session, thread.conversation_id), message)
+    publish_after_commit(session, "message.created", audience, message)
     return f"answered: {intent}"
 
 

@@ -5,22 +5,27 @@ event and its outbox entry in one transaction. Processing happens in a worker (c
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Annotated, Any, Literal
 
 import orjson
+from psycopg.types.json import Jsonb
 from pydantic import AfterValidator, Field, ValidationError, field_validator
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from concierge import records
 from concierge.models import ConciergeMessageOrigin, PlatformEvent
 from concierge.notifications import EVENT_TYPES, subject_key
-from messaging.db import utcnow
+from messaging.db import driver_cursor, is_postgresql, utcnow
 from messaging.errors import Conflict, NotFound, Unprocessable
-from messaging.models import Message, Offer, Property, RequestToBook, User
-from messaging.outbox import enqueue_after_commit
+from messaging.ids import new_id
+from messaging.models import Message, User
+from messaging.outbox import dispatch_now, enqueue_after_commit
 from messaging.resources import message_json, select_messages
 from messaging.schemas import ApiModel
-from messaging.upsert import insert_ignore
+from messaging.upsert import insert_ignore, upsert
 
 PROCESS_EVENT_TASK = "concierge.process_event"
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
@@ -64,53 +69,61 @@ def payload_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _upsert_records(session: Session, event: EventIn) -> None:
-    """Upsert what the event carries, people and places first so references resolve (a reference to a record
-    upserted here needs no lookup)."""
+@dataclass(slots=True)
+class RecordsPlan:
+    """What accepting an event writes besides the event: the people put back (no longer deleted), the record
+    rows to upsert by id in dependency order, and the references the event does not carry (to look up)."""
+
+    people: list[str] = field(default_factory=list)
+    rows: dict[tuple[type[Any], Any], dict[str, Any]] = field(default_factory=dict)
+    lookups: list[tuple[records.Check, str]] = field(default_factory=list)
+
+
+def _plan_records(event: EventIn) -> RecordsPlan:
+    """People and places first, so a reference to a record the event carries needs no lookup. A record that
+    fails the strict checks (dates out of order) stays in the event, for its error, but is not mirrored."""
     data = event.data
-    people = [user for user in (data.host, data.traveler) if user is not None]
-    if people:
-        records.forget_deletions(session, [user.id for user in people])
-    for user in people:
-        records.upsert_user(session, user, forget_deletion=False)
-    known: set[tuple[type[Any], Any]] = {(User, user.id) for user in people}
+    plan = RecordsPlan()
+    carried: list[tuple[records.AnyRecord, str]] = [
+        (user, f"data.{name}.") for name, user in (("host", data.host), ("traveler", data.traveler)) if user
+    ]
     if data.property is not None:
-        records.upsert_property(session, data.property, prefix="data.property.", known=known)
-        known.add((Property, data.property.id))
-    # A record that fails the strict checks (dates out of order) stays in the event, for its
-    # error, but is not mirrored.
-    try:
-        if data.offer is not None:
-            offer = records.OfferRecord.model_validate(data.offer.model_dump())
-            records.upsert_offer(session, offer, prefix="data.offer.", known=known)
-            known.add((Offer, offer.id))
-        if data.request_to_book is not None:
-            request = records.RequestToBookRecord.model_validate(data.request_to_book.model_dump())
-            records.upsert_request_to_book(session, request, prefix="data.requestToBook.", known=known)
-            known.add((RequestToBook, request.id))
-        if data.trip is not None:
-            trip = records.TripRecord.model_validate(data.trip.model_dump())
-            records.upsert_trip(session, trip, prefix="data.trip.", known=known)
-    except ValidationError:
-        return
+        carried.append((data.property, "data.property."))
+    strict = (
+        (data.offer, records.OfferRecord, "data.offer."),
+        (data.request_to_book, records.RequestToBookRecord, "data.requestToBook."),
+        (data.trip, records.TripRecord, "data.trip."),
+    )
+    for record, model, prefix in strict:
+        if record is not None:
+            try:
+                carried.append((model.model_validate(record.model_dump()), prefix))
+            except ValidationError:
+                break
+    known: set[tuple[type[Any], Any]] = set()
+    for row_record, prefix in carried:
+        model, values, checks = records.row_of(row_record)
+        plan.lookups += records.unresolved(checks, prefix, known)
+        plan.rows[(model, row_record.id)] = values  # the same record twice (host = traveler): the last one stands
+        known.add((model, row_record.id))
+        if model is User:
+            plan.people.append(str(row_record.id))
+    return plan
 
 
 def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tuple[PlatformEvent, bool]:
     """Store a new event (True) or return the stored one for a repeated delivery (False).
 
-    The same id with a different body is a 409. The outbox entry commits with the event.
-    """
-    digest = payload_hash(body)
-    existing = session.get(PlatformEvent, event.id)
-    if existing is not None:
-        return _same_or_conflict(existing, digest), False
+    The same id with a different body is a 409. The outbox entry commits with the event; on PostgreSQL all of
+    it is one statement (:func:`_accept_in_one_statement`)."""
     key = subject_key(event.type)
     if body.get("data", {}).get(key) is None:
         raise Unprocessable(
             f"A {event.type} event carries its {key} record in data.{key}.",
             errors=[{"field": f"data.{key}", "message": "required for this event type"}],
         )
-    _upsert_records(session, event)
+    digest = payload_hash(body)
+    plan = _plan_records(event)
     now = utcnow()
     values = {
         "id": event.id,
@@ -124,13 +137,96 @@ def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tupl
         "received_at": now,
         "updated_at": now,
     }
-    if not insert_ignore(session, PlatformEvent, values):  # a concurrent delivery of the same id got there first
+    if is_postgresql() and not session.in_transaction():
+        inserted = _accept_in_one_statement(session, plan, values)
+    else:
+        inserted = _accept_in_transaction(session, plan, values)
+    if not inserted:  # stored before, or by a concurrent delivery of the same id
         stored = session.get(PlatformEvent, event.id, populate_existing=True)
         assert stored is not None
         return _same_or_conflict(stored, digest), False
-    enqueue_after_commit(session, PROCESS_EVENT_TASK, event.id)
     # What was just inserted, as the resource shows it (not attached to the session: nothing to read back).
     return PlatformEvent(**values, last_error=None, processed_at=None), True
+
+
+def _accept_in_transaction(session: Session, plan: RecordsPlan, values: dict[str, Any]) -> bool:
+    """The general path, in the caller's transaction; False when the event was already stored."""
+    if session.get(PlatformEvent, values["id"]) is not None:
+        return False
+    records.require(session, plan.lookups)
+    if plan.people:
+        records.forget_deletions(session, plan.people)
+    for (model, _id), row in plan.rows.items():
+        upsert(session, model, row, ["id"])
+    if not insert_ignore(session, PlatformEvent, values):  # a concurrent delivery of the same id got there first
+        return False
+    enqueue_after_commit(session, PROCESS_EVENT_TASK, values["id"])
+    return True
+
+
+def _accept_in_one_statement(session: Session, plan: RecordsPlan, values: dict[str, Any]) -> bool:
+    """PostgreSQL: the event, its outbox entry, the people put back and every record upserted in one statement in
+    autocommit — atomic by itself, one round trip. The event is inserted only if every looked-up reference
+    exists and its id is new, and everything else only if the event was; the same statement reports the stored
+    event's hash and which references were missing, so nothing is written for a repeat, a conflict or a 422."""
+    shape = (tuple((model, tuple(row)) for (model, _id), row in plan.rows.items()),
+             tuple(check[0] for check, _f in plan.lookups), bool(plan.people))
+    params: dict[str, Any] = {f"e_{k}": v for k, v in values.items()}
+    params["e_payload"] = Jsonb(values["payload"])
+    entry = (new_id(), PROCESS_EVENT_TASK, [values["id"]])
+    params.update(o_id=entry[0], o_task=entry[1], o_args=Jsonb(entry[2]), o_now=values["received_at"],
+                  people=plan.people)
+    for n, ((_model, _id), row) in enumerate(plan.rows.items()):
+        params.update({f"r{n}_{column}": value for column, value in row.items()})
+    for n, (check, _field) in enumerate(plan.lookups):
+        params[f"c{n}"] = check[1]
+    with driver_cursor(session) as cursor:
+        cursor.execute(_intake_sql(*shape), params)
+        inserted, _stored_hash, *found = cursor.fetchone()
+    if inserted:
+        dispatch_now(session, [entry])
+        return True
+    missing = [lookup for lookup, ok in zip(plan.lookups, found, strict=True) if not ok]
+    if missing and _stored_hash is None:
+        raise records.missing_references(missing)
+    return False
+
+
+@cache
+def _intake_sql(
+    rows: tuple[tuple[Any, tuple[str, ...]], ...], lookups: tuple[Any, ...], people: bool
+) -> str:
+    def typed(param: str, column: Any) -> str:
+        return f"CAST(%({param})s AS {column.type.compile(dialect=postgresql.dialect())})"
+
+    events = PlatformEvent.__table__
+    columns = [c for c in events.columns if c.name in EVENT_COLUMNS]
+    exists = [f"EXISTS (SELECT 1 FROM {model.__tablename__} WHERE id = %(c{n})s)" for n, model in enumerate(lookups)]
+    parts = [
+        f"ev AS (INSERT INTO platform_events ({', '.join(c.name for c in columns)}) "
+        f"SELECT {', '.join(typed('e_' + c.name, c) for c in columns)} "
+        f"WHERE {' AND '.join(exists) or 'true'} ON CONFLICT (id) DO NOTHING RETURNING id)",
+        "queued AS (INSERT INTO outbox (id, task_name, args, created_at) "
+        "SELECT %(o_id)s, %(o_task)s, %(o_args)s, %(o_now)s FROM ev)",
+    ]
+    if people:
+        parts.append("back AS (DELETE FROM deleted_users WHERE user_id = ANY(%(people)s) "
+                     "AND EXISTS (SELECT 1 FROM ev))")
+    for n, (model, names) in enumerate(rows):
+        table = model.__table__
+        updates = ", ".join(f"{c} = excluded.{c}" for c in names if c != "id")
+        parts.append(
+            f"r{n} AS (INSERT INTO {table.name} ({', '.join(names)}) "
+            f"SELECT {', '.join(typed(f'r{n}_{c}', table.c[c]) for c in names)} FROM ev "
+            f"ON CONFLICT (id) DO UPDATE SET {updates})"
+        )
+    found = "".join(f", {e}" for e in exists)
+    return (f"WITH {', '.join(parts)} "
+            f"SELECT (SELECT count(*) FROM ev), (SELECT payload_hash FROM platform_events WHERE id = %(e_id)s){found}")
+
+
+EVENT_COLUMNS = frozenset({"id", "type", "occurred_at", "payload", "payload_hash", "source", "status", "attempts",
+                           "received_at", "updated_at"})
 
 
 def record_internal_event(

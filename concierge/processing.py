@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from concierge.models import ConciergeMessageOrigin, OfferThread, PlatformEvent
+from concierge.models import ConciergeMessageOrigin, ConciergeThread, OfferThread, PlatformEvent
 from concierge.notifications import (
     EventDataError,
     EventNotApplicable,
@@ -23,7 +23,7 @@ from concierge.notifications import (
     parse_facts,
     plan_notifications,
 )
-from messaging.conversations import _new_conversation, concierge_conversation_id, participant_ids, post_message
+from messaging.conversations import _new_conversation, concierge_conversation_id, post_concierge_message
 from messaging.db import utcnow
 from messaging.live import publish_after_commit
 from messaging.models import Conversation, User
@@ -37,51 +37,55 @@ STALE_AFTER = dt.timedelta(minutes=2)
 
 
 def begin_processing(session: Session, event_id: str) -> bool:
-    """Mark the event as being processed (one more attempt); False if there is nothing to do."""
-    query = select(PlatformEvent).where(PlatformEvent.id == event_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    event = session.execute(query).scalar_one_or_none()
-    if event is None or event.status in FINAL_STATUSES:
-        return False
-    event.status = "processing"
-    event.attempts += 1
-    event.updated_at = utcnow()
-    return True
+    """Mark the event as being processed (one more attempt), in one statement; False if there is nothing to
+    do. The caller commits at once, so the attempt counts even if the worker dies while processing."""
+    started = session.execute(
+        update(PlatformEvent)
+        .where(PlatformEvent.id == event_id, PlatformEvent.status.not_in(FINAL_STATUSES))
+        .values(status="processing", attempts=PlatformEvent.attempts + 1, updated_at=utcnow())
+        .returning(PlatformEvent.id)
+    ).first()
+    return started is not None
 
 
 def process_event(session: Session, event_id: str) -> str:
-    """Write the event's notifications and finish it; returns the final status."""
-    query = select(PlatformEvent).where(PlatformEvent.id == event_id)
+    """Write the event's notifications and finish it; returns the final status.
+
+    The event row is locked first (a concurrent run of the same event waits, then finds it finished), so
+    "already notified" read under that lock holds until commit; the unique (event, recipient) key of the
+    origins stays the guarantee."""
+    query = select(
+        PlatformEvent.status, PlatformEvent.type, PlatformEvent.occurred_at, PlatformEvent.payload
+    ).where(PlatformEvent.id == event_id)
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()  # a concurrent run waits, then sees "processed"
-    event = session.execute(query).scalar_one_or_none()
+        query = query.with_for_update()
+    event = session.execute(query).first()
     if event is None:
         return "missing"
     if event.status in FINAL_STATUSES:
-        return event.status
-    now = utcnow()
+        return str(event.status)
     try:
         facts = parse_facts(event.type, event.occurred_at, event.payload.get("data") or {})
         notes = plan_notifications(facts)
-        _require_recipients(session, notes)
+        recipients = _recipients(session, event_id, notes)
     except EventNotApplicable as exc:
-        _finish(event, "skipped", str(exc), now)
-        return "skipped"
+        return _finish(session, event_id, "skipped", str(exc))
     except EventDataError as exc:
-        _finish(event, "failed", str(exc), now)
-        return "failed"
+        return _finish(session, event_id, "failed", str(exc))
     for note in notes:
-        deliver(session, event.id, note)
-    _finish(event, "processed", None, now)
-    return "processed"
+        deliver(session, event_id, note, recipients[note.recipient_id])
+        recipients[note.recipient_id] = Recipient(None, notified=True)  # one message per recipient, however planned
+    return _finish(session, event_id, "processed", None)
 
 
-def _finish(event: PlatformEvent, status: str, error: str | None, now: dt.datetime) -> None:
-    event.status = status
-    event.last_error = error
-    event.updated_at = now
-    event.processed_at = now
+def _finish(session: Session, event_id: str, status: str, error: str | None) -> str:
+    now = utcnow()
+    session.execute(
+        update(PlatformEvent)
+        .where(PlatformEvent.id == event_id)
+        .values(status=status, last_error=error, updated_at=now, processed_at=now)
+    )
+    return status
 
 
 def mark_failed(session: Session, event_id: str, error: str) -> None:
@@ -93,50 +97,51 @@ def mark_failed(session: Session, event_id: str, error: str) -> None:
     )
 
 
-def _require_recipients(session: Session, notes: list[Notification]) -> None:
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    concierge_conversation_id: str | None  # None: not created yet
+    notified: bool  # this event already wrote their message
+
+
+def _recipients(session: Session, event_id: str, notes: list[Notification]) -> dict[str, Recipient]:
+    """Every recipient's concierge conversation and whether this event already notified them, in one query;
+    EventDataError naming the recipients that are not known users."""
     wanted = {n.recipient_id for n in notes}
-    known = set(session.scalars(select(User.id).where(User.id.in_(wanted))))
-    missing = sorted(wanted - known)
+    notified = (
+        select(ConciergeMessageOrigin.message_id)
+        .where(ConciergeMessageOrigin.event_id == event_id, ConciergeMessageOrigin.recipient_id == User.id)
+        .exists()
+    )
+    rows = session.execute(
+        select(User.id, ConciergeThread.conversation_id, notified)
+        .outerjoin(ConciergeThread, ConciergeThread.user_id == User.id)
+        .where(User.id.in_(wanted))
+    ).all()
+    found = {row[0]: Recipient(row[1], bool(row[2])) for row in rows}
+    missing = sorted(wanted - set(found))
     if missing:
         raise EventDataError(f"recipient user(s) unknown: {', '.join(missing)}")
+    return found
 
 
-def deliver(session: Session, event_id: str, note: Notification) -> dict[str, Any] | None:
+def deliver(session: Session, event_id: str, note: Notification, recipient: Recipient) -> dict[str, Any] | None:
     """Write one notification unless this (event, recipient) already has its message."""
-    if _already_notified(session, event_id, note.recipient_id):
+    if recipient.notified:
+        log.info("event %s already notified %s", event_id, note.recipient_id)
         return None
     if note.target == "offer":
         assert note.offer_id is not None
         conversation_id = offer_conversation_id(session, note.offer_id, note.recipient_id)
     else:
-        conversation_id = concierge_conversation_id(session, note.recipient_id)
-    try:
-        with session.begin_nested():
-            message = post_message(
-                session,
-                conversation_id,
-                None,
-                note.text[:1500],
-                origin={"kind": "event", "event_id": event_id, "recipient_id": note.recipient_id},
-            )
-    except IntegrityError:
-        if not _already_notified(session, event_id, note.recipient_id):
-            raise
-        log.info("event %s already notified %s", event_id, note.recipient_id)
-        return None
-    publish_after_commit(session, "message.created", participant_ids(session, conversation_id), message)
-    return message
-
-
-def _already_notified(session: Session, event_id: str, recipient_id: str) -> bool:
-    return (
-        session.execute(
-            select(ConciergeMessageOrigin.message_id).where(
-                ConciergeMessageOrigin.event_id == event_id, ConciergeMessageOrigin.recipient_id == recipient_id
-            )
-        ).first()
-        is not None
+        conversation_id = recipient.concierge_conversation_id or concierge_conversation_id(session, note.recipient_id)
+    message, audience = post_concierge_message(
+        session,
+        conversation_id,
+        note.text[:1500],
+        origin={"kind": "event", "event_id": event_id, "recipient_id": note.recipient_id},
     )
+    publish_after_commit(session, "message.created", audience, message)
+    return message
 
 
 def offer_conversation_id(session: Session, offer_id: int, traveler_id: str) -> str:

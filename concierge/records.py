@@ -226,72 +226,87 @@ def _clock(value: str) -> dt.time:
 
 # Records known to exist (upserted earlier in the same transaction), whose references need no lookup.
 Known = AbstractSet[tuple[type[Any], Any]]
+# A reference to look up: (model, id, field, what it is), e.g. (User, "u1", "hostId", "user").
+Check = tuple[type[Any], Any, str, str]
+AnyRecord = UserRecord | PropertyRecord | OfferRecord | RequestToBookRecord | TripRecord
 
 
-def _require(
-    session: Session, checks: list[tuple[type[Any], Any, str, str]], prefix: str, known: Known = frozenset()
-) -> None:
-    """422 naming each reference (model, id, field, what) that points at a record we do not have."""
-    errors = []
-    for model, ident, field, what in checks:
-        if ident is None or (model, ident) in known:
-            continue
-        found = session.execute(select(model.id).where(model.id == ident)).first()
-        if found is None:
-            errors.append({"field": prefix + field, "message": f"unknown {what} {ident}"})
-    if errors:
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        raise Unprocessable(detail, errors=errors)
+def row_of(record: AnyRecord) -> tuple[type[Any], dict[str, Any], list[Check]]:
+    """What upserting a record writes: its model, the column values, and the references it must find."""
+    if isinstance(record, UserRecord):
+        return User, record.model_dump(include={"id", "name", "email", "phone_number", "role"}), []
+    if isinstance(record, PropertyRecord):
+        values = record.model_dump()
+        values["check_in_time"] = _clock(record.check_in_time)
+        values["check_out_time"] = _clock(record.check_out_time)
+        return Property, values, [(User, record.host_id, "hostId", "user")]
+    checks: list[Check] = [
+        (Property, record.property_id, "propertyId", "property"),
+        (User, record.traveler_id, "travelerId", "user"),
+    ]
+    if isinstance(record, OfferRecord):
+        return Offer, record.model_dump(), checks
+    if isinstance(record, RequestToBookRecord):
+        return RequestToBook, record.model_dump(), checks
+    checks += [
+        (Offer, record.offer_id, "offerId", "offer"),
+        (RequestToBook, record.request_to_book_id, "requestToBookId", "request to book"),
+    ]
+    return Trip, record.model_dump(), checks
 
 
-def upsert_user(session: Session, record: UserRecord, *, forget_deletion: bool = True) -> bool:
+def unresolved(checks: list[Check], prefix: str, known: Known = frozenset()) -> list[tuple[Check, str]]:
+    """The checks still to look up (not absent, not among the records known to exist), with their field."""
+    return [(c, prefix + c[2]) for c in checks if c[1] is not None and (c[0], c[1]) not in known]
+
+
+def missing_references(missing: list[tuple[Check, str]]) -> Unprocessable:
+    """422 naming each reference (its field) that points at a record we do not have."""
+    errors = [{"field": field, "message": f"unknown {what} {ident}"} for (_m, ident, _f, what), field in missing]
+    return Unprocessable("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
+
+
+def require(session: Session, lookups: list[tuple[Check, str]]) -> None:
+    missing = [
+        (check, field) for check, field in lookups
+        if session.execute(select(check[0].id).where(check[0].id == check[1])).first() is None
+    ]
+    if missing:
+        raise missing_references(missing)
+
+
+def _upsert(session: Session, record: AnyRecord) -> bool:
+    model, values, checks = row_of(record)
+    require(session, unresolved(checks, ""))
+    return upsert(session, model, values, ["id"])
+
+
+def upsert_user(session: Session, record: UserRecord) -> bool:
     """Create or replace a user; True when created. ``created_at`` of an existing user is kept. A user the
-    platform puts back is no longer deleted (the caller may do that for several at once instead)."""
-    values = record.model_dump(include={"id", "name", "email", "phone_number", "role"})
-    if forget_deletion:
-        forget_deletions(session, [record.id])
-    return upsert(session, User, values, ["id"])
+    platform puts back is no longer deleted."""
+    forget_deletions(session, [record.id])
+    return _upsert(session, record)
 
 
 def forget_deletions(session: Session, user_ids: list[str]) -> None:
     session.execute(delete(DeletedUser).where(DeletedUser.user_id.in_(user_ids)))
 
 
-def upsert_property(session: Session, record: PropertyRecord, *, prefix: str = "", known: Known = frozenset()) -> bool:
+def upsert_property(session: Session, record: PropertyRecord) -> bool:
     """Create or replace a property; its host must be a known user (422 naming ``hostId``)."""
-    _require(session, [(User, record.host_id, "hostId", "user")], prefix, known)
-    values = record.model_dump()
-    values["check_in_time"] = _clock(record.check_in_time)
-    values["check_out_time"] = _clock(record.check_out_time)
-    return upsert(session, Property, values, ["id"])
+    return _upsert(session, record)
 
 
-def _property_and_traveler(record: OfferRecord | RequestToBookRecord | TripRecord) -> list[Any]:
-    return [
-        (Property, record.property_id, "propertyId", "property"),
-        (User, record.traveler_id, "travelerId", "user"),
-    ]
+def upsert_offer(session: Session, record: OfferRecord) -> bool:
+    return _upsert(session, record)
 
 
-def upsert_offer(session: Session, record: OfferRecord, *, prefix: str = "", known: Known = frozenset()) -> bool:
-    _require(session, _property_and_traveler(record), prefix, known)
-    return upsert(session, Offer, record.model_dump(), ["id"])
+def upsert_request_to_book(session: Session, record: RequestToBookRecord) -> bool:
+    return _upsert(session, record)
 
 
-def upsert_request_to_book(
-    session: Session, record: RequestToBookRecord, *, prefix: str = "", known: Known = frozenset()
-) -> bool:
-    _require(session, _property_and_traveler(record), prefix, known)
-    return upsert(session, RequestToBook, record.model_dump(), ["id"])
-
-
-def upsert_trip(session: Session, record: TripRecord, *, prefix: str = "", known: Known = frozenset()) -> bool:
-    checks = _property_and_traveler(record) + [
-        (Offer, record.offer_id, "offerId", "offer"),
-        (RequestToBook, record.request_to_book_id, "requestToBookId", "request to book"),
-    ]
-    _require(session, checks, prefix, known)
-    return upsert(session, Trip, record.model_dump(), ["id"])
+def upsert_trip(session: Session, record: TripRecord) -> bool:
+    return _upsert(session, record)
 
 
 def _delete(session: Session, model: Any, ident: Any, what: str) -> None:

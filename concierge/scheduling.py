@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, aliased
 from concierge import records
 from concierge.events import record_internal_event
 from concierge.models import ConciergeMessageOrigin
-from messaging.conversations import concierge_conversation_id, participant_ids, post_message
+from messaging.conversations import concierge_conversation_id, post_concierge_message
 from messaging.live import publish_after_commit
 from messaging.models import Offer, Property, PropertyConversation, PropertyMessage, RequestToBook, Trip, User
 
@@ -189,12 +189,12 @@ def nudge_waiting_hosts(session: Session, now: dt.datetime) -> int:
         )
         try:
             with session.begin_nested():
-                message = post_message(
-                    session, conversation_id, None, text,
+                message, audience = post_concierge_message(
+                    session, conversation_id, text,
                     origin={"kind": "system", "event_id": event_id, "recipient_id": row.host_id},
                 )
         except IntegrityError:
             continue  # another run nudged first
-        publish_after_commit(session, "message.created", participant_ids(session, conversation_id), message)
+        publish_after_commit(session, "message.created", audience, message)
         nudged += 1
     return nudged

@@ -273,9 +273,25 @@ def post_message(
     return _message(message_id, conversation_id, author_id, body, now)
 
 
+def post_concierge_message(
+    session: Session, conversation_id: str, text: str, *, origin: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """A concierge message (SPEC §4 Message) and who is in its conversation (for the live update), in the
+    caller's transaction."""
+    if not is_postgresql():
+        message = post_message(session, conversation_id, None, text, origin=origin)
+        return message, participant_ids(session, conversation_id)
+    body = clean_message_text(text)
+    message_id = new_id()
+    now = utcnow()
+    audience = _post_concierge_message(session, conversation_id, message_id, body, now, origin)
+    return _message(message_id, conversation_id, None, body, now), audience
+
+
 # PostgreSQL: a concierge message (no author, so no read cursor moves), its origin and the counters in one
-# statement, in the caller's transaction. A second message for the same (event, recipient) breaks the origin's
-# unique key and the whole statement is undone, as the ORM's three statements were.
+# statement, in the caller's transaction, returning the conversation's participants. A second message for the
+# same (event, recipient) breaks the origin's unique key and the whole statement is undone, as the ORM's three
+# statements were.
 _POST_CONCIERGE_SQL = """
 WITH msg AS (
     INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at)
@@ -289,13 +305,14 @@ WITH msg AS (
 UPDATE conversation_stats
    SET message_count = message_count + 1, last_message_id = %(mid)s, last_activity_at = %(now)s
  WHERE conversation_id = %(cid)s AND EXISTS (SELECT 1 FROM origin)
+RETURNING ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = %(cid)s)
 """
 ORIGIN_FIELDS = ("kind", "event_id", "recipient_id", "question_message_id", "intent")
 
 
 def _post_concierge_message(
     session: Session, conversation_id: str, message_id: str, body: str, now: Any, origin: dict[str, Any]
-) -> None:
+) -> list[str]:
     unknown = set(origin) - set(ORIGIN_FIELDS)
     if unknown:
         raise ValueError(f"unknown origin fields: {sorted(unknown)}")
@@ -305,6 +322,8 @@ def _post_concierge_message(
     params.update({field: origin.get(field) for field in ORIGIN_FIELDS})
     with driver_cursor(session) as cursor:
         cursor.execute(_POST_CONCIERGE_SQL, params)
+        row = cursor.fetchone()
+    return list(row[0]) if row else []
 
 
 def _message(message_id: str, conversation_id: str, author_id: str | None, body: str, now: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from concierge.models import OutboxEntry
-from messaging.db import utcnow
+from messaging.db import driver_cursor, is_postgresql, utcnow
 from messaging.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -48,23 +48,30 @@ def send(entries: list[tuple[str, str, list[Any]]]) -> list[str]:
 
 
 def _mark_dispatched(session: Session, entry_ids: list[str]) -> None:
-    if entry_ids:
-        # One statement on a connection of its own, in autocommit: no BEGIN and COMMIT round trips.
-        bind = session.get_bind()
-        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:  # type: ignore[union-attr]
-            conn.execute(
-                update(OutboxEntry).where(OutboxEntry.id.in_(entry_ids)).values(dispatched_at=utcnow())
-            )
+    if not entry_ids:
+        return
+    if is_postgresql():  # one statement on the autocommit pool: no BEGIN and COMMIT round trips
+        with driver_cursor(session) as cursor:
+            cursor.execute("UPDATE outbox SET dispatched_at = now() WHERE id = ANY(%s)", (entry_ids,))
+        return
+    bind = session.get_bind()
+    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:  # type: ignore[union-attr]
+        conn.execute(update(OutboxEntry).where(OutboxEntry.id.in_(entry_ids)).values(dispatched_at=utcnow()))
+
+
+def dispatch_now(session: Session, entries: list[tuple[str, str, list[Any]]]) -> None:
+    """Send entries whose rows are committed already (and mark them); a failure leaves them to the sweeper."""
+    try:
+        _mark_dispatched(session, send(entries))
+    except Exception:  # noqa: BLE001 - the commit stands; the sweeper catches up
+        log.exception("outbox dispatch failed after commit")
 
 
 @event.listens_for(Session, "after_commit")
 def _dispatch_after_commit(session: Session) -> None:
     pending = session.info.pop(PENDING_KEY, None)
     if pending:
-        try:
-            _mark_dispatched(session, send(pending))
-        except Exception:  # noqa: BLE001 - the commit stands; the sweeper catches up
-            log.exception("outbox dispatch failed after commit")
+        dispatch_now(session, pending)
 
 
 @event.listens_for(Session, "after_soft_rollback")

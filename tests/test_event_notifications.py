@@ -143,6 +143,69 @@ def test_unknown_types_and_missing_records_are_refused(client: Any, auth: Any) -
     assert client.get("/v1/events/nope", headers=service).status_code == 404
 
 
+def _counts(app: Any) -> dict[str, int]:
+    from messaging.models import DeletedUser, Property, Trip, User
+
+    with app.app_context():
+        session = get_session()
+        counted = {model.__tablename__: session.execute(select(func.count()).select_from(model)).scalar_one()
+                   for model in (PlatformEvent, OutboxEntry, User, Property, Trip, DeletedUser)}
+        session.close()
+        return counted
+
+
+def test_a_refused_event_writes_nothing_and_names_every_missing_reference(app: Any, client: Any, auth: Any) -> None:
+    """Intake is all or nothing (on PostgreSQL a single statement): a 422 for references the service does not have
+    names each of them and leaves no record, event or outbox entry behind; a 409 leaves the records as they were."""
+    service = auth("platform", "service")
+    before = _counts(app)
+    stranger = event("trip.booked", "trip", {**TRIP, "offerId": 901, "requestToBookId": 902}, "ev-refs")
+    del stranger["data"]["host"]  # the property's host is neither known nor carried
+    refused = client.post("/v1/events", json=stranger, headers=service)
+    assert refused.status_code == 422, refused.json
+    assert {e["field"] for e in refused.json["errors"]} == {
+        "data.property.hostId", "data.trip.offerId", "data.trip.requestToBookId"}
+    assert _counts(app) == before  # the carried traveler, property and trip were not written either
+    assert client.get("/v1/events/ev-refs", headers=service).status_code == 404
+
+    body = event("trip.booked", "trip", TRIP, "ev-kept")
+    assert client.post("/v1/events", json=body, headers=service).status_code == 202
+    after = _counts(app)
+    changed = copy.deepcopy(body)
+    changed["data"]["trip"]["numGuests"] = 5
+    changed["data"]["traveler"]["name"] = "Somebody else"
+    assert client.post("/v1/events", json=changed, headers=service).status_code == 409
+    assert _counts(app) == after
+    with app.app_context():
+        from messaging.models import Trip, User
+
+        session = get_session()
+        assert session.get(Trip, TRIP["id"]).num_guests == 3  # type: ignore[union-attr]
+        assert session.get(User, "trav-1").name == "Tomás"  # type: ignore[union-attr]
+        session.close()
+
+
+def test_an_event_puts_back_the_people_it_carries_and_may_name_one_person_twice(
+    app: Any, client: Any, auth: Any
+) -> None:
+    service = auth("platform", "service")
+    assert client.post("/v1/events", json=event("trip.booked", "trip", TRIP, "ev-1"), headers=service).status_code == 202
+    assert client.delete("/v1/users/trav-1", headers=service).status_code == 204
+    assert _counts(app)["deleted_users"] == 1
+    again = event("trip.booked", "trip", {**TRIP, "id": 74}, "ev-2")
+    assert client.post("/v1/events", json=again, headers=service).status_code == 202
+    assert _counts(app)["deleted_users"] == 0  # the platform sent them again: they are back
+    assert client.get("/v1/me", headers=auth("trav-1", "guest")).status_code == 200
+    # The host books their own place: one person as host and traveler, written once, the later record standing.
+    selfish = event("trip.booked", "trip", {**TRIP, "id": 75, "travelerId": "host-1"}, "ev-3")
+    selfish["data"]["traveler"] = {**HOST, "name": "Helena H."}
+    assert client.post("/v1/events", json=selfish, headers=service).status_code == 202
+    with app.app_context():
+        from messaging.models import User
+
+        assert get_session().get(User, "host-1").name == "Helena H."  # type: ignore[union-attr]
+
+
 def test_inconsistent_records_end_failed_with_a_readable_error_and_no_message(
     app: Any, client: Any, auth: Any
 ) -> None:
