@@ -159,7 +159,7 @@ class DataSet:
 
 
 class Service:
-    def __init__(self, database_url: str, web_workers: int, pool_size: int, worker_processes: int) -> None:
+    def __init__(self, database_url: str, web_workers: int, pool_size: int, worker_pool: list[str]) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "JWT_SECRET": SECRET,
@@ -172,8 +172,8 @@ class Service:
              "--backlog", "2048", "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.worker = subprocess.Popen(
-            [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", "--pool", "threads", "-c",
-             str(worker_processes), "-l", "warning", "--without-gossip", "--without-mingle"],
+            [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", *worker_pool, "-l", "warning",
+             "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -241,6 +241,9 @@ def pgbench(url: str, script: str, seconds: float, workdir: Path, name: str) -> 
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        # The README's worker is ``celery -A app.celery_app worker``: the prefork pool, one process per CPU.
+        self.worker_pool = ["--pool", args.worker_pool] + (
+            ["-c", str(args.worker_concurrency)] if args.worker_concurrency else [])
         self.workdir = Path(tempfile.mkdtemp(prefix="concierge-bench-"))
         server = PG_ADMIN.rsplit("/", 1)[0]
         self.plain_url = f"{server}/{DATABASE}"
@@ -261,7 +264,7 @@ class Bench:
             "messages": a.messages, "conversations": full_conversations, "users": a.users,
             "stage_messages": a.stage_messages, "window_s": a.seconds, "warmup_s": a.warmup,
             "connections": CONNECTIONS, "web": f"gunicorn gevent -w {a.web_workers}",
-            "worker": f"celery --pool threads -c {a.worker_processes}", "event_rate": a.event_rate,
+            "worker": " ".join(["celery worker", *self.worker_pool]), "event_rate": a.event_rate,
             "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
@@ -276,7 +279,7 @@ class Bench:
         data.load(stage_conversations, a.users)
         print(f"loaded {stage_conversations * PER_CONVERSATION:,} messages in {time.monotonic() - started:.1f} s",
               flush=True)
-        service = Service(self.sa_url, a.web_workers, a.pool_size, a.worker_processes)
+        service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool)
         try:
             self._setup_property_threads(service)
             self.result["stages"]["stage"] = self._reads(service, stage_conversations, a.users, "stage")
@@ -285,7 +288,7 @@ class Bench:
             data.load(full_conversations, a.users)
             print(f"loaded up to {full_conversations * PER_CONVERSATION:,} messages in "
                   f"{time.monotonic() - started:.1f} s", flush=True)
-            service = Service(self.sa_url, a.web_workers, a.pool_size, a.worker_processes)
+            service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool)
             self.result["stages"]["full"] = self._reads(service, full_conversations, a.users, "full")
             self._api(service, full_conversations)
             self._raw(full_conversations)
@@ -621,7 +624,8 @@ def main() -> int:
     parser.add_argument("--event-seconds", type=float, default=20)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--pool-size", type=int, default=8, help="database connections per web process")
-    parser.add_argument("--worker-processes", type=int, default=8, help="the worker's threads")
+    parser.add_argument("--worker-pool", default="prefork", help="the worker's --pool (the README runs the default)")
+    parser.add_argument("--worker-concurrency", type=int, help="the worker's -c (default: Celery's, one per CPU)")
     parser.add_argument("--profile", action="store_true", help="py-spy the web workers during the send window")
     args = parser.parse_args()
     if args.quick:
