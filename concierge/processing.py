@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from concierge.models import ConciergeMessageOrigin, ConciergeThread, OfferThread, PlatformEvent
@@ -24,7 +24,7 @@ from concierge.notifications import (
     plan_notifications,
 )
 from messaging.conversations import _new_conversation, concierge_conversation_id, post_concierge_message
-from messaging.db import utcnow
+from messaging.db import driver_cursor, is_postgresql, utcnow
 from messaging.live import publish_after_commit
 from messaging.models import Conversation, User
 from messaging.outbox import enqueue_after_commit
@@ -36,14 +36,27 @@ FINAL_STATUSES = frozenset({"processed", "skipped", "failed"})
 STALE_AFTER = dt.timedelta(minutes=2)
 
 
+# Core statements on the table (not the ORM entity): no ORM bulk-update machinery for a one-row change.
+EVENTS = cast(Table, PlatformEvent.__table__)
+
+
 def begin_processing(session: Session, event_id: str) -> bool:
-    """Mark the event as being processed (one more attempt), in one statement; False if there is nothing to
-    do. The caller commits at once, so the attempt counts even if the worker dies while processing."""
+    """Mark the event as being processed (one more attempt), in one statement committed at once (in autocommit
+    on PostgreSQL), so the attempt counts even if the worker dies while processing; False if there is nothing
+    to do."""
+    if is_postgresql() and not session.in_transaction():
+        with driver_cursor(session) as cursor:
+            cursor.execute(
+                "UPDATE platform_events SET status = 'processing', attempts = attempts + 1, updated_at = now() "
+                "WHERE id = %s AND status <> ALL(%s) RETURNING id",
+                (event_id, sorted(FINAL_STATUSES)),
+            )
+            return cursor.fetchone() is not None
     started = session.execute(
-        update(PlatformEvent)
-        .where(PlatformEvent.id == event_id, PlatformEvent.status.not_in(FINAL_STATUSES))
-        .values(status="processing", attempts=PlatformEvent.attempts + 1, updated_at=utcnow())
-        .returning(PlatformEvent.id)
+        update(EVENTS)
+        .where(EVENTS.c.id == event_id, EVENTS.c.status.not_in(FINAL_STATUSES))
+        .values(status="processing", attempts=EVENTS.c.attempts + 1, updated_at=utcnow())
+        .returning(EVENTS.c.id)
     ).first()
     return started is not None
 
@@ -54,9 +67,9 @@ def process_event(session: Session, event_id: str) -> str:
     The event row is locked first (a concurrent run of the same event waits, then finds it finished), so
     "already notified" read under that lock holds until commit; the unique (event, recipient) key of the
     origins stays the guarantee."""
-    query = select(
-        PlatformEvent.status, PlatformEvent.type, PlatformEvent.occurred_at, PlatformEvent.payload
-    ).where(PlatformEvent.id == event_id)
+    query = select(EVENTS.c.status, EVENTS.c.type, EVENTS.c.occurred_at, EVENTS.c.payload).where(
+        EVENTS.c.id == event_id
+    )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     event = session.execute(query).first()
@@ -81,8 +94,8 @@ def process_event(session: Session, event_id: str) -> str:
 def _finish(session: Session, event_id: str, status: str, error: str | None) -> str:
     now = utcnow()
     session.execute(
-        update(PlatformEvent)
-        .where(PlatformEvent.id == event_id)
+        update(EVENTS)
+        .where(EVENTS.c.id == event_id)
         .values(status=status, last_error=error, updated_at=now, processed_at=now)
     )
     return status
@@ -107,15 +120,16 @@ def _recipients(session: Session, event_id: str, notes: list[Notification]) -> d
     """Every recipient's concierge conversation and whether this event already notified them, in one query;
     EventDataError naming the recipients that are not known users."""
     wanted = {n.recipient_id for n in notes}
+    users, threads, origins = User.__table__, ConciergeThread.__table__, ConciergeMessageOrigin.__table__
     notified = (
-        select(ConciergeMessageOrigin.message_id)
-        .where(ConciergeMessageOrigin.event_id == event_id, ConciergeMessageOrigin.recipient_id == User.id)
+        select(origins.c.message_id)
+        .where(origins.c.event_id == event_id, origins.c.recipient_id == users.c.id)
         .exists()
     )
     rows = session.execute(
-        select(User.id, ConciergeThread.conversation_id, notified)
-        .outerjoin(ConciergeThread, ConciergeThread.user_id == User.id)
-        .where(User.id.in_(wanted))
+        select(users.c.id, threads.c.conversation_id, notified)
+        .select_from(users.outerjoin(threads, threads.c.user_id == users.c.id))
+        .where(users.c.id.in_(wanted))
     ).all()
     found = {row[0]: Recipient(row[1], bool(row[2])) for row in rows}
     missing = sorted(wanted - set(found))

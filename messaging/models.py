@@ -250,7 +250,11 @@ class ConversationStats(Base):
 
 
 class ReadCursor(Base):
-    """How far one participant has read one conversation; it only moves forward."""
+    """How far one participant has read one conversation; it only moves forward. One row per participation (it
+    goes with the participation), so it also carries the conversation's ``last_activity_at``, copied from
+    ``conversation_stats`` by database triggers (migration 0006) whenever that moves or the row is made: the
+    inbox reads a page of someone's conversations as a range of ``ix_read_cursors_user_activity``, however many
+    conversations they are in."""
 
     __tablename__ = "read_cursors"
     __table_args__ = (
@@ -260,6 +264,7 @@ class ReadCursor(Base):
             ondelete="CASCADE",
             name="fk_read_cursors_participant",
         ),
+        Index("ix_read_cursors_user_activity", "user_id", "last_activity_at", "conversation_id"),
     )
 
     conversation_id: Mapped[str] = mapped_column(String(21), primary_key=True)
@@ -268,6 +273,9 @@ class ReadCursor(Base):
     last_read_message_id: Mapped[str | None] = mapped_column(String(21))
     last_read_message_created_at: Mapped[dt.datetime | None] = mapped_column()
     last_read_at: Mapped[dt.datetime | None] = mapped_column()
+    # Set by the triggers; the default only stands until the row's BEFORE INSERT trigger (PostgreSQL) or AFTER
+    # INSERT trigger (SQLite) copies the conversation's.
+    last_activity_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
 
 
 class DirectConversation(Base):

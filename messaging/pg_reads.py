@@ -75,22 +75,21 @@ def history_rows(
 def _inbox_sql(paged: bool) -> str:
     """A page of the caller's conversations by latest activity, each with what the Conversation resource needs
     (SPEC §4): its row, counters, the caller's cursor, its last message and its participants (as three arrays
-    in user id order). Every lookup goes from the caller's participations by primary key or index: each LATERAL
-    subquery has ``OFFSET 0``, which keeps the planner from flattening it into a join it might answer with a
-    hash of the whole table; so the cost follows this user's conversations, whatever the size of the tables."""
-    bound = "AND (s.last_activity_at, p.conversation_id) < (%(at)s, %(pid)s)" if paged else ""
+    in user id order). The page is a backward range of ``ix_read_cursors_user_activity`` (every participation
+    has its read cursor, made with it and deleted with it, carrying the conversation's last activity: see
+    :class:`messaging.models.ReadCursor`), so its cost is the 50 conversations on it, not all of the caller's;
+    the rest is looked up by primary key. Each LATERAL subquery has ``OFFSET 0``, which keeps the planner from
+    flattening it into a join it might answer with a hash of the whole table."""
+    bound = "AND (rc.last_activity_at, rc.conversation_id) < (%(at)s, %(pid)s)" if paged else ""
     return f"""
 WITH page AS (
-    SELECT p.conversation_id AS id, s.last_activity_at AS at, s.message_count, s.last_message_id
-      FROM conversation_participants p
-     CROSS JOIN LATERAL (SELECT last_activity_at, message_count, last_message_id
-                           FROM conversation_stats WHERE conversation_id = p.conversation_id OFFSET 0) AS s
-     WHERE p.user_id = %(uid)s {bound}
-     ORDER BY s.last_activity_at DESC, p.conversation_id DESC
+    SELECT rc.conversation_id AS id, rc.last_activity_at AS at, rc.read_count
+      FROM read_cursors rc
+     WHERE rc.user_id = %(uid)s {bound}
+     ORDER BY rc.last_activity_at DESC, rc.conversation_id DESC
      LIMIT %(limit)s
 )
-SELECT page.id, c.name, c.offer_id, c.created_at, page.at AS last_activity_at, page.message_count,
-       (SELECT read_count FROM read_cursors WHERE conversation_id = page.id AND user_id = %(uid)s) AS read_count,
+SELECT page.id, c.name, c.offer_id, c.created_at, page.at AS last_activity_at, s.message_count, page.read_count,
        coalesce((SELECT true FROM concierge_threads t WHERE t.conversation_id = page.id LIMIT 1), false)
            AS is_concierge,
        lm.id AS m_id, lm.user_id AS m_user_id, lm.message AS m_message, lm.read AS m_read,
@@ -101,18 +100,17 @@ SELECT page.id, c.name, c.offer_id, c.created_at, page.at AS last_activity_at, p
        pp.user_ids, pp.names, pp.read_ats
   FROM page
  CROSS JOIN LATERAL (SELECT name, offer_id, created_at FROM conversations WHERE id = page.id OFFSET 0) AS c
+ CROSS JOIN LATERAL (SELECT message_count, last_message_id FROM conversation_stats
+                      WHERE conversation_id = page.id OFFSET 0) AS s
   LEFT JOIN LATERAL (SELECT id, user_id, message, read, is_edit, created_at
-                       FROM messages WHERE id = page.last_message_id OFFSET 0) AS lm ON true
+                       FROM messages WHERE id = s.last_message_id OFFSET 0) AS lm ON true
  CROSS JOIN LATERAL (
-        SELECT array_agg(p2.user_id ORDER BY p2.user_id) AS user_ids,
-               array_agg(u.name ORDER BY p2.user_id) AS names,
-               array_agg(rc.last_read_at ORDER BY p2.user_id) AS read_ats
-          FROM conversation_participants p2
-         CROSS JOIN LATERAL (SELECT name FROM users WHERE id = p2.user_id OFFSET 0) AS u
-          LEFT JOIN LATERAL (SELECT last_read_at FROM read_cursors
-                              WHERE conversation_id = p2.conversation_id AND user_id = p2.user_id
-                             OFFSET 0) AS rc ON true
-         WHERE p2.conversation_id = page.id) AS pp
+        SELECT array_agg(rc2.user_id ORDER BY rc2.user_id) AS user_ids,
+               array_agg(u.name ORDER BY rc2.user_id) AS names,
+               array_agg(rc2.last_read_at ORDER BY rc2.user_id) AS read_ats
+          FROM read_cursors rc2
+         CROSS JOIN LATERAL (SELECT name FROM users WHERE id = rc2.user_id OFFSET 0) AS u
+         WHERE rc2.conversation_id = page.id) AS pp
  ORDER BY page.at DESC, page.id DESC"""
 
 

@@ -189,7 +189,8 @@ def test_an_event_puts_back_the_people_it_carries_and_may_name_one_person_twice(
     app: Any, client: Any, auth: Any
 ) -> None:
     service = auth("platform", "service")
-    assert client.post("/v1/events", json=event("trip.booked", "trip", TRIP, "ev-1"), headers=service).status_code == 202
+    first = event("trip.booked", "trip", TRIP, "ev-1")
+    assert client.post("/v1/events", json=first, headers=service).status_code == 202
     assert client.delete("/v1/users/trav-1", headers=service).status_code == 204
     assert _counts(app)["deleted_users"] == 1
     again = event("trip.booked", "trip", {**TRIP, "id": 74}, "ev-2")
