@@ -381,7 +381,8 @@ class Bench:
         """Events at a steady rate through the HTTP intake; latency = the moment the event was due to be sent (on
         the schedule, so a client or server falling behind counts against it) → the poller first sees it
         processed (its messages commit in the same transaction), polled every 5 ms. The client is asyncio over
-        16 keep-alive connections with the requests built in advance, so it takes little of the CPU it measures."""
+        16 keep-alive connections with the requests built in advance, so it takes little of the CPU it measures.
+        A warm-up of ``--warmup`` seconds at the same rate goes first and is left out of the figures."""
         a = self.args
         count = int(a.event_rate * a.event_seconds)
         print(f"[full] {count} events at {a.event_rate}/s", flush=True)
@@ -390,18 +391,32 @@ class Bench:
         prop = {"id": 1, "hostId": "bench-host", "name": "Casa 1", "city": "Lisbon", "address": "Rua 1",
                 "timezone": "Europe/Lisbon", "checkInTime": "16:00", "checkOutTime": "11:00"}
         run_id = f"{int(time.time())}"
-        requests_out: list[tuple[str, bytes]] = []
-        for n in range(count):
-            traveler = user_id(n % 500)
+
+        def prepared(name: str, n: int, traveler_n: int) -> tuple[str, bytes]:
+            traveler = user_id(traveler_n)
+            event_id = f"bench-{run_id}-{name}{n}"
             body = json.dumps({
-                "id": f"bench-{run_id}-{n}", "type": "trip.booked", "occurredAt": "2026-11-24T09:00:00Z",
-                "data": {"host": host, "traveler": {"id": traveler, "name": f"User {n % 500}", "role": "guest"},
+                "id": event_id, "type": "trip.booked", "occurredAt": "2026-11-24T09:00:00Z",
+                "data": {"host": host, "traveler": {"id": traveler, "name": f"User {traveler_n}", "role": "guest"},
                          "property": prop,
-                         "trip": {"id": 100000 + n, "propertyId": 1, "travelerId": traveler, "checkIn": "2026-12-20",
-                                  "checkOut": "2026-12-23", "numGuests": 2, "status": "Booked"}}}).encode()
+                         "trip": {"id": (100000 if name else 200000) + n, "propertyId": 1, "travelerId": traveler,
+                                  "checkIn": "2026-12-20", "checkOut": "2026-12-23", "numGuests": 2,
+                                  "status": "Booked"}}}).encode()
             head = (f"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n"
                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-            requests_out.append((f"bench-{run_id}-{n}", head + body))
+            return event_id, head + body
+
+        # Warm-up at the same rate (connections opened, statements prepared, worker processes running), on
+        # travelers the measured events do not use, so those still start without a concierge conversation.
+        warm = [prepared("warm-", n, 500 + n % 100) for n in range(int(a.event_rate * a.warmup))]
+        asyncio.run(_post_on_schedule(service.port, warm, a.event_rate, {}))
+        with psycopg.connect(self.plain_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and conn.execute(
+                    "SELECT count(*) FROM platform_events WHERE id LIKE %s AND status IN ('pending', 'processing')",
+                    (f"bench-{run_id}-warm-%",)).fetchone()[0]:
+                time.sleep(0.05)
+        requests_out = [prepared("", n, n % 500) for n in range(count)]
         due: dict[str, float] = {}
         seen: dict[str, float] = {}
         stop = threading.Event()
@@ -430,13 +445,13 @@ class Bench:
         with psycopg.connect(self.plain_url) as conn:
             duplicates = conn.execute(
                 "SELECT count(*) FROM (SELECT o.event_id, o.recipient_id FROM concierge_message_origins o "
-                "WHERE o.event_id LIKE %s GROUP BY 1, 2 HAVING count(*) > 1) d", (f"bench-{run_id}-%",)).fetchone()
-            messages = conn.execute("SELECT count(*) FROM concierge_message_origins WHERE event_id LIKE %s",
-                                    (f"bench-{run_id}-%",)).fetchone()
+                "WHERE o.event_id = ANY(%s) GROUP BY 1, 2 HAVING count(*) > 1) d", (list(due),)).fetchone()
+            messages = conn.execute("SELECT count(*) FROM concierge_message_origins WHERE event_id = ANY(%s)",
+                                    (list(due),)).fetchone()
             # The same interval measured by the database's clock: intake transaction → processing committed.
             server = sorted(row[0] for row in conn.execute(
                 "SELECT extract(epoch FROM processed_at - received_at) * 1000 FROM platform_events "
-                "WHERE id LIKE %s AND processed_at IS NOT NULL", (f"bench-{run_id}-%",)).fetchall())
+                "WHERE id = ANY(%s) AND processed_at IS NOT NULL", (list(due),)).fetchall())
         self.result["events"] = {
             "sent": count, "rate_per_s": a.event_rate, "accepted": statuses.get(202, 0),
             "processed": len(latencies), "lost": count - len(latencies),
