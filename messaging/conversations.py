@@ -355,7 +355,9 @@ class Sent:
 #   msg       the message; ``read`` from the start when nobody else is in the conversation (SPEC §4: read once
 #             every other participant has read it);
 #   stats     the counters, and so the author's new read_count;
-#   moved     the author's cursor, to this message: everything before it counts as read by the author;
+#   moved     the author's cursor, to this message: everything before it counts as read by the author (and
+#             the conversation's activity the cursor carries for the inbox, which the trigger on
+#             conversation_stats copies to the other participants' cursors: migration 0006);
 #   marked    the seed's ``read`` flag on the messages the author's cursor just crossed that every other
 #             participant had already read (the author is now past all of them); only unread rows are visited
 #             (partial index), from the author's old position on.
@@ -382,7 +384,8 @@ WITH member AS (
 ), moved AS (
     UPDATE read_cursors
        SET read_count = stats.message_count, last_read_message_id = %(mid)s,
-           last_read_message_created_at = %(now)s, last_read_at = %(now)s
+           last_read_message_created_at = %(now)s, last_read_at = %(now)s,
+           last_activity_at = %(now)s  -- what the stats trigger would set: it then leaves this row alone
       FROM stats
      WHERE read_cursors.conversation_id = %(cid)s AND read_cursors.user_id = %(uid)s
 ), marked AS (
