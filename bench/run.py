@@ -279,6 +279,7 @@ class Bench:
         data.load(stage_conversations, a.users)
         print(f"loaded {stage_conversations * PER_CONVERSATION:,} messages in {time.monotonic() - started:.1f} s",
               flush=True)
+        self._settle()
         service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool)
         try:
             self._setup_property_threads(service)
@@ -288,10 +289,12 @@ class Bench:
             data.load(full_conversations, a.users)
             print(f"loaded up to {full_conversations * PER_CONVERSATION:,} messages in "
                   f"{time.monotonic() - started:.1f} s", flush=True)
+            self._settle()
             service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool)
             self.result["stages"]["full"] = self._reads(service, full_conversations, a.users, "full")
             self._api(service, full_conversations)
             self._raw(full_conversations)
+            self._settle()
             self._events(service)
         finally:
             service.stop()
@@ -350,17 +353,29 @@ class Bench:
                    for t, traveler in self.property_threads
                    for who, role in ((traveler, "guest"), ("bench-host", "host"))]
         profiler = self._start_profile(service) if a.profile else None
+        self._settle()
         print("[full] send", flush=True)
         self.result["api"]["send"] = wrk(service.base, sends, a.seconds, a.warmup, self.workdir, "send")
         if profiler:
             self._finish_profile(profiler)
+        self._settle()
         print("[full] mark read", flush=True)
         self.result["api"]["mark_read"] = wrk(service.base, reads, a.seconds, a.warmup, self.workdir, "read")
+        self._settle()
         print("[full] property-thread reply", flush=True)
         self.result["api"]["property_reply"] = wrk(service.base, replies, a.seconds, a.warmup, self.workdir,
                                                    "property-reply")
         self.result["api"]["history"] = self.result["stages"]["full"]["history"]
         self.result["api"]["inbox"] = self.result["stages"]["full"]["inbox"]
+
+    def _settle(self) -> None:
+        """Before each measured phase: VACUUM (ANALYZE) what the last phase wrote and CHECKPOINT, so neither an
+        autovacuum of a table just loaded nor a checkpoint of its dirty pages lands inside the next window (a
+        15 s window's p99 is a few stalls). The raw pgbench phases get the same; pgbench itself vacuums before
+        its own built-in runs for the same reason."""
+        with psycopg.connect(self.plain_url, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE)")
+            conn.execute("CHECKPOINT")
 
     def _raw(self, conversations: int) -> None:
         a = self.args
@@ -374,7 +389,9 @@ class Bench:
                   "SELECT id, conversation_id, user_id, message, read, is_edit, created_at FROM messages "
                   "WHERE conversation_id = 'c' || lpad(:n::text, 20, '0') "
                   "ORDER BY created_at DESC, id DESC LIMIT 50;\n")
+        self._settle()
         self.result["raw"]["insert"] = pgbench(self.plain_url, insert, a.seconds, self.workdir, "insert")
+        self._settle()
         self.result["raw"]["select50"] = pgbench(self.plain_url, select, a.seconds, self.workdir, "select")
 
     def _events(self, service: Service) -> None:
