@@ -179,12 +179,37 @@ class Service:
         while time.monotonic() < deadline:
             try:
                 if requests.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    self._wait_until_idle(deadline)
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.3)
         self.stop()
         raise SystemExit("the service did not become ready within 60 s")
+
+    def _wait_until_idle(self, deadline: float) -> None:
+        """Until the web and worker processes (and their children) have finished starting: the Celery worker's
+        pool processes import the application after the web answers, and that CPU must not fall into the first
+        measured window. Idle = under 5 % of a CPU over half a second."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu_seconds() -> float:
+            total = 0.0
+            for root in (self.web.pid, self.worker.pid):
+                pids = [root] + [int(p) for p in Path(f"/proc/{root}/task/{root}/children").read_text().split()]
+                for pid in pids:
+                    try:
+                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    except FileNotFoundError:  # a process that just ended
+                        continue
+                    total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            return total
+
+        while time.monotonic() < deadline:
+            before = cpu_seconds()
+            time.sleep(0.5)
+            if cpu_seconds() - before < 0.025:
+                return
 
     def web_worker_pids(self) -> list[int]:
         return [int(p) for p in Path(f"/proc/{self.web.pid}/task/{self.web.pid}/children").read_text().split()]

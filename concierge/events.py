@@ -182,12 +182,12 @@ def _accept_in_one_statement(session: Session, plan: RecordsPlan, values: dict[s
         params[f"c{n}"] = check[1]
     with driver_cursor(session) as cursor:
         cursor.execute(_intake_sql(*shape), params)
-        inserted, _stored_hash, *found = cursor.fetchone()
+        inserted, stored_hash, *found = cursor.fetchone()
     if inserted:
         dispatch_now(session, [entry])
         return True
     missing = [lookup for lookup, ok in zip(plan.lookups, found, strict=True) if not ok]
-    if missing and _stored_hash is None:
+    if missing and stored_hash is None:  # a repeat or a conflict is answered as such, even with references gone
         raise records.missing_references(missing)
     return False
 
@@ -218,7 +218,7 @@ def _intake_sql(
         parts.append(
             f"r{n} AS (INSERT INTO {table.name} ({', '.join(names)}) "
             f"SELECT {', '.join(typed(f'r{n}_{c}', table.c[c]) for c in names)} FROM ev "
-            f"ON CONFLICT (id) DO UPDATE SET {updates})"
+            f"ON CONFLICT (id) DO {'UPDATE SET ' + updates if updates else 'NOTHING'})"
         )
     found = "".join(f", {e}" for e in exists)
     return (f"WITH {', '.join(parts)} "

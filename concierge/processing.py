@@ -47,9 +47,9 @@ def begin_processing(session: Session, event_id: str) -> bool:
     if is_postgresql() and not session.in_transaction():
         with driver_cursor(session) as cursor:
             cursor.execute(
-                "UPDATE platform_events SET status = 'processing', attempts = attempts + 1, updated_at = now() "
+                "UPDATE platform_events SET status = 'processing', attempts = attempts + 1, updated_at = %s "
                 "WHERE id = %s AND status <> ALL(%s) RETURNING id",
-                (event_id, sorted(FINAL_STATUSES)),
+                (utcnow(), event_id, sorted(FINAL_STATUSES)),
             )
             return cursor.fetchone() is not None
     started = session.execute(

@@ -352,12 +352,14 @@ class Sent:
 #   member    the author is a participant (else nothing is written: 404), and whether this is a concierge
 #             conversation (then nothing is written here either: the general path posts it, in a transaction
 #             with the outbox row that asks the bot to answer);
+#   old       the author's cursor before this message, locked before any message row (``msg`` reads it): a
+#             mark-read locks the reader's cursor, then message rows; taking the cursor after message rows
+#             deadlocked a send against the same user's mark-read from another device;
 #   msg       the message; ``read`` from the start when nobody else is in the conversation (SPEC §4: read once
 #             every other participant has read it);
-#   stats     the counters, and so the author's new read_count;
-#   moved     the author's cursor, to this message: everything before it counts as read by the author (and
-#             the conversation's activity the cursor carries for the inbox, which the trigger on
-#             conversation_stats copies to the other participants' cursors: migration 0006);
+#   stats     the counters, and so the author's new read_count (a trigger copies the new activity time to
+#             every participant's inbox entry: migration 0006);
+#   moved     the author's cursor, to this message: everything before it counts as read by the author;
 #   marked    the seed's ``read`` flag on the messages the author's cursor just crossed that every other
 #             participant had already read (the author is now past all of them); only unread rows are visited
 #             (partial index), from the author's old position on.
@@ -369,12 +371,13 @@ WITH member AS (
 ), old AS (
     SELECT last_read_message_created_at AS at, last_read_message_id AS id
       FROM read_cursors WHERE conversation_id = %(cid)s AND user_id = %(uid)s
+       FOR UPDATE
 ), msg AS (
     INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at)
     SELECT %(mid)s, %(cid)s, %(uid)s, %(body)s,
            NOT EXISTS (SELECT 1 FROM conversation_participants WHERE conversation_id = %(cid)s AND user_id <> %(uid)s),
            false, %(now)s
-      FROM member WHERE ok AND NOT concierge
+      FROM member LEFT JOIN old ON true WHERE ok AND NOT concierge
     RETURNING id
 ), stats AS (
     UPDATE conversation_stats
@@ -384,8 +387,7 @@ WITH member AS (
 ), moved AS (
     UPDATE read_cursors
        SET read_count = stats.message_count, last_read_message_id = %(mid)s,
-           last_read_message_created_at = %(now)s, last_read_at = %(now)s,
-           last_activity_at = %(now)s  -- what the stats trigger would set: it then leaves this row alone
+           last_read_message_created_at = %(now)s, last_read_at = %(now)s
       FROM stats
      WHERE read_cursors.conversation_id = %(cid)s AND read_cursors.user_id = %(uid)s
 ), marked AS (

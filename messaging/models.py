@@ -250,11 +250,7 @@ class ConversationStats(Base):
 
 
 class ReadCursor(Base):
-    """How far one participant has read one conversation; it only moves forward. One row per participation (it
-    goes with the participation), so it also carries the conversation's ``last_activity_at``, copied from
-    ``conversation_stats`` by database triggers (migration 0006) whenever that moves or the row is made: the
-    inbox reads a page of someone's conversations as a range of ``ix_read_cursors_user_activity``, however many
-    conversations they are in."""
+    """How far one participant has read one conversation; it only moves forward."""
 
     __tablename__ = "read_cursors"
     __table_args__ = (
@@ -264,7 +260,6 @@ class ReadCursor(Base):
             ondelete="CASCADE",
             name="fk_read_cursors_participant",
         ),
-        Index("ix_read_cursors_user_activity", "user_id", "last_activity_at", "conversation_id"),
     )
 
     conversation_id: Mapped[str] = mapped_column(String(21), primary_key=True)
@@ -273,9 +268,30 @@ class ReadCursor(Base):
     last_read_message_id: Mapped[str | None] = mapped_column(String(21))
     last_read_message_created_at: Mapped[dt.datetime | None] = mapped_column()
     last_read_at: Mapped[dt.datetime | None] = mapped_column()
-    # Set by the triggers; the default only stands until the row's BEFORE INSERT trigger (PostgreSQL) or AFTER
-    # INSERT trigger (SQLite) copies the conversation's.
-    last_activity_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
+
+
+class InboxEntry(Base):
+    """The inbox's order: one row per participation with its conversation's ``last_activity_at``, kept by
+    database triggers (migration 0006) — made when the participation is, updated whenever the conversation's
+    activity in ``conversation_stats`` moves, deleted with the participation — so a page of anyone's inbox is a
+    range of ``ix_inbox_entries_user_activity``, however many conversations they are in. A table of its own:
+    only those triggers lock its rows, always after the conversation's stats row, so keeping it cannot deadlock
+    with readers moving their cursors."""
+
+    __tablename__ = "inbox_entries"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["conversation_id", "user_id"],
+            ["conversation_participants.conversation_id", "conversation_participants.user_id"],
+            ondelete="CASCADE",
+            name="fk_inbox_entries_participant",
+        ),
+        Index("ix_inbox_entries_user_activity", "user_id", "last_activity_at", "conversation_id"),
+    )
+
+    conversation_id: Mapped[str] = mapped_column(String(21), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_activity_at: Mapped[dt.datetime] = mapped_column(nullable=False)
 
 
 class DirectConversation(Base):

@@ -75,21 +75,22 @@ def history_rows(
 def _inbox_sql(paged: bool) -> str:
     """A page of the caller's conversations by latest activity, each with what the Conversation resource needs
     (SPEC §4): its row, counters, the caller's cursor, its last message and its participants (as three arrays
-    in user id order). The page is a backward range of ``ix_read_cursors_user_activity`` (every participation
-    has its read cursor, made with it and deleted with it, carrying the conversation's last activity: see
-    :class:`messaging.models.ReadCursor`), so its cost is the 50 conversations on it, not all of the caller's;
-    the rest is looked up by primary key. Each LATERAL subquery has ``OFFSET 0``, which keeps the planner from
-    flattening it into a join it might answer with a hash of the whole table."""
-    bound = "AND (rc.last_activity_at, rc.conversation_id) < (%(at)s, %(pid)s)" if paged else ""
+    in user id order). The page is a backward range of ``ix_inbox_entries_user_activity`` (one entry per
+    participation with its conversation's last activity, kept by triggers: :class:`messaging.models.InboxEntry`),
+    so its cost is the 50 conversations on it, not all of the caller's; the rest is looked up by primary key
+    (every participation has its read cursor, made and deleted with it). Each LATERAL subquery has ``OFFSET 0``,
+    which keeps the planner from flattening it into a join it might answer with a hash of the whole table."""
+    bound = "AND (e.last_activity_at, e.conversation_id) < (%(at)s, %(pid)s)" if paged else ""
     return f"""
 WITH page AS (
-    SELECT rc.conversation_id AS id, rc.last_activity_at AS at, rc.read_count
-      FROM read_cursors rc
-     WHERE rc.user_id = %(uid)s {bound}
-     ORDER BY rc.last_activity_at DESC, rc.conversation_id DESC
+    SELECT e.conversation_id AS id, e.last_activity_at AS at
+      FROM inbox_entries e
+     WHERE e.user_id = %(uid)s {bound}
+     ORDER BY e.last_activity_at DESC, e.conversation_id DESC
      LIMIT %(limit)s
 )
-SELECT page.id, c.name, c.offer_id, c.created_at, page.at AS last_activity_at, s.message_count, page.read_count,
+SELECT page.id, c.name, c.offer_id, c.created_at, page.at AS last_activity_at, s.message_count,
+       (SELECT read_count FROM read_cursors WHERE conversation_id = page.id AND user_id = %(uid)s) AS read_count,
        coalesce((SELECT true FROM concierge_threads t WHERE t.conversation_id = page.id LIMIT 1), false)
            AS is_concierge,
        lm.id AS m_id, lm.user_id AS m_user_id, lm.message AS m_message, lm.read AS m_read,

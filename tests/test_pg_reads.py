@@ -175,7 +175,7 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
         svc.concierge_conversation_id(session, "ana")
         session.execute(delete(User).where(User.id == "gone"))
         # Joining late, leaving, coming back, sending through the one-statement path (the inbox order on this
-        # path is kept by triggers on the cursors; the general path reads conversation_stats).
+        # path is kept by triggers in inbox_entries; the general path reads conversation_stats).
         groups = [c for c, in session.execute(text(
             "SELECT conversation_id FROM conversation_participants WHERE user_id = 'ana' ORDER BY 1"))]
         session.add(User(id="eve", name="Eve", role="guest"))

@@ -1,0 +1,106 @@
+"""Inbox order: inbox_entries, one row per participation with its conversation's last activity, kept by triggers
+(made with the participation, updated when conversation_stats.last_activity_at moves, deleted with the
+participation through its foreign key) and indexed by (user, last activity), so a page of anyone's inbox is a
+range of one index instead of a sort of all their conversations.
+
+Only these triggers lock the table's rows, and the update always after the conversation's stats row; keeping the
+order on read_cursors instead deadlocked a send (which must then lock the other participants' cursors) against
+those participants marking the conversation read (which lock their cursor, then the new message's row).
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0006'
+down_revision: str | None = '0005'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+POSTGRESQL_TRIGGERS = [
+    # A new participation starts with its conversation's activity (the stats row exists first when a
+    # conversation is made; if not, the stats trigger below sets it once the stats row comes).
+    """CREATE FUNCTION inbox_entry_for_participant() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO inbox_entries (conversation_id, user_id, last_activity_at)
+    VALUES (NEW.conversation_id, NEW.user_id,
+            coalesce((SELECT last_activity_at FROM conversation_stats WHERE conversation_id = NEW.conversation_id),
+                     now()))
+    ON CONFLICT (conversation_id, user_id) DO NOTHING;
+    RETURN NULL;
+END $$""",
+    """CREATE TRIGGER inbox_entry_on_join AFTER INSERT ON conversation_participants
+FOR EACH ROW EXECUTE FUNCTION inbox_entry_for_participant()""",
+    """CREATE FUNCTION inbox_entries_follow_activity() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE inbox_entries SET last_activity_at = NEW.last_activity_at
+     WHERE conversation_id = NEW.conversation_id AND last_activity_at IS DISTINCT FROM NEW.last_activity_at;
+    RETURN NULL;
+END $$""",
+    """CREATE TRIGGER inbox_entries_follow_new_stats AFTER INSERT ON conversation_stats
+FOR EACH ROW EXECUTE FUNCTION inbox_entries_follow_activity()""",
+    """CREATE TRIGGER inbox_entries_follow_activity AFTER UPDATE OF last_activity_at ON conversation_stats
+FOR EACH ROW WHEN (OLD.last_activity_at IS DISTINCT FROM NEW.last_activity_at)
+EXECUTE FUNCTION inbox_entries_follow_activity()""",
+]
+
+SQLITE_TRIGGERS = [
+    """CREATE TRIGGER inbox_entry_on_join AFTER INSERT ON conversation_participants
+BEGIN
+    INSERT OR IGNORE INTO inbox_entries (conversation_id, user_id, last_activity_at)
+    VALUES (NEW.conversation_id, NEW.user_id,
+            coalesce((SELECT last_activity_at FROM conversation_stats WHERE conversation_id = NEW.conversation_id),
+                     strftime('%Y-%m-%d %H:%M:%f000', 'now')));
+END""",
+    """CREATE TRIGGER inbox_entries_follow_new_stats AFTER INSERT ON conversation_stats
+BEGIN
+    UPDATE inbox_entries SET last_activity_at = NEW.last_activity_at WHERE conversation_id = NEW.conversation_id;
+END""",
+    """CREATE TRIGGER inbox_entries_follow_activity AFTER UPDATE OF last_activity_at ON conversation_stats
+WHEN OLD.last_activity_at IS NOT NEW.last_activity_at
+BEGIN
+    UPDATE inbox_entries SET last_activity_at = NEW.last_activity_at WHERE conversation_id = NEW.conversation_id;
+END""",
+]
+
+TRIGGERS = {'inbox_entry_on_join': 'conversation_participants',
+            'inbox_entries_follow_new_stats': 'conversation_stats',
+            'inbox_entries_follow_activity': 'conversation_stats'}
+
+
+def upgrade() -> None:
+    postgresql = op.get_bind().dialect.name == 'postgresql'
+    op.create_table('inbox_entries',
+    sa.Column('conversation_id', sa.String(length=21), nullable=False),
+    sa.Column('user_id', sa.Text(), nullable=False),
+    sa.Column('last_activity_at', sa.TIMESTAMP(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['conversation_id', 'user_id'],
+                            ['conversation_participants.conversation_id', 'conversation_participants.user_id'],
+                            name='fk_inbox_entries_participant', ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('conversation_id', 'user_id', name=op.f('pk_inbox_entries'))
+    )
+    op.execute('INSERT INTO inbox_entries (conversation_id, user_id, last_activity_at) '
+               'SELECT p.conversation_id, p.user_id, s.last_activity_at FROM conversation_participants p '
+               'JOIN conversation_stats s ON s.conversation_id = p.conversation_id')
+    op.create_index('ix_inbox_entries_user_activity', 'inbox_entries', ['user_id', 'last_activity_at',
+                                                                         'conversation_id'], unique=False)
+    for statement in POSTGRESQL_TRIGGERS if postgresql else SQLITE_TRIGGERS:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    postgresql = op.get_bind().dialect.name == 'postgresql'
+    for name, table in TRIGGERS.items():
+        op.execute(f'DROP TRIGGER IF EXISTS {name}' + (f' ON {table}' if postgresql else ''))
+    if postgresql:
+        op.execute('DROP FUNCTION IF EXISTS inbox_entry_for_participant()')
+        op.execute('DROP FUNCTION IF EXISTS inbox_entries_follow_activity()')
+    op.drop_index('ix_inbox_entries_user_activity', table_name='inbox_entries')
+    op.drop_table('inbox_entries')
