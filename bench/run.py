@@ -2,7 +2,7 @@
 
 1. Recreates the database ``concierge_bench``, migrates it and loads the first stage of the data set
    (``--stage-messages``, default 100 k messages, 50 per conversation, one user in 500 conversations).
-2. Starts the service the production way (the README's command): gunicorn with ``--web-workers`` gevent
+2. Starts the service the production way (the README's command): gunicorn with ``--web-workers`` gevent_pywsgi
    processes and a Celery worker, both on PostgreSQL and Redis, with the abuse limits on (set high, so they
    are counted but never refuse).
 3. Measures history and inbox at that size with wrk (16 connections, warm-up then a measured window).
@@ -168,7 +168,7 @@ class Service:
                "RATE_LIMIT_THREADS": "100000000/minute", "RATE_LIMIT_EVENTS": "100000000/minute"}
         bin_dir = Path(sys.executable).parent
         self.web = subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "-k", "gevent", "--worker-connections", "2000", "-w", str(web_workers),
+            [str(bin_dir / "gunicorn"), "-k", "gevent_pywsgi", "--worker-connections", "2000", "-w", str(web_workers),
              "--backlog", "2048", "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.worker = subprocess.Popen(
@@ -288,7 +288,7 @@ class Bench:
         self.result["config"] = {
             "messages": a.messages, "conversations": full_conversations, "users": a.users,
             "stage_messages": a.stage_messages, "window_s": a.seconds, "warmup_s": a.warmup,
-            "connections": CONNECTIONS, "web": f"gunicorn gevent -w {a.web_workers}",
+            "connections": CONNECTIONS, "web": f"gunicorn gevent_pywsgi -w {a.web_workers}",
             "worker": " ".join(["celery worker", *self.worker_pool]), "event_rate": a.event_rate,
             "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

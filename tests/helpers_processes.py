@@ -207,7 +207,7 @@ class RedisServer(ManagedProcess):
 
 class WebServer(ManagedProcess):
     """``gunicorn 'app:create_app()'`` on a free port. ``threads`` > 1 uses the gthread worker class, so
-    one worker process handles requests concurrently; ``worker_class`` overrides (e.g. ``gevent``)."""
+    one worker process handles requests concurrently; ``worker_class`` overrides (e.g. ``gevent_pywsgi``)."""
 
     name = "gunicorn"
 
