@@ -589,6 +589,14 @@ def concierge_conversation_id(session: Session, user_id: str) -> str:
     ).scalar()
     if existing is not None:
         return str(existing)
+    if is_postgresql():
+        created = _new_concierge_conversation(session, user_id)
+        if created is not None:
+            return created
+        return str(  # a concurrent call made it first
+            session.execute(select(ConciergeThread.conversation_id).where(ConciergeThread.user_id == user_id))
+            .scalar_one()
+        )
     candidate = _new_conversation(session, [user_id], name="Concierge")
     inserted = insert_ignore(
         session,
@@ -603,3 +611,36 @@ def concierge_conversation_id(session: Session, user_id: str) -> str:
     )
 
 
+
+
+# PostgreSQL: a user's concierge conversation in one statement, in the caller's transaction — the thread row
+# first (its unique user_id decides a race: the loser writes nothing and gets nothing back), then the
+# conversation, its counters, the participation and the read cursor, each only if the thread row went in (the
+# foreign keys are checked at the end of the statement; the inbox entry comes from the participation's trigger).
+_NEW_CONCIERGE_SQL = """
+WITH thread AS (
+    INSERT INTO concierge_threads (conversation_id, user_id, needs_human, misunderstandings, updated_at)
+    VALUES (%(cid)s, %(uid)s, false, 0, %(now)s)
+    ON CONFLICT (user_id) DO NOTHING
+    RETURNING conversation_id
+), conversation AS (
+    INSERT INTO conversations (id, name, offer_id, created_at) SELECT %(cid)s, 'Concierge', NULL, %(now)s FROM thread
+), stats AS (
+    INSERT INTO conversation_stats (conversation_id, message_count, last_activity_at)
+    SELECT %(cid)s, 0, %(now)s FROM thread
+), member AS (
+    INSERT INTO conversation_participants (conversation_id, user_id) SELECT %(cid)s, %(uid)s FROM thread
+), cursor AS (
+    INSERT INTO read_cursors (conversation_id, user_id, read_count) SELECT %(cid)s, %(uid)s, 0 FROM thread
+)
+SELECT conversation_id FROM thread
+"""
+
+
+def _new_concierge_conversation(session: Session, user_id: str) -> str | None:
+    session.flush()
+    session.connection()  # in the caller's transaction
+    with driver_cursor(session) as cursor:
+        cursor.execute(_NEW_CONCIERGE_SQL, {"cid": new_id(), "uid": user_id, "now": utcnow()})
+        row = cursor.fetchone()
+    return str(row[0]) if row else None
