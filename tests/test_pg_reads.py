@@ -165,7 +165,7 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
     groups and DMs, no messages, a concierge or a deleted user's last message, an offer, the concierge chat."""
     from tests.test_inbox import _seed_inbox
 
-    _seed_inbox(pg_app, "ana", 23, ["bob", "cy", "dee"])
+    groups = _seed_inbox(pg_app, "ana", 23, ["bob", "cy", "dee"])  # named groups: anyone may join or leave them
     with pg_app.app_context():
         session = get_session()
         session.add(User(id="gone", name="Gone", role="guest"))
@@ -176,8 +176,6 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
         session.execute(delete(User).where(User.id == "gone"))
         # Joining late, leaving, coming back, sending through the one-statement path (the inbox order on this
         # path is kept by triggers in inbox_entries; the general path reads conversation_stats).
-        groups = [c for c, in session.execute(text(
-            "SELECT conversation_id FROM conversation_participants WHERE user_id = 'ana' ORDER BY 1"))]
         session.add(User(id="eve", name="Eve", role="guest"))
         session.flush()
         svc.add_participant(session, "ana", groups[0], "eve")
