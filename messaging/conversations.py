@@ -29,19 +29,13 @@ from messaging.models import (
     ReadCursor,
     User,
 )
-from messaging.pagination import Position, encode_cursor, position_literal
+from messaging.pagination import Page, Position, encode_cursor, history_page, position_literal
 from messaging.read_state import advance_cursor, mark_read_by_everyone, start_cursor
 from messaging.resources import conversation_json, conversations_json, message_json, select_messages
 from messaging.upsert import insert_ignore
 
 MESSAGE_MAX_CHARS = 1500
 MAX_PARTICIPANTS = 50
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 def clean_message_text(text: str, field: str = "message", max_chars: int = MESSAGE_MAX_CHARS) -> str:
@@ -486,12 +480,7 @@ def history(
         rows = _history_rows(session, caller_id, conversation_id, limit + 1, before, after)
     if not rows:  # the membership check rode along with the page; only an empty page needs asking why
         require_participant(session, conversation_id, caller_id)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
-    if after is None:
-        rows.reverse()
-    return Page([message_json(r) for r in rows], next_cursor)
+    return history_page(rows, limit, after, message_json)
 
 
 def _history_rows(

@@ -52,7 +52,7 @@ def _mark_dispatched(session: Session, entry_ids: list[str]) -> None:
         return
     if is_postgresql():  # one statement on the autocommit pool: no BEGIN and COMMIT round trips
         with driver_cursor(session) as cursor:
-            cursor.execute("UPDATE outbox SET dispatched_at = now() WHERE id = ANY(%s)", (entry_ids,))
+            cursor.execute("UPDATE outbox SET dispatched_at = %s WHERE id = ANY(%s)", (utcnow(), entry_ids))
         return
     bind = session.get_bind()
     with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:  # type: ignore[union-attr]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -29,6 +31,25 @@ class PageQuery(ApiModel):
 
 
 Position = tuple[dt.datetime, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def history_page(
+    rows: Sequence[Any], limit: int, after: Position | None, to_json: Callable[[Any], dict[str, Any]]
+) -> Page:
+    """A page of a message history from up to ``limit + 1`` rows (with ``created_at`` and ``id``) in paging order:
+    newest first, or oldest first when paging ``after``. Items come oldest→newest; ``nextCursor`` continues the
+    same way (older pages, or newer ones when paging ``after``), and is null on the last page."""
+    page = list(rows[:limit])
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    if after is None:
+        page.reverse()
+    return Page([to_json(r) for r in page], next_cursor)
 
 
 def position_literal(at: dt.datetime, row_id: str) -> Any:

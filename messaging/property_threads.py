@@ -28,7 +28,7 @@ from messaging.models import (
     RequestToBook,
     Trip,
 )
-from messaging.pagination import Position, decode_cursor, encode_cursor
+from messaging.pagination import Page, Position, decode_cursor, encode_cursor, history_page
 from messaging.upsert import insert_ignore
 
 # property_messages.message is `text`; a cap keeps one message from being a document.
@@ -40,12 +40,6 @@ _ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,21}")
 
 PC = PropertyConversation
 PM = PropertyMessage
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
 
 
 # --- small rules ----------------------------------------------------------------------------------
@@ -430,13 +424,7 @@ def history(
         if before is not None:
             query = query.where(key < _position(before))
         query = query.order_by(PM.created_at.desc(), PM.id.desc())
-    rows = list(session.execute(query.limit(limit + 1)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
-    if after is None:
-        rows.reverse()
-    return Page([property_message_json(r) for r in rows], next_cursor)
+    return history_page(session.execute(query.limit(limit + 1)).all(), limit, after, property_message_json)
 
 
 def unread_property_messages(session: Session, user_id: str) -> int:
