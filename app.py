@@ -12,14 +12,14 @@ import orjson
 from flask import Response, g, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
+from messaging import fast_lane
 from messaging.api_document import finish_document
 from messaging.config import load_settings
 from messaging.db import db
 from messaging.errors import NotFound, Unprocessable, register_error_handlers, validation_problem
 from messaging.health import bp as health_bp
 from messaging.health import init_metrics
-from messaging.http import AUTHENTICATED_BLUEPRINTS, parse_json_body
-from messaging.ids import new_id
+from messaging.http import AUTHENTICATED_BLUEPRINTS, parse_json_body, request_id
 from messaging.limits import apply_limits, init_limits
 from messaging.live import install_live_updates
 from messaging.queue import celery_init_app
@@ -63,14 +63,14 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     _register_blueprints(app)
     apply_limits(app)
     _register_cli(app)
+    fast_lane.install(app)  # last: it wraps the finished application
     return app
 
 
 def _register_request_hooks(app: OpenAPI) -> None:
     @app.before_request
     def _request_id() -> None:
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else new_id()
+        g.request_id = request_id(request.headers.get("X-Request-Id", ""))
 
     @app.before_request
     def _refuse_nul() -> None:

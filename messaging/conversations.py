@@ -425,9 +425,15 @@ def send_user_message(session: Session, conversation_id: str, author_id: str, te
 def _send_in_one_statement(session: Session, conversation_id: str, author_id: str, body: str) -> Sent | None:
     """:data:`_SEND_SQL` on the driver, in autocommit (or in the session's transaction if one is open); None for
     a concierge conversation (nothing written: the caller posts it the general way)."""
+    return run_send_statement(driver_cursor(session), conversation_id, author_id, body)
+
+
+def run_send_statement(cursor_context: Any, conversation_id: str, author_id: str, body: str) -> Sent | None:
+    """:data:`_SEND_SQL` on the cursor ``cursor_context`` yields: NotFound for a non-participant and None for a
+    concierge conversation, with nothing written in either case."""
     message_id, now = new_id(), utcnow()
     params = {"cid": conversation_id, "uid": author_id, "mid": message_id, "body": body, "now": now}
-    with driver_cursor(session) as cursor:
+    with cursor_context as cursor:
         # (moved and marked run whether or not the result mentions them: PostgreSQL runs every data-modifying CTE)
         member, concierge, audience = cursor.execute(_SEND_SQL, params).fetchone()
     if not member:

@@ -125,8 +125,7 @@ def read_session() -> Session:
     return session
 
 
-@contextmanager
-def driver_cursor(session: Session) -> Iterator[Any]:
+def driver_cursor(session: Session) -> Any:
     """A binary psycopg cursor (PostgreSQL only) for the few statements hot enough to skip SQLAlchemy's
     execution layer (:mod:`messaging.pg_reads`, the send). Inside a transaction of ``session`` it runs on that
     transaction's connection; otherwise on a connection of the autocommit pool, where a statement commits by
@@ -135,14 +134,25 @@ def driver_cursor(session: Session) -> Iterator[Any]:
     What SQLAlchemy would do on an error is done here: a driver error comes out as SQLAlchemy's (so the error
     handlers answer it like any other database error: 503 when the database is unreachable), and a connection
     found dead is invalidated, so the pool never hands it out again."""
+    return _driver_cursor(_state(), session if session.in_transaction() else None)
+
+
+def autocommit_cursor(state: dict[str, Any]) -> Any:
+    """:func:`driver_cursor` on the autocommit pool of the app whose ``extensions["db"]`` is ``state``, with no
+    session or app context (for :mod:`messaging.fast_lane`)."""
+    return _driver_cursor(state, None)
+
+
+@contextmanager
+def _driver_cursor(state: dict[str, Any], session: Session | None) -> Iterator[Any]:
     pooled: Engine | None = None
     fairy: Any = None
-    dialect = _state()["engine"].dialect
+    dialect = state["engine"].dialect
     try:
-        if session.in_transaction():
+        if session is not None:
             fairy = session.connection().connection
         else:
-            pooled = _state()["autocommit_engine"]
+            pooled = state["autocommit_engine"]
             fairy = pooled.raw_connection()  # a connection that cannot be made raises the driver's error
         with fairy.driver_connection.cursor(binary=True) as cursor:
             yield cursor

@@ -14,6 +14,7 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from messaging.auth import Principal, authenticate, current_principal, ensure_user
 from messaging.db import get_session
 from messaging.errors import Forbidden, NotFound, Unprocessable
+from messaging.ids import new_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +44,11 @@ def parse_json_body() -> None:
             )
     request._cached_json = (obj, obj)  # type: ignore[attr-defined]
 JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+def request_id(incoming: str) -> str:
+    """The caller's ``X-Request-Id`` when it is short and printable, else a new id."""
+    return incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else new_id()
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

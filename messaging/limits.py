@@ -28,7 +28,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, cast
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LIMITER = "concierge_limits"
 KEY_PREFIX = "concierge-limits"
+LIMIT_COUNTED = "concierge.limit_counted"  # set in the WSGI environ by messaging.fast_lane
 FALLBACK_SECONDS = 30.0
 # kind → (setting, default)
 LIMITS = {
@@ -134,8 +135,9 @@ def _limited(view: Callable[..., Any], kind: str) -> Callable[..., Any]:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        limits = cast(AbuseLimits, current_app.extensions[LIMITER])
-        limits.count(kind, key())
+        if not request.environ.get(LIMIT_COUNTED):  # a request the fast lane counted already, then handed over
+            limits = cast(AbuseLimits, current_app.extensions[LIMITER])
+            limits.count(kind, key())
         return view(*args, **kwargs)
 
     return wrapper

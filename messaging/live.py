@@ -452,8 +452,13 @@ def publish_committed(event_type: str, user_ids: Iterable[str], data: dict[str, 
         raise ValueError(f"unknown live event type {event_type}")
     from flask import current_app  # local: this module is also used outside Flask
 
+    publish_now(current_app.extensions["live"], event_type, user_ids, data)
+
+
+def publish_now(bus: LiveBus, event_type: str, user_ids: Iterable[str], data: dict[str, Any]) -> None:
+    """:func:`publish_committed` on a given bus (no app context needed)."""
     try:
-        current_app.extensions["live"].publish_many([QueuedEvent(event_type, sorted(set(user_ids)), data)])
+        bus.publish_many([QueuedEvent(event_type, sorted(set(user_ids)), data)])
     except Exception:  # the change is committed: a failure to announce it must not fail the request
         log.exception("live updates: publishing %s failed", event_type)
 

@@ -1,0 +1,179 @@
+"""The hottest route's ordinary request served beneath Flask: ``POST /v1/conversations/{id}/messages``.
+
+Profiles of a send under load (py-spy, ``bench/README.md``) put about a third of the web process's CPU in
+Flask's and flask-openapi3's per-request machinery — request context, URL matching, six hooks, request and
+response objects, model plumbing — around a view whose own work is one SQL statement and two Redis calls.
+This WSGI middleware does that work directly for a send that is going to succeed, and hands every other
+request, untouched, to the application (``app.wsgi_app``), so there is one implementation of each error.
+
+A send is served here when it is plainly ordinary: no query string, no ``Idempotency-Key``, a JSON body of
+known length within ``MAX_CONTENT_LENGTH``, a valid token of a user role (verified by the application's own
+``VerifiedTokens``), and a body the view's own model
+(``MessageIn``) and text rules (``clean_message_text``) accept. Then, in the order the application uses:
+the abuse limit is counted, the one send statement runs in autocommit, the message is published to the live
+streams, and the 201 goes out with the same body, headers (``X-Request-Id``) and metrics as the view's.
+
+Handing over keeps the outcome the application would have given:
+
+* before anything is counted or written, the request simply goes to the application (the body is put back);
+* the statement wrote nothing — the caller is not a participant (404, or 401 for a deleted user), or it is
+  a concierge conversation (posted the general way, with the bot's outbox row) — the application runs the
+  request again, told the limit is already counted (:data:`LIMIT_COUNTED`), so the request counts once;
+* the limit refused the request, or the statement failed (it may have committed: a connection lost after
+  the commit), the error is passed to the application (:data:`RAISE`), which answers it exactly as its own
+  (429 with ``Retry-After``, 503, …) without running the view: nothing is ever written twice.
+
+Only PostgreSQL has the one-statement send; on SQLite the lane is not installed.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+from flask import Flask, request
+from pydantic import ValidationError
+
+from messaging.auth import USER_ROLES, VerifiedTokens
+from messaging.conversations import clean_message_text, run_send_statement
+from messaging.db import autocommit_cursor
+from messaging.errors import ProblemError
+from messaging.health import LATENCY, REQUEST_STARTED, REQUESTS
+from messaging.http import JSON_OPTIONS, request_id
+from messaging.limits import LIMIT_COUNTED, LIMITER, AbuseLimits
+from messaging.live import publish_now
+
+# Set by the lane on a request it hands over after counting the limit / with an error the application raises.
+RAISE = "concierge.raise"
+
+SEND_RULE = "/v1/conversations/<id>/messages"
+SEND_PATH = re.compile(r"/v1/conversations/([A-Za-z0-9_-]{1,64})/messages\Z")
+JSON_TYPES = frozenset({"application/json"})
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class FastLane:
+    def __init__(self, app: Flask, inner: WsgiApp) -> None:
+        from messaging.conversations_api import MessageIn  # local: the API module imports this one's app
+
+        self.inner = inner
+        self.config = app.config
+        self.tokens: VerifiedTokens = app.extensions.setdefault("verified_tokens", VerifiedTokens())
+        limits_on = app.config.get("RATE_LIMITS_ENABLED", True)
+        self.limits: AbuseLimits | None = app.extensions[LIMITER] if limits_on else None
+        self.bus = app.extensions["live"]
+        self.db = app.extensions["db"]
+        self.max_body = int(app.config.get("MAX_CONTENT_LENGTH") or 0)
+        self.message_in = MessageIn
+        self.latency = LATENCY.labels("POST", SEND_RULE)
+        self.created = REQUESTS.labels("POST", SEND_RULE, "201")
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "POST" and not environ.get("QUERY_STRING"):
+            match = SEND_PATH.match(environ.get("PATH_INFO", ""))
+            if match is not None:
+                return self._send(match[1], environ, start_response)
+        return self.inner(environ, start_response)
+
+    def _send(self, conversation_id: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        raw = self._ordinary_body(environ)
+        if raw is None:
+            return self.inner(environ, start_response)
+        environ["wsgi.input"] = io.BytesIO(raw)  # the application reads it again if the request is handed over
+        environ[REQUEST_STARTED] = started
+        principal = self._known_user(environ)
+        text = self._message_text(raw) if principal is not None else None
+        if principal is None or text is None or len(conversation_id) > 21:
+            return self.inner(environ, start_response)
+        try:
+            if self.limits is not None:
+                self.limits.count("messages", f"user:{principal}")
+        except Exception as exc:  # noqa: BLE001 - the 429 (or anything unforeseen) answered by the application
+            environ[RAISE] = exc
+            return self.inner(environ, start_response)
+        environ[LIMIT_COUNTED] = True
+        try:
+            sent = run_send_statement(autocommit_cursor(self.db), conversation_id, principal, text)
+        except ProblemError:  # NotFound: nothing was written; the application's 404 (or 401 for a deleted user)
+            return self.inner(environ, start_response)
+        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500), never re-runs it
+            environ[RAISE] = exc
+            return self.inner(environ, start_response)
+        if sent is None:  # a concierge conversation: nothing written; posted the general way
+            return self.inner(environ, start_response)
+        publish_now(self.bus, "message.created", sent.audience, sent.message)
+        body = orjson.dumps(sent.message, option=JSON_OPTIONS)
+        start_response(
+            "201 CREATED",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("X-Request-Id", request_id(environ.get("HTTP_X_REQUEST_ID", ""))),
+            ],
+        )
+        self.latency.observe(time.perf_counter() - started)
+        self.created.inc()
+        return [body]
+
+    def _ordinary_body(self, environ: dict[str, Any]) -> bytes | None:
+        """The raw body of a JSON request of declared length within the limit, with no Idempotency-Key."""
+        if "HTTP_IDEMPOTENCY_KEY" in environ or "HTTP_TRANSFER_ENCODING" in environ:
+            return None
+        if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() not in JSON_TYPES:
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return None
+        if not 0 < length <= self.max_body:
+            return None
+        raw: bytes = environ["wsgi.input"].read(length)
+        if len(raw) != length:  # the client went away mid-body: let the application say so
+            environ["wsgi.input"] = io.BytesIO(raw)
+            return None
+        return raw
+
+    def _known_user(self, environ: dict[str, Any]) -> str | None:
+        """The caller's user id if the token verifies (``VerifiedTokens``, as the application does) with a
+        user's role; else None."""
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            principal = self.tokens.principal(token, self.config)
+        except ProblemError:
+            return None
+        return principal.user_id if principal.role in USER_ROLES else None
+
+    def _message_text(self, raw: bytes) -> str | None:
+        """The trimmed message if the view's model and text rules accept the body; else None."""
+        try:
+            obj = orjson.loads(raw)
+            if not isinstance(obj, dict):
+                return None
+            return clean_message_text(self.message_in.model_validate(obj).message)
+        except (orjson.JSONDecodeError, ValidationError, ProblemError):
+            return None
+
+
+def install(app: Flask) -> None:
+    """Put the lane in front of ``app.wsgi_app`` (PostgreSQL only; ``FAST_LANE=0`` leaves it out)."""
+    if not app.config.get("FAST_LANE", True) or app.extensions["db"]["autocommit_engine"] is None:
+        return
+    app.wsgi_app = FastLane(app, app.wsgi_app)  # type: ignore[method-assign]
+
+    @app.before_request
+    def _raise_from_fast_lane() -> None:
+        """An error the lane met after counting or writing: answered here as the application's own. Registered
+        last of the application's hooks: after the request id and the timer, before the blueprint's."""
+        exc = request.environ.pop(RAISE, None)
+        if exc is not None:
+            raise exc

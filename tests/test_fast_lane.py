@@ -1,0 +1,149 @@
+"""The fast lane (messaging/fast_lane.py) on PostgreSQL: it serves an ordinary send beneath Flask, answers it as
+the view would, and every request it hands over counts against the abuse limit once and is answered by the
+application (404, 401, 429, the concierge path)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app import create_app
+from messaging.db import get_session
+from messaging.fast_lane import FastLane
+from messaging.health import REGISTRY
+from messaging.models import ConversationStats, Message, ReadCursor
+from tests import conftest
+
+SEND_RULE = "/v1/conversations/<id>/messages"
+
+
+def _created_count() -> float:
+    value = REGISTRY.get_sample_value(
+        "http_requests_total", {"method": "POST", "endpoint": SEND_RULE, "status": "201"}
+    )
+    return value or 0.0
+
+
+def _conversation(client: Any, auth: Any, owner: str = "ana", other: str = "bob") -> str:
+    client.get("/v1/me", headers=auth(other))
+    response = client.post("/v1/conversations", json={"participantIds": [other]}, headers=auth(owner))
+    assert response.status_code == 201, response.json
+    return str(response.json["id"])
+
+
+def test_an_ordinary_send_is_served_by_the_lane_without_the_view(pg_app: Any, auth: Any) -> None:
+    assert isinstance(pg_app.wsgi_app, FastLane)
+    client = pg_app.test_client()
+    conversation = _conversation(client, auth)
+    view = pg_app.view_functions["conversations.post_message"]
+
+    def must_not_run(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("the view ran for an ordinary send")
+
+    pg_app.view_functions["conversations.post_message"] = must_not_run
+    try:
+        before = _created_count()
+        response = client.post(
+            f"/v1/conversations/{conversation}/messages",
+            json={"message": "  hello from the lane  "},
+            headers={**auth("ana"), "X-Request-Id": "trace-123"},
+        )
+    finally:
+        pg_app.view_functions["conversations.post_message"] = view
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["X-Request-Id"] == "trace-123"
+    body = response.json
+    assert body["message"] == "hello from the lane" and body["userId"] == "ana"
+    assert body["senderType"] == "user" and body["read"] is False and body["isEdit"] is False
+    assert body["conversationId"] == conversation and body["createdAt"].endswith("Z")
+    assert _created_count() == before + 1
+    # Stored, counted and read by its author, as the view's statement does; and listed in the history.
+    history = client.get(f"/v1/conversations/{conversation}/messages", headers=auth("bob")).json["items"]
+    assert [m["id"] for m in history] == [body["id"]]
+    assert client.get("/v1/me/unread", headers=auth("bob")).json["total"] == 1
+    assert client.get("/v1/me/unread", headers=auth("ana")).json["total"] == 0
+
+
+@pytest.fixture
+def apps(pg_url: str) -> Iterator[tuple[Any, Any]]:
+    """The app with the lane and without it, on one database."""
+    with_lane = create_app(conftest.test_config(pg_url))
+    without = create_app(conftest.test_config(pg_url, FAST_LANE=False))
+    assert isinstance(with_lane.wsgi_app, FastLane) and not isinstance(without.wsgi_app, FastLane)
+    yield with_lane, without
+    conftest._wipe(with_lane)
+
+
+def test_the_lane_answers_and_stores_a_send_as_the_application_does(apps: tuple[Any, Any], auth: Any) -> None:
+    with_lane, without = apps
+    lane, plain = with_lane.test_client(), without.test_client()
+    conversation = _conversation(plain, auth)
+    url = f"/v1/conversations/{conversation}/messages"
+    answers = [client.post(url, json={"message": f"same {n}"}, headers=auth("ana")) for n, client in
+               enumerate((plain, lane, plain, lane))]
+    for response in answers:
+        assert response.status_code == 201
+    shapes = {(r.status, r.content_type, tuple(sorted(k for k, _ in r.headers)), tuple(r.json)) for r in answers}
+    assert len(shapes) == 1, shapes
+    with with_lane.app_context():
+        session = get_session()
+        rows = session.execute(select(Message).where(Message.conversation_id == conversation)
+                               .order_by(Message.created_at)).scalars().all()
+        assert [m.message for m in rows] == ["same 0", "same 1", "same 2", "same 3"]
+        assert session.get(ConversationStats, conversation).message_count == 4  # type: ignore[union-attr]
+        cursor = session.get(ReadCursor, (conversation, "ana"))
+        assert cursor is not None and cursor.last_read_message_id == rows[-1].id and cursor.read_count == 4
+    # Input the lane does not take is answered by the application, identically for both.
+    for body, headers, status in [
+        ({"message": "   "}, {}, 422),
+        ({"message": "x", "extra": 1}, {}, 422),
+        ({"message": 5}, {}, 422),
+        ([1, 2], {}, 422),
+        ({"message": "hi"}, {"Authorization": "Bearer not-a-token"}, 401),
+    ]:
+        statuses = {c.post(url, json=body, headers={**auth("ana"), **headers}).status_code for c in (lane, plain)}
+        assert statuses == {status}, (body, statuses)
+    text = {c.post(url, data="hi", headers={**auth("ana"), "Content-Type": "text/plain"}).status_code
+            for c in (lane, plain)}
+    assert text == {415}
+    with with_lane.app_context():
+        count = get_session().execute(select(func.count()).select_from(Message)
+                                      .where(Message.conversation_id == conversation)).scalar_one()
+        assert count == 4
+
+
+@pytest.fixture
+def limited(pg_url: str) -> Iterator[Any]:
+    app = create_app(conftest.test_config(pg_url, RATE_LIMITS_ENABLED=True, RATE_LIMIT_MESSAGES="3/minute"))
+    assert isinstance(app.wsgi_app, FastLane)
+    yield app
+    conftest._wipe(app)
+
+
+def test_a_request_handed_over_counts_once_and_a_refusal_is_the_applications(limited: Any, auth: Any) -> None:
+    client = limited.test_client()
+    conversation = _conversation(client, auth)
+    url = f"/v1/conversations/{conversation}/messages"
+    # Carol is not a participant: the lane counts, the statement writes nothing, the application answers 404
+    # without counting again — so three 404s fit a budget of three, and the fourth is refused.
+    client.get("/v1/me", headers=auth("carol"))
+    for _ in range(3):
+        assert client.post(url, json={"message": "let me in"}, headers=auth("carol")).status_code == 404
+    refused = client.post(url, json={"message": "let me in"}, headers=auth("carol"))
+    assert refused.status_code == 429 and refused.content_type == "application/problem+json"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60 and refused.headers["X-Request-Id"]
+    # A concierge conversation is posted the general way after the lane counted: once per message too.
+    concierge = client.get("/v1/concierge", headers=auth("dan")).json["id"]
+    curl = f"/v1/conversations/{concierge}/messages"
+    for n in range(3):
+        response = client.post(curl, json={"message": f"question {n}"}, headers=auth("dan"))
+        assert response.status_code == 201, response.json
+    assert client.post(curl, json={"message": "question 4"}, headers=auth("dan")).status_code == 429
+    with limited.app_context():
+        texts = get_session().execute(select(Message.message).where(Message.conversation_id == concierge,
+                                                                    Message.user_id == "dan")).scalars().all()
+    assert sorted(texts) == ["question 0", "question 1", "question 2"]
