@@ -78,7 +78,8 @@ def _inbox_sql(paged: bool) -> str:
     in user id order). The page is a backward range of ``ix_inbox_entries_user_activity`` (one entry per
     participation with its conversation's last activity, kept by triggers: :class:`messaging.models.InboxEntry`),
     so its cost is the 50 conversations on it, not all of the caller's; the rest is looked up by primary key
-    (every participation has its read cursor, made and deleted with it). Each LATERAL subquery has ``OFFSET 0``,
+    (every participation has its read cursor, made and deleted with it: the participants come from the cursors,
+    and the caller's read count with them). Each LATERAL subquery has ``OFFSET 0``,
     which keeps the planner from flattening it into a join it might answer with a hash of the whole table."""
     bound = "AND (e.last_activity_at, e.conversation_id) < (%(at)s, %(pid)s)" if paged else ""
     return f"""
@@ -89,8 +90,7 @@ WITH page AS (
      ORDER BY e.last_activity_at DESC, e.conversation_id DESC
      LIMIT %(limit)s
 )
-SELECT page.id, c.name, c.offer_id, c.created_at, page.at AS last_activity_at, s.message_count,
-       (SELECT read_count FROM read_cursors WHERE conversation_id = page.id AND user_id = %(uid)s) AS read_count,
+SELECT page.id, c.name, c.offer_id, c.created_at, page.at AS last_activity_at, s.message_count, pp.read_count,
        coalesce((SELECT true FROM concierge_threads t WHERE t.conversation_id = page.id LIMIT 1), false)
            AS is_concierge,
        lm.id AS m_id, lm.user_id AS m_user_id, lm.message AS m_message, lm.read AS m_read,
@@ -108,7 +108,8 @@ SELECT page.id, c.name, c.offer_id, c.created_at, page.at AS last_activity_at, s
  CROSS JOIN LATERAL (
         SELECT array_agg(rc2.user_id ORDER BY rc2.user_id) AS user_ids,
                array_agg(u.name ORDER BY rc2.user_id) AS names,
-               array_agg(rc2.last_read_at ORDER BY rc2.user_id) AS read_ats
+               array_agg(rc2.last_read_at ORDER BY rc2.user_id) AS read_ats,
+               max(rc2.read_count) FILTER (WHERE rc2.user_id = %(uid)s) AS read_count
           FROM read_cursors rc2
          CROSS JOIN LATERAL (SELECT name FROM users WHERE id = rc2.user_id OFFSET 0) AS u
          WHERE rc2.conversation_id = page.id) AS pp
