@@ -55,6 +55,8 @@ def load_settings() -> dict[str, Any]:
         # Signs the admin pages' session (CSRF tokens, messages); derived from JWT_SECRET when unset.
         "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
         "ADMIN_COOKIE_SECURE": os.environ.get("ADMIN_COOKIE_SECURE") == "1",
+        # The send served beneath Flask (messaging/fast_lane.py); PostgreSQL only.
+        "FAST_LANE": os.environ.get("FAST_LANE", "1") not in ("0", "false", "no", "off"),
         # Abuse limits (messaging/limits.py): "N/period" items separated by ";", per user (per token for events).
         "RATE_LIMITS_ENABLED": os.environ.get("RATE_LIMITS_ENABLED", "1") not in ("0", "false", "no", "off"),
         "RATE_LIMIT_MESSAGES": os.environ.get("RATE_LIMIT_MESSAGES") or None,
