@@ -518,15 +518,18 @@ def inbox_json(
         rows = pg_reads.inbox_rows(session, user_id, limit + 1, before)
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].last_activity_at, rows[-1].id) if more else None
-        items = [
-            conversation_json(r, [
-                {"userId": u, "name": n, "lastReadAt": at}
-                for u, n, at in zip(r.user_ids or (), r.names or (), r.read_ats or (), strict=True)
-            ])
-            for r in rows
-        ]
+        next_cursor = encode_cursor(rows[-1][14], rows[-1][0]) if more else None
+        items = [conversation_json(r, _inbox_participants(r)) for r in rows]
     return orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS)
+
+
+def _inbox_participants(row: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """The participants of a :func:`messaging.pg_reads.inbox_rows` row, from its three arrays."""
+    user_ids, names, read_ats = row[15:18]
+    return [
+        {"userId": u, "name": n, "lastReadAt": at}
+        for u, n, at in zip(user_ids or (), names or (), read_ats or (), strict=True)
+    ]
 
 
 def inbox_ids(session: Session, user_id: str, limit: int, before: Position | None) -> tuple[list[str], str | None]:

@@ -47,7 +47,14 @@ def _created_at() -> Mapped[dt.datetime]:
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role"),
+        # Participants' names for an inbox page (50 conversations × their participants) straight from the index,
+        # without visiting the table while its pages are all-visible (PostgreSQL's INCLUDE; migration 0007).
+        Index("ix_users_id_name", "id", postgresql_include=["name"], info={"dialects": ("postgresql",)}).ddl_if(
+            dialect="postgresql"
+        ),
+    )
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     name: Mapped[str | None] = mapped_column(Text)
@@ -272,7 +279,7 @@ class ReadCursor(Base):
 
 class InboxEntry(Base):
     """The inbox's order: one row per participation with its conversation's ``last_activity_at``, kept by
-    database triggers (migration 0006) — made when the participation is, updated whenever the conversation's
+    database triggers (migrations 0006 and 0007) — made when the participation is, updated whenever the conversation's
     activity in ``conversation_stats`` moves, deleted with the participation — so a page of anyone's inbox is a
     range of ``ix_inbox_entries_user_activity``, however many conversations they are in. A table of its own:
     only those triggers lock its rows, always after the conversation's stats row, so keeping it cannot deadlock
@@ -292,6 +299,14 @@ class InboxEntry(Base):
     conversation_id: Mapped[str] = mapped_column(String(21), primary_key=True)
     user_id: Mapped[str] = mapped_column(Text, primary_key=True)
     last_activity_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    # The rest of what an inbox page shows of the conversation besides its participants and last message
+    # (migration 0007): its counters, kept by the same triggers as last_activity_at, and its name, offer and
+    # creation time, copied when the entry is made (a conversation's never change).
+    message_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    last_message_id: Mapped[str | None] = mapped_column(String(21))
+    name: Mapped[str | None] = mapped_column(String(255))
+    offer_id: Mapped[str | None] = mapped_column(String)
+    conversation_created_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class DirectConversation(Base):

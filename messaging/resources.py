@@ -96,29 +96,32 @@ def conversations_json(session: Session, viewer_id: str, conversation_ids: Seque
 
 
 def conversation_json(r: Any, participants: list[dict[str, Any]]) -> dict[str, Any]:
-    """A Conversation from a row with the columns :func:`conversations_json` selects (also
-    :func:`messaging.pg_reads.inbox_rows`'), seen by the viewer whose ``read_count`` it carries."""
+    """A Conversation, seen by the viewer whose ``read_count`` the row carries, from a row whose first 14 columns
+    are those :func:`conversations_json` selects, in its order (its SQLAlchemy rows, and the plain tuples of
+    :func:`messaging.pg_reads.inbox_rows`)."""
+    (cid, name, offer_id, created_at, message_count, read_count, is_concierge,
+     m_id, m_user_id, m_message, m_read, m_is_edit, m_created_at, m_from_concierge) = r[:14]
     last_message = None
-    if r.m_id is not None:
+    if m_id is not None:
         last_message = {
-            "id": r.m_id,
-            "conversationId": r.id,
-            "userId": r.m_user_id,
-            "senderType": sender_type(r.m_user_id, bool(r.m_from_concierge)),
-            "message": r.m_message,
-            "read": bool(r.m_read),
-            "isEdit": bool(r.m_is_edit),
-            "createdAt": r.m_created_at,
+            "id": m_id,
+            "conversationId": cid,
+            "userId": m_user_id,
+            "senderType": sender_type(m_user_id, bool(m_from_concierge)),
+            "message": m_message,
+            "read": bool(m_read),
+            "isEdit": bool(m_is_edit),
+            "createdAt": m_created_at,
         }
     return {
-        "id": r.id,
-        "name": r.name,
-        "offerId": r.offer_id,
-        "createdAt": r.created_at,
-        "isConcierge": bool(r.is_concierge),
+        "id": cid,
+        "name": name,
+        "offerId": offer_id,
+        "createdAt": created_at,
+        "isConcierge": bool(is_concierge),
         "participants": participants,
         "lastMessage": last_message,
-        "unreadCount": max(0, r.message_count - (r.read_count or 0)),
+        "unreadCount": max(0, message_count - (read_count or 0)),
     }
 
 
