@@ -94,6 +94,9 @@ class Database:
         # PostgreSQL: a second pool whose connections stay in autocommit, for driver_cursor().
         autocommit = None
         if engine.dialect.name == "postgresql":
+            from messaging import green  # local: psycopg is imported only where PostgreSQL is used
+
+            green.install()  # under gunicorn's gevent worker: psycopg waits on gevent's hub directly
             autocommit = make_engine(url, pool_size, isolation_level="AUTOCOMMIT")
             event.listen(autocommit, "connect", _no_memoize)
         app.extensions["db"] = {"engine": engine, "sessionmaker": factory, "autocommit_engine": autocommit}
