@@ -67,6 +67,8 @@ def load_settings() -> dict[str, Any]:
         "CELERY": {
             # No REDIS_URL: the embedded default, an in-process broker served by a worker thread.
             "broker_url": redis_url or "memory://localhost/",
+            # kombu's Redis transport, keeping one client per channel (messaging/broker.py).
+            "broker_transport": "messaging.broker:Transport" if redis_url else None,
             "result_backend": None,
             "task_ignore_result": True,
             "task_acks_late": True,
