@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from flask import Flask, current_app, g
-from sqlalchemy import TIMESTAMP, MetaData, create_engine, event
+from sqlalchemy import TIMESTAMP, MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -57,10 +57,23 @@ def make_engine(url: str, pool_size: int = 10, **options: Any) -> Engine:
         # error, answered 503, and SQLAlchemy then invalidates the whole pool, so one request per
         # process sees a database restart and the next ones reconnect.
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        if url.startswith("postgresql"):
+            kwargs["connect_args"] = {"options": _utc_options(url)}
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _utc_options(url: str) -> str:
+    """libpq ``options`` that start every session in ``TimeZone=UTC`` (kept after any the URL gives). Values are
+    instants either way; but in a zone spelled ``UTC`` psycopg reads a ``timestamptz`` into a datetime with
+    ``datetime.timezone.utc``, where a server default such as ``Etc/UTC`` makes it convert each one through
+    ``zoneinfo``: reading an inbox page (150 read times in arrays, 200 more in columns) cost 150–350 µs of CPU
+    more. Set at connection start, so it costs no round trip."""
+    given = make_url(url).query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    return f"{given} -c TimeZone=UTC" if given else "-c TimeZone=UTC"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

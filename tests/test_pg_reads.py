@@ -215,3 +215,14 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
         kinds = {(c["lastMessage"] or {}).get("senderType") for c in everything}
         assert kinds == {None, "user", "concierge", "deleted"}
         assert any(c["isConcierge"] for c in everything) and any(c["offerId"] == "offer-7" for c in everything)
+
+
+def test_every_session_runs_in_utc_and_reads_times_as_utc(pg_app):
+    """Both pools start their sessions in TimeZone=UTC (messaging.db._utc_options), so psycopg reads timestamptz
+    values with datetime.timezone.utc — the cheap path — whatever the server's default zone."""
+    state = pg_app.extensions["db"]
+    for engine in (state["engine"], state["autocommit_engine"]):
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW TimeZone")).scalar_one() == "UTC"
+            now = conn.execute(text("SELECT now()")).scalar_one()
+            assert now.tzinfo is dt.UTC
