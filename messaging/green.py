@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Any
 
+from gevent import Timeout  # type: ignore[import-untyped]
+from gevent.hub import Waiter, get_hub  # type: ignore[import-untyped]
 from psycopg import errors, waiting
 
 
@@ -29,9 +31,6 @@ def wait(gen: Any, fileno: int, interval: float = 0.0, timeout: float | None = N
     generator asks for (psycopg's WAIT_R/WAIT_W bits are libev's READ/WRITE) and sends back those that fired.
     ``timeout`` (seconds, for the whole operation) raises psycopg's ``_WaitTimeout`` as its own wait functions do;
     ``interval`` is psycopg's wake-up period for signals, which a greenlet does not need."""
-    from gevent import Timeout  # type: ignore[import-untyped]
-    from gevent.hub import Waiter, get_hub  # type: ignore[import-untyped]
-
     hub = get_hub()
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
@@ -47,11 +46,16 @@ def wait(gen: Any, fileno: int, interval: float = 0.0, timeout: float | None = N
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise errors._WaitTimeout("wait timeout expired")
+                    timer = Timeout(remaining)
+                    timer.start()
                     try:
-                        with Timeout(remaining):
-                            ready = waiter.get()
+                        ready = waiter.get()
                     except Timeout as exc:
+                        if exc is not timer:  # someone else's timeout: not ours to translate
+                            raise
                         raise errors._WaitTimeout("wait timeout expired") from exc
+                    finally:
+                        timer.close()
             finally:
                 watcher.stop()
                 watcher.close()
