@@ -8,8 +8,8 @@ request, untouched, to the application (``app.wsgi_app``), so there is one imple
 
 A send is served here when it is plainly ordinary: no query string, no ``Idempotency-Key``, a JSON body of
 known length within ``MAX_CONTENT_LENGTH``, a valid token of a user role (verified by the application's own
-``VerifiedTokens``), and a body the view's own model
-(``MessageIn``) and text rules (``clean_message_text``) accept. Then, in the order the application uses:
+``VerifiedTokens``), and a body the view's own model (``MessageIn``) and text rules (``clean_message_text``)
+accept. Then, in the order the application uses:
 the abuse limit is counted, the one send statement runs in autocommit, the message is published to the live
 streams, and the 201 goes out with the same body, headers (``X-Request-Id``) and metrics as the view's.
 
@@ -47,7 +47,8 @@ from messaging.http import JSON_OPTIONS, request_id
 from messaging.limits import LIMIT_COUNTED, LIMITER, AbuseLimits
 from messaging.live import publish_now
 
-# Set by the lane on a request it hands over after counting the limit / with an error the application raises.
+# In the WSGI environ of a request the lane hands over: an error for the application to raise. (A limit already
+# counted is marked by messaging.limits.LIMIT_COUNTED.)
 RAISE = "concierge.raise"
 
 SEND_RULE = "/v1/conversations/<id>/messages"
