@@ -7,7 +7,8 @@ that was a tenth of an event's intake CPU and about an eighth of the worker cons
 front for the channel's connection pool (made per operation around that same pool), so this channel keeps the
 one it made and forgets it whenever kombu drops its pools (after a fork, or when the channel closes).
 
-Selected by ``broker_transport`` in the Celery settings when ``REDIS_URL`` is set (``messaging.config``).
+Selected by ``broker_transport`` in the Celery settings when ``REDIS_URL`` is a plain ``redis://`` URL
+(``messaging.config``); ``rediss://`` and ``sentinel://`` keep the transport kombu picks for them.
 """
 
 from __future__ import annotations

@@ -67,8 +67,9 @@ def load_settings() -> dict[str, Any]:
         "CELERY": {
             # No REDIS_URL: the embedded default, an in-process broker served by a worker thread.
             "broker_url": redis_url or "memory://localhost/",
-            # kombu's Redis transport, keeping one client per channel (messaging/broker.py).
-            "broker_transport": "messaging.broker:Transport" if redis_url else None,
+            # kombu's Redis transport, keeping one client per channel (messaging/broker.py); other schemes
+            # (rediss://, sentinel://) keep the transport kombu picks for them.
+            "broker_transport": "messaging.broker:Transport" if (redis_url or "").startswith("redis://") else None,
             "result_backend": None,
             "task_ignore_result": True,
             "task_acks_late": True,

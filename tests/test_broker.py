@@ -16,6 +16,8 @@ from tests import conftest
 def test_settings_choose_the_transport_only_with_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
     assert load_settings()["CELERY"]["broker_transport"] == "messaging.broker:Transport"
+    monkeypatch.setenv("REDIS_URL", "rediss://127.0.0.1:6380/9")
+    assert load_settings()["CELERY"]["broker_transport"] is None  # TLS: the transport kombu picks for the scheme
     monkeypatch.delenv("REDIS_URL")
     assert load_settings()["CELERY"]["broker_transport"] is None  # the in-process memory broker
 
