@@ -6,6 +6,7 @@ someone is not in does not exist for them (404), whatever the reason.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -428,7 +429,9 @@ def _send_in_one_statement(session: Session, conversation_id: str, author_id: st
     return run_send_statement(driver_cursor(session), conversation_id, author_id, body)
 
 
-def run_send_statement(cursor_context: Any, conversation_id: str, author_id: str, body: str) -> Sent | None:
+def run_send_statement(
+    cursor_context: AbstractContextManager[Any], conversation_id: str, author_id: str, body: str
+) -> Sent | None:
     """:data:`_SEND_SQL` on the cursor ``cursor_context`` yields: NotFound for a non-participant and None for a
     concierge conversation, with nothing written in either case."""
     message_id, now = new_id(), utcnow()
@@ -518,14 +521,14 @@ def inbox_json(
         rows = pg_reads.inbox_rows(session, user_id, limit + 1, before)
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1][14], rows[-1][0]) if more else None
+        next_cursor = encode_cursor(rows[-1][pg_reads.INBOX_LAST_ACTIVITY], rows[-1][0]) if more else None
         items = [conversation_json(r, _inbox_participants(r)) for r in rows]
     return orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS)
 
 
 def _inbox_participants(row: tuple[Any, ...]) -> list[dict[str, Any]]:
     """The participants of a :func:`messaging.pg_reads.inbox_rows` row, from its three arrays."""
-    user_ids, names, read_ats = row[15:18]
+    user_ids, names, read_ats = row[pg_reads.INBOX_PARTICIPANTS]
     return [
         {"userId": u, "name": n, "lastReadAt": at}
         for u, n, at in zip(user_ids or (), names or (), read_ats or (), strict=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, cast
 
 from flask import Flask, current_app, g
@@ -141,7 +141,7 @@ def read_session() -> Session:
     return session
 
 
-def driver_cursor(session: Session) -> Any:
+def driver_cursor(session: Session) -> AbstractContextManager[Any]:
     """A binary psycopg cursor (PostgreSQL only) for the few statements hot enough to skip SQLAlchemy's
     execution layer (:mod:`messaging.pg_reads`, the send). Inside a transaction of ``session`` it runs on that
     transaction's connection; otherwise on a connection of the autocommit pool, where a statement commits by
@@ -153,7 +153,7 @@ def driver_cursor(session: Session) -> Any:
     return _driver_cursor(_state(), session if session.in_transaction() else None)
 
 
-def autocommit_cursor(state: dict[str, Any]) -> Any:
+def autocommit_cursor(state: dict[str, Any]) -> AbstractContextManager[Any]:
     """:func:`driver_cursor` on the autocommit pool of the app whose ``extensions["db"]`` is ``state``, with no
     session or app context (for :mod:`messaging.fast_lane`)."""
     return _driver_cursor(state, None)

@@ -53,7 +53,6 @@ RAISE = "concierge.raise"
 
 SEND_RULE = "/v1/conversations/<id>/messages"
 SEND_PATH = re.compile(r"/v1/conversations/([A-Za-z0-9_-]{1,64})/messages\Z")
-JSON_TYPES = frozenset({"application/json"})
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -127,7 +126,7 @@ class FastLane:
         """The raw body of a JSON request of declared length within the limit, with no Idempotency-Key."""
         if "HTTP_IDEMPOTENCY_KEY" in environ or "HTTP_TRANSFER_ENCODING" in environ:
             return None
-        if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() not in JSON_TYPES:
+        if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json":
             return None
         try:
             length = int(environ.get("CONTENT_LENGTH") or "")

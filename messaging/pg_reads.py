@@ -118,6 +118,9 @@ SELECT page.id, page.name, page.offer_id, page.conversation_created_at AS create
 
 
 INBOX_SQL = {paged: _inbox_sql(paged) for paged in (False, True)}
+# Positions in an inbox row after the 14 columns of messaging.resources.conversation_json.
+INBOX_LAST_ACTIVITY = 14
+INBOX_PARTICIPANTS = slice(15, 18)  # user ids, names, read times
 
 
 def inbox_rows(session: Session, user_id: str, count: int, before: Position | None = None) -> list[tuple[Any, ...]]:
