@@ -40,51 +40,64 @@ STALE_AFTER = dt.timedelta(minutes=2)
 EVENTS = cast(Table, PlatformEvent.__table__)
 
 
-def begin_processing(session: Session, event_id: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class Started:
+    """An event taken up for processing: what it is (never changed once stored)."""
+
+    type: str
+    occurred_at: dt.datetime
+    payload: dict[str, Any]
+
+
+def begin_processing(session: Session, event_id: str) -> Started | None:
     """Mark the event as being processed (one more attempt), in one statement committed at once (in autocommit
-    on PostgreSQL), so the attempt counts even if the worker dies while processing; False if there is nothing
-    to do."""
+    on PostgreSQL), so the attempt counts even if the worker dies while processing; the event as stored, or
+    None if there is nothing to do (no such event, or it is finished)."""
     if is_postgresql() and not session.in_transaction():
         with driver_cursor(session) as cursor:
-            cursor.execute(
-                "UPDATE platform_events SET status = 'processing', attempts = attempts + 1, updated_at = %s "
-                "WHERE id = %s AND status <> ALL(%s) RETURNING id",
-                (utcnow(), event_id, sorted(FINAL_STATUSES)),
-            )
-            return cursor.fetchone() is not None
+            cursor.execute(_BEGIN_SQL, (utcnow(), event_id, sorted(FINAL_STATUSES)))
+            row = cursor.fetchone()
+        return Started(*row) if row is not None else None
     started = session.execute(
         update(EVENTS)
         .where(EVENTS.c.id == event_id, EVENTS.c.status.not_in(FINAL_STATUSES))
         .values(status="processing", attempts=EVENTS.c.attempts + 1, updated_at=utcnow())
-        .returning(EVENTS.c.id)
+        .returning(EVENTS.c.type, EVENTS.c.occurred_at, EVENTS.c.payload)
     ).first()
-    return started is not None
+    return Started(*started) if started is not None else None
 
 
-def process_event(session: Session, event_id: str) -> str:
-    """Write the event's notifications and finish it; returns the final status.
+_BEGIN_SQL = (
+    "UPDATE platform_events SET status = 'processing', attempts = attempts + 1, updated_at = %s "
+    "WHERE id = %s AND status <> ALL(%s) RETURNING type, occurred_at, payload"
+)
 
-    The event row is locked first (a concurrent run of the same event waits, then finds it finished), so
-    "already notified" read under that lock holds until commit; the unique (event, recipient) key of the
+
+def process_event(session: Session, event_id: str, started: Started) -> str:
+    """Write the event's notifications and finish it, in ``session``'s transaction; returns the final status.
+
+    The notes are planned from the event's records first (they never change once stored). Then the event row is
+    locked (a concurrent run of the same event waits, then finds it finished) and every recipient read with it,
+    so "already notified" read under that lock holds until commit; the unique (event, recipient) key of the
     origins stays the guarantee."""
-    query = select(EVENTS.c.status, EVENTS.c.type, EVENTS.c.occurred_at, EVENTS.c.payload).where(
-        EVENTS.c.id == event_id
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    event = session.execute(query).first()
-    if event is None:
-        return "missing"
-    if event.status in FINAL_STATUSES:
-        return str(event.status)
+    notes: list[Notification] = []
+    outcome: tuple[str, str] | None = None  # (final status, error) without any message
     try:
-        facts = parse_facts(event.type, event.occurred_at, event.payload.get("data") or {})
+        facts = parse_facts(started.type, started.occurred_at, started.payload.get("data") or {})
         notes = plan_notifications(facts)
-        recipients = _recipients(session, event_id, notes)
     except EventNotApplicable as exc:
-        return _finish(session, event_id, "skipped", str(exc))
+        outcome = ("skipped", str(exc))
     except EventDataError as exc:
-        return _finish(session, event_id, "failed", str(exc))
+        outcome = ("failed", str(exc))
+    status, recipients = _lock(session, event_id, {n.recipient_id for n in notes})
+    if status is None or status in FINAL_STATUSES:
+        return status or "missing"
+    if outcome is None:
+        missing = sorted({n.recipient_id for n in notes} - set(recipients))
+        if missing:
+            outcome = ("failed", f"recipient user(s) unknown: {', '.join(missing)}")
+    if outcome is not None:
+        return _finish(session, event_id, *outcome)
     for note in notes:
         deliver(session, event_id, note, recipients[note.recipient_id])
         recipients[note.recipient_id] = Recipient(None, notified=True)  # one message per recipient, however planned
@@ -93,12 +106,21 @@ def process_event(session: Session, event_id: str) -> str:
 
 def _finish(session: Session, event_id: str, status: str, error: str | None) -> str:
     now = utcnow()
+    if is_postgresql():
+        with driver_cursor(session) as cursor:
+            cursor.execute(_FINISH_SQL, (status, error, now, now, event_id))
+        return status
     session.execute(
         update(EVENTS)
         .where(EVENTS.c.id == event_id)
         .values(status=status, last_error=error, updated_at=now, processed_at=now)
     )
     return status
+
+
+_FINISH_SQL = (
+    "UPDATE platform_events SET status = %s, last_error = %s, updated_at = %s, processed_at = %s WHERE id = %s"
+)
 
 
 def mark_failed(session: Session, event_id: str, error: str) -> None:
@@ -116,26 +138,45 @@ class Recipient:
     notified: bool  # this event already wrote their message
 
 
-def _recipients(session: Session, event_id: str, notes: list[Notification]) -> dict[str, Recipient]:
-    """Every recipient's concierge conversation and whether this event already notified them, in one query;
-    EventDataError naming the recipients that are not known users."""
-    wanted = {n.recipient_id for n in notes}
-    users, threads, origins = User.__table__, ConciergeThread.__table__, ConciergeMessageOrigin.__table__
-    notified = (
-        select(origins.c.message_id)
-        .where(origins.c.event_id == event_id, origins.c.recipient_id == users.c.id)
-        .exists()
-    )
-    rows = session.execute(
-        select(users.c.id, threads.c.conversation_id, notified)
-        .select_from(users.outerjoin(threads, threads.c.user_id == users.c.id))
-        .where(users.c.id.in_(wanted))
-    ).all()
-    found = {row[0]: Recipient(row[1], bool(row[2])) for row in rows}
-    missing = sorted(wanted - set(found))
-    if missing:
-        raise EventDataError(f"recipient user(s) unknown: {', '.join(missing)}")
-    return found
+def _lock(session: Session, event_id: str, wanted: set[str]) -> tuple[str | None, dict[str, Recipient]]:
+    """Lock the event row in the session's transaction and read, in the same query, each wanted recipient that
+    is a known user: their concierge conversation and whether this event already notified them. Returns the
+    event's status (None: no such event) and the recipients found."""
+    if is_postgresql():
+        session.connection()  # in the session's transaction
+        with driver_cursor(session) as cursor:
+            cursor.execute(_LOCK_SQL, {"eid": event_id, "ids": sorted(wanted)})
+            rows = cursor.fetchall()
+    else:
+        users, threads, origins = User.__table__, ConciergeThread.__table__, ConciergeMessageOrigin.__table__
+        status = session.execute(select(EVENTS.c.status).where(EVENTS.c.id == event_id)).scalar()
+        notified = (
+            select(origins.c.message_id)
+            .where(origins.c.event_id == event_id, origins.c.recipient_id == users.c.id)
+            .exists()
+        )
+        found = session.execute(
+            select(users.c.id, threads.c.conversation_id, notified)
+            .select_from(users.outerjoin(threads, threads.c.user_id == users.c.id))
+            .where(users.c.id.in_(wanted))
+        ).all()
+        rows = [(status, *row) for row in found] or [(status, None, None, None)]
+    if not rows:
+        return None, {}
+    return rows[0][0], {row[1]: Recipient(row[2], bool(row[3])) for row in rows if row[1] is not None}
+
+
+# The event row locked (not the users' or threads' rows: only the nullable side of the join is read), with each
+# wanted recipient that exists; one row with NULL recipient columns when none is wanted or none exists.
+_LOCK_SQL = """
+SELECT e.status, u.id, t.conversation_id,
+       EXISTS (SELECT 1 FROM concierge_message_origins o WHERE o.event_id = e.id AND o.recipient_id = u.id)
+  FROM platform_events e
+  LEFT JOIN users u ON u.id = ANY(%(ids)s)
+  LEFT JOIN concierge_threads t ON t.user_id = u.id
+ WHERE e.id = %(eid)s
+   FOR UPDATE OF e
+"""
 
 
 def deliver(session: Session, event_id: str, note: Notification, recipient: Recipient) -> dict[str, Any] | None:

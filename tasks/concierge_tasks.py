@@ -33,10 +33,11 @@ def backoff(retries: int) -> float:
 def process_event(self, event_id: str) -> str:  # type: ignore[no-untyped-def]
     try:
         with session_scope() as session:
-            if not processing.begin_processing(session, event_id):
-                return "nothing to do"
+            started = processing.begin_processing(session, event_id)
+        if started is None:
+            return "nothing to do"
         with session_scope() as session:
-            return processing.process_event(session, event_id)
+            return processing.process_event(session, event_id, started)
     except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             log.error("event %s failed after %s tries: %s", event_id, self.request.retries + 1, exc)

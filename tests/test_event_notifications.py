@@ -298,3 +298,56 @@ def test_an_event_that_keeps_failing_transiently_ends_failed_then_retries_cleanl
     assert body["status"] == "processed" and len(body["messages"]) == 2  # the traveler's and the host's
     mine = pg_client.get(f"/v1/conversations/{concierge}/messages", headers=tomas).json["items"]
     assert [m["senderType"] for m in mine] == ["concierge"]
+
+
+def test_a_recipient_gone_before_processing_ends_the_event_failed_naming_them(app: Any, client: Any, auth: Any) -> None:
+    """The intake checked every person the event names; if one is removed outright before the worker runs, the
+    event fails with a readable error and nobody, not even the people still there, gets a message."""
+    from sqlalchemy import text
+
+    from messaging.db import session_scope
+
+    service = auth("platform", "service")
+    gone = event("trip.booked", "trip", TRIP, "ev-gone")
+    assert client.post("/v1/events", json=gone, headers=service).status_code == 202
+    with app.app_context(), session_scope() as s:
+        s.execute(text("DELETE FROM trips"))
+        s.execute(text("DELETE FROM properties"))
+        s.execute(text("DELETE FROM users WHERE id = 'host-1'"))
+    assert run(app, "ev-gone") == "failed"
+    stored = client.get("/v1/events/ev-gone", headers=service).json
+    assert stored["lastError"] == "recipient user(s) unknown: host-1" and stored["messages"] == []
+    with app.app_context():
+        assert get_session().execute(select(func.count()).select_from(ConciergeMessageOrigin)).scalar() == 0
+
+
+def test_the_same_event_processed_by_eight_workers_at_once_writes_each_message_once(
+    pg_app: Any, pg_client: Any, auth: Any
+) -> None:
+    """Eight runs of one event at the same moment (a redelivery racing the first delivery, on PostgreSQL's row
+    locks): one of them writes the two messages, the others find the event taken or finished, and nothing is
+    written twice."""
+    import threading
+
+    from messaging.models import Message
+
+    service = auth("platform", "service")
+    assert pg_client.post("/v1/events", json=event("trip.booked", "trip", TRIP, "ev-race"),
+                          headers=service).status_code == 202
+    barrier = threading.Barrier(8)
+    results: list[str] = []
+
+    def one() -> None:
+        barrier.wait()
+        results.append(run(pg_app, "ev-race"))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(set(results)) in (["processed"], ["nothing to do", "processed"]) and len(results) == 8
+    body = pg_client.get("/v1/events/ev-race", headers=service).json
+    assert body["status"] == "processed" and len(body["messages"]) == 2
+    with pg_app.app_context():
+        assert get_session().execute(select(func.count()).select_from(Message)).scalar() == 2
