@@ -5,6 +5,7 @@ event and its outbox entry in one transaction. Processing happens in a worker (c
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -22,7 +23,7 @@ from messaging.db import driver_cursor, is_postgresql, utcnow
 from messaging.errors import Conflict, NotFound, Unprocessable
 from messaging.ids import new_id
 from messaging.models import Message, User
-from messaging.outbox import dispatch_now, enqueue_after_commit
+from messaging.outbox import OutboxItem, dispatch_now, enqueue_after_commit
 from messaging.resources import message_json, select_messages
 from messaging.schemas import ApiModel
 from messaging.upsert import insert_ignore, upsert
@@ -111,20 +112,26 @@ def _plan_records(event: EventIn) -> RecordsPlan:
     return plan
 
 
-def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tuple[PlatformEvent, bool]:
-    """Store a new event (True) or return the stored one for a repeated delivery (False).
+@dataclass(slots=True)
+class Intake:
+    """An event ready to store: its row, its digest and the records it writes."""
 
-    The same id with a different body is a 409. The outbox entry commits with the event; on PostgreSQL all of
-    it is one statement (:func:`_accept_in_one_statement`)."""
+    values: dict[str, Any]
+    digest: str
+    plan: RecordsPlan
+
+
+def prepare_intake(event: EventIn, body: dict[str, Any]) -> Intake:
+    """What storing ``event`` (posted as ``body``) writes; 422 if it lacks the record its type is about.
+    Touches no database, so the fast lane runs it too (messaging/fast_lane.py)."""
     key = subject_key(event.type)
     if body.get("data", {}).get(key) is None:
         raise Unprocessable(
             f"A {event.type} event carries its {key} record in data.{key}.",
             errors=[{"field": f"data.{key}", "message": "required for this event type"}],
         )
-    digest = payload_hash(body)
-    plan = _plan_records(event)
     now = utcnow()
+    digest = payload_hash(body)
     values = {
         "id": event.id,
         "type": event.type,
@@ -137,16 +144,38 @@ def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tupl
         "received_at": now,
         "updated_at": now,
     }
+    return Intake(values, digest, _plan_records(event))
+
+
+def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tuple[PlatformEvent, bool]:
+    """Store a new event (True) or return the stored one for a repeated delivery (False).
+
+    The same id with a different body is a 409. The outbox entry commits with the event; on PostgreSQL all of
+    it is one statement (:func:`insert_in_one_statement`)."""
+    intake = prepare_intake(event, body)
     if is_postgresql() and not session.in_transaction():
-        inserted = _accept_in_one_statement(session, plan, values)
+        entry = outbox_entry(event.id)
+        inserted = insert_in_one_statement(driver_cursor(session), intake, entry)
+        if inserted:
+            dispatch_now(session, [entry])
     else:
-        inserted = _accept_in_transaction(session, plan, values)
+        inserted = _accept_in_transaction(session, intake.plan, intake.values)
     if not inserted:  # stored before, or by a concurrent delivery of the same id
         stored = session.get(PlatformEvent, event.id, populate_existing=True)
         assert stored is not None
-        return _same_or_conflict(stored, digest), False
+        return _same_or_conflict(stored, intake.digest), False
     # What was just inserted, as the resource shows it (not attached to the session: nothing to read back).
-    return PlatformEvent(**values, last_error=None, processed_at=None), True
+    return accepted_event(intake), True
+
+
+def accepted_event(intake: Intake) -> PlatformEvent:
+    """The event as :func:`insert_in_one_statement` stored it (a detached object: nothing to read back)."""
+    return PlatformEvent(**intake.values, last_error=None, processed_at=None)
+
+
+def outbox_entry(event_id: str) -> OutboxItem:
+    """The outbox entry that sends a new event to the worker."""
+    return (new_id(), PROCESS_EVENT_TASK, [event_id])
 
 
 def _accept_in_transaction(session: Session, plan: RecordsPlan, values: dict[str, Any]) -> bool:
@@ -164,27 +193,28 @@ def _accept_in_transaction(session: Session, plan: RecordsPlan, values: dict[str
     return True
 
 
-def _accept_in_one_statement(session: Session, plan: RecordsPlan, values: dict[str, Any]) -> bool:
-    """PostgreSQL: the event, its outbox entry, the people put back and every record upserted in one statement in
-    autocommit — atomic by itself, one round trip. The event is inserted only if every looked-up reference
-    exists and its id is new, and everything else only if the event was; the same statement reports the stored
-    event's hash and which references were missing, so nothing is written for a repeat, a conflict or a 422."""
+def insert_in_one_statement(cursor_cm: AbstractContextManager[Any], intake: Intake, entry: OutboxItem) -> bool:
+    """PostgreSQL: the event, its outbox entry ``entry``, the people put back and every record upserted in one
+    statement on ``cursor_cm`` (a cursor in autocommit) — atomic by itself, one round trip. The event is
+    inserted only if every looked-up reference exists and its id is new, and everything else only if the event
+    was; the same statement reports the stored event's hash and which references were missing, so nothing is
+    written for a repeat, a conflict or a 422. True if the event was stored now; False if it was stored before
+    (a repeat or a conflict); 422 naming the missing references otherwise. The caller sends ``entry`` after."""
+    plan, values = intake.plan, intake.values
     shape = (tuple((model, tuple(row)) for (model, _id), row in plan.rows.items()),
              tuple(check[0] for check, _f in plan.lookups), bool(plan.people))
     params: dict[str, Any] = {f"e_{k}": v for k, v in values.items()}
     params["e_payload"] = Jsonb(values["payload"])
-    entry = (new_id(), PROCESS_EVENT_TASK, [values["id"]])
     params.update(o_id=entry[0], o_task=entry[1], o_args=Jsonb(entry[2]), o_now=values["received_at"],
                   people=plan.people)
     for n, ((_model, _id), row) in enumerate(plan.rows.items()):
         params.update({f"r{n}_{column}": value for column, value in row.items()})
     for n, (check, _field) in enumerate(plan.lookups):
         params[f"c{n}"] = check[1]
-    with driver_cursor(session) as cursor:
+    with cursor_cm as cursor:
         cursor.execute(_intake_sql(*shape), params)
         inserted, stored_hash, *found = cursor.fetchone()
     if inserted:
-        dispatch_now(session, [entry])
         return True
     missing = [lookup for lookup, ok in zip(plan.lookups, found, strict=True) if not ok]
     if missing and stored_hash is None:  # a repeat or a conflict is answered as such, even with references gone
@@ -270,6 +300,10 @@ def event_json(session: Session, event: PlatformEvent, *, just_accepted: bool = 
         .where(ConciergeMessageOrigin.event_id == event.id)
         .order_by(Message.created_at, Message.id)
     ).all()
+    return event_resource(event, [message_json(r) for r in rows])
+
+
+def event_resource(event: PlatformEvent, messages: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": event.id,
         "type": event.type,
@@ -279,7 +313,7 @@ def event_json(session: Session, event: PlatformEvent, *, just_accepted: bool = 
         "occurredAt": event.occurred_at,
         "receivedAt": event.received_at,
         "processedAt": event.processed_at,
-        "messages": [message_json(r) for r in rows],
+        "messages": messages,
     }
 
 

@@ -1,10 +1,18 @@
-"""The hottest route's ordinary request served beneath Flask: ``POST /v1/conversations/{id}/messages``.
+"""The two hottest routes' ordinary requests served beneath Flask: ``POST /v1/conversations/{id}/messages``
+and ``POST /v1/events``.
 
 Profiles of a send under load (py-spy, ``bench/README.md``) put about a third of the web process's CPU in
 Flask's and flask-openapi3's per-request machinery — request context, URL matching, six hooks, request and
 response objects, model plumbing — around a view whose own work is one SQL statement and two Redis calls.
 This WSGI middleware does that work directly for a send that is going to succeed, and hands every other
 request, untouched, to the application (``app.wsgi_app``), so there is one implementation of each error.
+
+A platform event is served the same way when it is new: a valid token of the ``service`` role, a body the
+view's own model (``EventIn``) and intake rules (:func:`concierge.events.prepare_intake`) accept; then the
+abuse limit (per token) is counted, the one intake statement runs in autocommit, the outbox entry is sent to
+the worker and marked, and the 202 goes out with the view's body, headers and metrics. A repeated delivery, a
+conflict or a missing reference wrote nothing, so the application answers it (200, 409, 422), told the limit
+is already counted.
 
 A send is served here when it is plainly ordinary: no query string, no ``Idempotency-Key``, a JSON body of
 known length within ``MAX_CONTENT_LENGTH``, a valid token of a user role (verified by the application's own
@@ -38,20 +46,23 @@ import orjson
 from flask import Flask, request
 from pydantic import ValidationError
 
-from messaging.auth import USER_ROLES, VerifiedTokens
+from concierge import events
+from messaging.auth import USER_ROLES, Principal, VerifiedTokens
 from messaging.conversations import clean_message_text, run_send_statement
 from messaging.db import autocommit_cursor
 from messaging.errors import ProblemError
 from messaging.health import LATENCY, REQUEST_STARTED, REQUESTS
 from messaging.http import JSON_OPTIONS, request_id
-from messaging.limits import LIMIT_COUNTED, LIMITER, AbuseLimits
+from messaging.limits import LIMIT_COUNTED, LIMITER, AbuseLimits, token_key_of
 from messaging.live import publish_now
+from messaging.outbox import dispatch_with
 
 # In the WSGI environ of a request the lane hands over: an error for the application to raise. (A limit already
 # counted is marked by messaging.limits.LIMIT_COUNTED.)
 RAISE = "concierge.raise"
 
 SEND_RULE = "/v1/conversations/<id>/messages"
+EVENTS_RULE = "/v1/events"
 SEND_PATH = re.compile(r"/v1/conversations/([A-Za-z0-9_-]{1,64})/messages\Z")
 
 StartResponse = Callable[..., Any]
@@ -60,7 +71,9 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 class FastLane:
     def __init__(self, app: Flask, inner: WsgiApp) -> None:
-        from messaging.conversations_api import MessageIn  # local: the API module imports this one's app
+        # local: the API modules import this one's app
+        from concierge.events import EventIn
+        from messaging.conversations_api import MessageIn
 
         self.inner = inner
         self.config = app.config
@@ -71,12 +84,18 @@ class FastLane:
         self.db = app.extensions["db"]
         self.max_body = int(app.config.get("MAX_CONTENT_LENGTH") or 0)
         self.message_in = MessageIn
+        self.event_in = EventIn
         self.latency = LATENCY.labels("POST", SEND_RULE)
         self.created = REQUESTS.labels("POST", SEND_RULE, "201")
+        self.event_latency = LATENCY.labels("POST", EVENTS_RULE)
+        self.accepted = REQUESTS.labels("POST", EVENTS_RULE, "202")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "POST" and not environ.get("QUERY_STRING"):
-            match = SEND_PATH.match(environ.get("PATH_INFO", ""))
+            path = environ.get("PATH_INFO", "")
+            if path == EVENTS_RULE:
+                return self._event(environ, start_response)
+            match = SEND_PATH.match(path)
             if match is not None:
                 return self._send(match[1], environ, start_response)
         return self.inner(environ, start_response)
@@ -88,7 +107,8 @@ class FastLane:
             return self.inner(environ, start_response)
         environ["wsgi.input"] = io.BytesIO(raw)  # the application reads it again if the request is handed over
         environ[REQUEST_STARTED] = started
-        principal = self._known_user(environ)
+        caller = self._principal(_bearer(environ))
+        principal = caller.user_id if caller is not None and caller.role in USER_ROLES else None
         text = self._message_text(raw) if principal is not None else None
         if principal is None or text is None or len(conversation_id) > 21:
             return self.inner(environ, start_response)
@@ -109,17 +129,45 @@ class FastLane:
         if sent is None:  # a concierge conversation: nothing written; posted the general way
             return self.inner(environ, start_response)
         publish_now(self.bus, "message.created", sent.audience, sent.message)
-        body = orjson.dumps(sent.message, option=JSON_OPTIONS)
-        start_response(
-            "201 CREATED",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("X-Request-Id", request_id(environ.get("HTTP_X_REQUEST_ID", ""))),
-            ],
-        )
+        body = _respond(start_response, "201 CREATED", sent.message, environ)
         self.latency.observe(time.perf_counter() - started)
         self.created.inc()
+        return [body]
+
+    def _event(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        raw = self._ordinary_body(environ)
+        if raw is None:
+            return self.inner(environ, start_response)
+        environ["wsgi.input"] = io.BytesIO(raw)
+        environ[REQUEST_STARTED] = started
+        token = _bearer(environ)
+        caller = self._principal(token)
+        intake = self._intake(raw) if caller is not None and caller.role == "service" else None
+        if intake is None:
+            return self.inner(environ, start_response)
+        try:
+            if self.limits is not None:
+                self.limits.count("events", token_key_of(token))
+        except Exception as exc:  # noqa: BLE001 - the 429 (or anything unforeseen) answered by the application
+            environ[RAISE] = exc
+            return self.inner(environ, start_response)
+        environ[LIMIT_COUNTED] = True
+        entry = events.outbox_entry(intake.values["id"])
+        try:
+            inserted = events.insert_in_one_statement(autocommit_cursor(self.db), intake, entry)
+        except ProblemError:  # a reference the event does not carry is missing: nothing written; the 422
+            return self.inner(environ, start_response)
+        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500), never re-runs it
+            environ[RAISE] = exc
+            return self.inner(environ, start_response)
+        if not inserted:  # a repeated delivery (200) or another body under the same id (409): nothing written
+            return self.inner(environ, start_response)
+        dispatch_with(autocommit_cursor(self.db), [entry])
+        resource = events.event_resource(events.accepted_event(intake), [])
+        body = _respond(start_response, "202 ACCEPTED", resource, environ)
+        self.event_latency.observe(time.perf_counter() - started)
+        self.accepted.inc()
         return [body]
 
     def _ordinary_body(self, environ: dict[str, Any]) -> bytes | None:
@@ -140,18 +188,14 @@ class FastLane:
             return None
         return raw
 
-    def _known_user(self, environ: dict[str, Any]) -> str | None:
-        """The caller's user id if the token verifies (``VerifiedTokens``, as the application does) with a
-        user's role; else None."""
-        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+    def _principal(self, token: str) -> Principal | None:
+        """The caller if the token verifies (``VerifiedTokens``, as the application does); else None."""
+        if not token:
             return None
         try:
-            principal = self.tokens.principal(token, self.config)
+            return self.tokens.principal(token, self.config)
         except ProblemError:
             return None
-        return principal.user_id if principal.role in USER_ROLES else None
 
     def _message_text(self, raw: bytes) -> str | None:
         """The trimmed message if the view's model and text rules accept the body; else None."""
@@ -162,6 +206,37 @@ class FastLane:
             return clean_message_text(self.message_in.model_validate(obj).message)
         except (orjson.JSONDecodeError, ValidationError, ProblemError):
             return None
+
+
+    def _intake(self, raw: bytes) -> events.Intake | None:
+        """The event ready to store if the view's model and intake rules accept the body; else None."""
+        try:
+            obj = orjson.loads(raw)
+            if not isinstance(obj, dict):
+                return None
+            return events.prepare_intake(self.event_in.model_validate(obj), obj)
+        except (orjson.JSONDecodeError, ValidationError, ProblemError):
+            return None
+
+
+def _bearer(environ: dict[str, Any]) -> str:
+    """The bearer token of the Authorization header ("" if none)."""
+    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _respond(start_response: StartResponse, status: str, resource: Any, environ: dict[str, Any]) -> bytes:
+    """Start a JSON response as the application's ``json_response`` would; returns its body."""
+    body = orjson.dumps(resource, option=JSON_OPTIONS)
+    start_response(
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Request-Id", request_id(environ.get("HTTP_X_REQUEST_ID", ""))),
+        ],
+    )
+    return body
 
 
 def install(app: Flask) -> None:

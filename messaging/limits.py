@@ -69,7 +69,12 @@ def user_key() -> str:
 
 
 def token_key() -> str:
-    return "token:" + hashlib.sha256((bearer_token() or "").encode()).hexdigest()[:32]
+    return token_key_of(bearer_token() or "")
+
+
+def token_key_of(token: str) -> str:
+    """The key a service token's requests are counted under (a digest: the token itself is never stored)."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 class AbuseLimits:

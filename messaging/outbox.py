@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from contextlib import AbstractContextManager
 from typing import Any
 
 from celery import current_app as current_celery
@@ -34,12 +35,21 @@ def enqueue_after_commit(session: Session, task_name: str, *args: Any) -> str:
     return entry_id
 
 
-def send(entries: list[tuple[str, str, list[Any]]]) -> list[str]:
-    """Send tasks to the broker; returns the ids of the entries that were sent."""
+# An entry: (outbox id, task name, task arguments).
+OutboxItem = tuple[str, str, list[Any]]
+
+
+def send(entries: list[OutboxItem]) -> list[str]:
+    """Send tasks to the broker; returns the ids of the entries that were sent.
+
+    Each goes to the default queue through the anonymous exchange (Celery's route for it), which needs nothing
+    declared: the worker declares its queue when it starts. Asking kombu to declare it anyway cost a copy of
+    the queue and exchange objects per message. The arguments' text for the message headers (``argsrepr``) is
+    given here, from plain ids, instead of Celery's general-purpose ``saferepr``."""
     sent = []
     for entry_id, task_name, args in entries:
         try:
-            current_celery.send_task(task_name, args=args)
+            current_celery.send_task(task_name, args=args, declare=[], argsrepr=repr(args), kwargsrepr="{}")
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves the entry for the sweeper
             log.warning("could not enqueue %s (outbox %s), the sweeper will: %s", task_name, entry_id, exc)
             break  # the broker is down: don't wait on it once per entry
@@ -51,15 +61,31 @@ def _mark_dispatched(session: Session, entry_ids: list[str]) -> None:
     if not entry_ids:
         return
     if is_postgresql():  # one statement on the autocommit pool: no BEGIN and COMMIT round trips
-        with driver_cursor(session) as cursor:
-            cursor.execute("UPDATE outbox SET dispatched_at = %s WHERE id = ANY(%s)", (utcnow(), entry_ids))
+        mark_dispatched_with(driver_cursor(session), entry_ids)
         return
     bind = session.get_bind()
     with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:  # type: ignore[union-attr]
         conn.execute(update(OutboxEntry).where(OutboxEntry.id.in_(entry_ids)).values(dispatched_at=utcnow()))
 
 
-def dispatch_now(session: Session, entries: list[tuple[str, str, list[Any]]]) -> None:
+def mark_dispatched_with(cursor_cm: AbstractContextManager[Any], entry_ids: list[str]) -> None:
+    """PostgreSQL: mark entries sent, on ``cursor_cm`` (a cursor in autocommit)."""
+    with cursor_cm as cursor:
+        cursor.execute("UPDATE outbox SET dispatched_at = %s WHERE id = ANY(%s)", (utcnow(), entry_ids))
+
+
+def dispatch_with(cursor_cm: AbstractContextManager[Any], entries: list[OutboxItem]) -> None:
+    """:func:`dispatch_now` without a session or application context (for messaging.fast_lane): send the
+    committed entries, then mark the ones sent on ``cursor_cm``; a failure leaves them to the sweeper."""
+    try:
+        sent = send(entries)
+        if sent:
+            mark_dispatched_with(cursor_cm, sent)
+    except Exception:  # noqa: BLE001 - the commit stands; the sweeper catches up
+        log.exception("outbox dispatch failed after commit")
+
+
+def dispatch_now(session: Session, entries: list[OutboxItem]) -> None:
     """Send entries whose rows are committed already (and mark them); a failure leaves them to the sweeper."""
     try:
         _mark_dispatched(session, send(entries))

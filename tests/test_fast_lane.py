@@ -147,3 +147,132 @@ def test_a_request_handed_over_counts_once_and_a_refusal_is_the_applications(lim
         texts = get_session().execute(select(Message.message).where(Message.conversation_id == concierge,
                                                                     Message.user_id == "dan")).scalars().all()
     assert sorted(texts) == ["question 0", "question 1", "question 2"]
+
+
+# --- platform events ------------------------------------------------------------------------------------------
+
+EVENTS_RULE = "/v1/events"
+HOST = {"id": "host-1", "name": "Helena", "role": "host"}
+TRAVELER = {"id": "trav-1", "name": "Tomás", "role": "guest"}
+PROPERTY = {"id": 7, "hostId": "host-1", "name": "Casa Azul", "city": "Lisbon", "address": "Rua das Flores 12",
+            "timezone": "Europe/Lisbon", "checkInTime": "16:00", "checkOutTime": "11:00"}
+
+
+def _event(event_id: str, trip_id: int = 72, **data: Any) -> dict[str, Any]:
+    trip = {"id": trip_id, "propertyId": 7, "travelerId": "trav-1", "checkIn": "2026-12-20",
+            "checkOut": "2026-12-23", "numGuests": 3, "status": "Booked"}
+    return {"id": event_id, "type": "trip.booked", "occurredAt": "2026-12-01T09:30:00Z",
+            "data": {"host": HOST, "traveler": TRAVELER, "property": PROPERTY, "trip": trip, **data}}
+
+
+def _accepted_count() -> float:
+    value = REGISTRY.get_sample_value(
+        "http_requests_total", {"method": "POST", "endpoint": EVENTS_RULE, "status": "202"}
+    )
+    return value or 0.0
+
+
+@pytest.fixture
+def broker_app(pg_url: str) -> Iterator[Any]:
+    """The app with the lane and an in-memory broker, so that sending the task succeeds."""
+    app = create_app(conftest.test_config(pg_url, CELERY={"broker_url": "memory://", "task_ignore_result": True}))
+    yield app
+    conftest._wipe(app)
+
+
+def test_a_new_event_is_accepted_by_the_lane_without_the_view(broker_app: Any, auth: Any) -> None:
+    from concierge.models import OutboxEntry, PlatformEvent
+
+    assert isinstance(broker_app.wsgi_app, FastLane)
+    client = broker_app.test_client()
+    view = broker_app.view_functions["events.post_event"]
+
+    def must_not_run(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("the view ran for a new event")
+
+    broker_app.view_functions["events.post_event"] = must_not_run
+    try:
+        before = _accepted_count()
+        response = client.post(EVENTS_RULE, json=_event("ev-lane"),
+                               headers={**auth("platform", "service"), "X-Request-Id": "trace-ev"})
+    finally:
+        broker_app.view_functions["events.post_event"] = view
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert response.headers["Content-Type"] == "application/json" and response.headers["X-Request-Id"] == "trace-ev"
+    body = response.json
+    assert body == {"id": "ev-lane", "type": "trip.booked", "status": "pending", "attempts": 0, "lastError": None,
+                    "occurredAt": "2026-12-01T09:30:00Z", "receivedAt": body["receivedAt"], "processedAt": None,
+                    "messages": []}
+    assert _accepted_count() == before + 1
+    with broker_app.app_context():
+        session = get_session()
+        stored = session.get(PlatformEvent, "ev-lane")
+        assert stored is not None and stored.status == "pending" and stored.payload == _event("ev-lane")
+        entries = session.execute(select(OutboxEntry)).scalars().all()
+        # sent to the broker and marked so: the sweeper will not send it again
+        assert [(e.task_name, e.args, e.dispatched_at is not None) for e in entries] == [
+            ("concierge.process_event", ["ev-lane"], True)]
+    # The view answers the same event again: the stored one, 200.
+    again = client.post(EVENTS_RULE, json=_event("ev-lane"), headers=auth("platform", "service"))
+    assert again.status_code == 200 and again.json["id"] == "ev-lane"
+
+
+def test_the_lane_answers_and_stores_events_as_the_application_does(apps: tuple[Any, Any], auth: Any) -> None:
+    from concierge.models import OutboxEntry, PlatformEvent
+    from messaging.models import User
+
+    with_lane, without = apps
+    lane, plain = with_lane.test_client(), without.test_client()
+    service = auth("platform", "service")
+    answers = [c.post(EVENTS_RULE, json=_event(f"ev-{n}", 72 + n), headers=service)
+               for n, c in enumerate((plain, lane, plain, lane))]
+    assert [r.status_code for r in answers] == [202] * 4
+    shapes = {(r.status, r.content_type, tuple(sorted(k for k, _ in r.headers)), tuple(r.json)) for r in answers}
+    assert len(shapes) == 1, shapes
+    conflicting = _event("ev-1", 90)
+    missing_property = _event("ev-orphan", 91)
+    del missing_property["data"]["property"], missing_property["data"]["host"]
+    missing_property["data"]["trip"]["propertyId"] = 999
+    for body, headers, status in [
+        (_event("ev-1", 73), service, 200),  # the same event again (the lane's own, then the view's)
+        (_event("ev-0", 72), service, 200),
+        (conflicting, service, 409),
+        (missing_property, service, 422),
+        ({**_event("ev-x"), "type": "trip.unknown"}, service, 422),
+        ({**_event("ev-x"), "data": {"property": PROPERTY}}, service, 422),
+        ([1, 2], service, 422),
+        (_event("ev-x"), auth("trav-1", "guest"), 403),
+        (_event("ev-x"), {"Authorization": "Bearer not-a-token"}, 401),
+    ]:
+        replies = [c.post(EVENTS_RULE, json=body, headers=headers) for c in (lane, plain)]
+        assert {r.status_code for r in replies} == {status}, (body, [r.json for r in replies])
+        if status != 200:  # the same problem, but for its request id
+            assert [{**r.json, "requestId": None} for r in replies] == [{**replies[1].json, "requestId": None}] * 2
+    with with_lane.app_context():
+        session = get_session()
+        stored = session.execute(select(PlatformEvent.id).order_by(PlatformEvent.id)).scalars().all()
+        assert stored == ["ev-0", "ev-1", "ev-2", "ev-3"]
+        assert session.execute(select(func.count()).select_from(OutboxEntry)).scalar_one() == 4
+        assert session.get(User, "trav-1") is not None
+
+
+@pytest.fixture
+def limited_events(pg_url: str) -> Iterator[Any]:
+    app = create_app(conftest.test_config(pg_url, RATE_LIMITS_ENABLED=True, RATE_LIMIT_EVENTS="3/minute"))
+    yield app
+    conftest._wipe(app)
+
+
+def test_an_event_handed_over_counts_once_and_a_refusal_is_the_applications(limited_events: Any, auth: Any) -> None:
+    client = limited_events.test_client()
+    service = auth("platform", "service")
+    assert client.post(EVENTS_RULE, json=_event("ev-a"), headers=service).status_code == 202  # the lane's
+    assert client.post(EVENTS_RULE, json=_event("ev-a"), headers=service).status_code == 200  # handed over
+    assert client.post(EVENTS_RULE, json=_event("ev-a", 99), headers=service).status_code == 409  # handed over
+    refused = client.post(EVENTS_RULE, json=_event("ev-b", 80), headers=service)
+    assert refused.status_code == 429 and refused.content_type == "application/problem+json"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60 and refused.headers["X-Request-Id"]
+    with limited_events.app_context():
+        from concierge.models import PlatformEvent
+
+        assert get_session().get(PlatformEvent, "ev-b") is None
