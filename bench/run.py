@@ -159,7 +159,8 @@ class DataSet:
 
 
 class Service:
-    def __init__(self, database_url: str, web_workers: int, pool_size: int, worker_pool: list[str]) -> None:
+    def __init__(self, database_url: str, web_workers: int, pool_size: int, worker_pool: list[str],
+                 worker_processes: int = 1) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "JWT_SECRET": SECRET,
@@ -171,10 +172,11 @@ class Service:
             [str(bin_dir / "gunicorn"), "-k", "gevent_pywsgi", "--worker-connections", "2000", "-w", str(web_workers),
              "--backlog", "2048", "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.worker = subprocess.Popen(
-            [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", *worker_pool, "-l", "warning",
-             "--without-gossip", "--without-mingle"],
+        self.workers = [subprocess.Popen(
+            [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", *worker_pool, "-n", f"bench{n}@%h",
+             "-l", "warning", "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            for n in range(worker_processes)]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -195,7 +197,7 @@ class Service:
 
         def cpu_seconds() -> float:
             total = 0.0
-            for root in (self.web.pid, self.worker.pid):
+            for root in (self.web.pid, *(w.pid for w in self.workers)):
                 pids = [root] + [int(p) for p in Path(f"/proc/{root}/task/{root}/children").read_text().split()]
                 for pid in pids:
                     try:
@@ -215,12 +217,12 @@ class Service:
         return [int(p) for p in Path(f"/proc/{self.web.pid}/task/{self.web.pid}/children").read_text().split()]
 
     def stop(self) -> None:
-        for process in (self.web, self.worker):
+        for process in (self.web, *self.workers):
             try:
                 os.killpg(process.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        for process in (self.web, self.worker):
+        for process in (self.web, *self.workers):
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
@@ -266,9 +268,10 @@ def pgbench(url: str, script: str, seconds: float, workdir: Path, name: str) -> 
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        # The README's worker is ``celery -A app.celery_app worker``: the prefork pool, one process per CPU.
+        # The README's worker is ``celery -A app.celery_app worker --pool solo``, one process per CPU.
         self.worker_pool = ["--pool", args.worker_pool] + (
             ["-c", str(args.worker_concurrency)] if args.worker_concurrency else [])
+        self.worker_processes = args.worker_processes or os.cpu_count() or 1
         self.workdir = Path(tempfile.mkdtemp(prefix="concierge-bench-"))
         server = PG_ADMIN.rsplit("/", 1)[0]
         self.plain_url = f"{server}/{DATABASE}"
@@ -289,7 +292,8 @@ class Bench:
             "messages": a.messages, "conversations": full_conversations, "users": a.users,
             "stage_messages": a.stage_messages, "window_s": a.seconds, "warmup_s": a.warmup,
             "connections": CONNECTIONS, "web": f"gunicorn gevent_pywsgi -w {a.web_workers}",
-            "worker": " ".join(["celery worker", *self.worker_pool]), "event_rate": a.event_rate,
+            "worker": " ".join(["celery worker", *self.worker_pool]) + f" × {self.worker_processes}",
+            "event_rate": a.event_rate,
             "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
@@ -305,7 +309,7 @@ class Bench:
         print(f"loaded {stage_conversations * PER_CONVERSATION:,} messages in {time.monotonic() - started:.1f} s",
               flush=True)
         self._settle()
-        service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool)
+        service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool, self.worker_processes)
         try:
             self._setup_property_threads(service)
             self.result["stages"]["stage"] = self._reads(service, stage_conversations, a.users, "stage")
@@ -315,7 +319,7 @@ class Bench:
             print(f"loaded up to {full_conversations * PER_CONVERSATION:,} messages in "
                   f"{time.monotonic() - started:.1f} s", flush=True)
             self._settle()
-            service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool)
+            service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool, self.worker_processes)
             self.result["stages"]["full"] = self._reads(service, full_conversations, a.users, "full")
             self._api(service, full_conversations)
             self._raw(full_conversations)
@@ -681,8 +685,9 @@ def main() -> int:
     parser.add_argument("--event-seconds", type=float, default=20)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--pool-size", type=int, default=8, help="database connections per web process")
-    parser.add_argument("--worker-pool", default="prefork", help="the worker's --pool (the README runs the default)")
-    parser.add_argument("--worker-concurrency", type=int, help="the worker's -c (default: Celery's, one per CPU)")
+    parser.add_argument("--worker-pool", default="solo", help="each worker's --pool (the README runs solo)")
+    parser.add_argument("--worker-concurrency", type=int, help="each worker's -c (default: Celery's for the pool)")
+    parser.add_argument("--worker-processes", type=int, help="worker processes (default: one per CPU, as the README)")
     parser.add_argument("--profile", action="store_true", help="py-spy the web workers during the send window")
     args = parser.parse_args()
     if args.quick:

@@ -252,7 +252,7 @@ class WebServer(ManagedProcess):
 
 
 class CeleryWorker(ManagedProcess):
-    """``celery -A app.celery_app worker`` (threads or prefork pool) with a unique node name.
+    """``celery -A app.celery_app worker`` (threads, prefork or solo pool) with a unique node name.
 
     ``kill()`` SIGKILLs the whole group, prefork children included, as a crashed host would.
     ``stop()`` is a warm shutdown (SIGTERM: running tasks finish), then SIGKILL after the timeout.
@@ -273,7 +273,7 @@ class CeleryWorker(ManagedProcess):
         self.node = f"w{uuid.uuid4().hex[:8]}@%h"
         argv = [
             str(BIN / "celery"), "-A", "app.celery_app", "worker", "--pool", pool,
-            "-c", str(concurrency or (4 if pool == "threads" else 2)), "-l", "info", "-n", self.node,
+            "-c", str(concurrency or {"threads": 4, "solo": 1}.get(pool, 2)), "-l", "info", "-n", self.node,
             "--without-mingle", "--without-gossip",
         ]
         if queues:

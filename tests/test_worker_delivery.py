@@ -211,7 +211,7 @@ def test_event_through_gunicorn_worker_and_redis_once_even_when_posted_concurren
 # --- 2. the worker SIGKILLed in the middle of a batch ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("pool", ["threads", "prefork"])
+@pytest.mark.parametrize("pool", ["threads", "prefork", "solo"])  # solo: the README's production worker
 def test_worker_killed_mid_batch_every_event_processed_once_after_restart(
     processes: Processes, database_url: str, pool: str  # noqa: F811 - fixture
 ) -> None:
