@@ -244,11 +244,19 @@ def _intake_sql(
                      "AND EXISTS (SELECT 1 FROM ev))")
     for n, (model, names) in enumerate(rows):
         table = model.__table__
-        updates = ", ".join(f"{c} = excluded.{c}" for c in names if c != "id")
+        changing = [c for c in names if c != "id"]
+        # A record the platform sends again unchanged (the usual case: the same traveler, host and property in
+        # every event about them) is left as it is: no new row version, index entries or WAL for it.
+        conflict = (
+            f"UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in changing)} "
+            f"WHERE ({', '.join(f't.{c}' for c in changing)}) "
+            f"IS DISTINCT FROM ({', '.join(f'excluded.{c}' for c in changing)})"
+            if changing else "NOTHING"
+        )
         parts.append(
-            f"r{n} AS (INSERT INTO {table.name} ({', '.join(names)}) "
+            f"r{n} AS (INSERT INTO {table.name} AS t ({', '.join(names)}) "
             f"SELECT {', '.join(typed(f'r{n}_{c}', table.c[c]) for c in names)} FROM ev "
-            f"ON CONFLICT (id) DO {'UPDATE SET ' + updates if updates else 'NOTHING'})"
+            f"ON CONFLICT (id) DO {conflict})"
         )
     found = "".join(f", {e}" for e in exists)
     return (f"WITH {', '.join(parts)} "

@@ -351,3 +351,34 @@ def test_the_same_event_processed_by_eight_workers_at_once_writes_each_message_o
     assert body["status"] == "processed" and len(body["messages"]) == 2
     with pg_app.app_context():
         assert get_session().execute(select(func.count()).select_from(Message)).scalar() == 2
+
+
+def test_records_sent_again_unchanged_are_not_rewritten(pg_app: Any, pg_client: Any, auth: Any) -> None:
+    """Every event carries its traveler, host and property again; a record that did not change keeps its row
+    version (no new tuple, index entries or WAL), and one that did is updated."""
+    from sqlalchemy import text
+
+    service = auth("platform", "service")
+
+    def versions() -> dict[str, str]:
+        with pg_app.app_context():
+            rows = get_session().execute(text(
+                "SELECT 'user:' || id, xmin::text FROM users WHERE id IN ('host-1', 'trav-1') "
+                "UNION ALL SELECT 'property:' || id, xmin::text FROM properties WHERE id = 7")).all()
+            get_session().close()
+        return dict(rows)  # type: ignore[arg-type]
+
+    booked = event("trip.booked", "trip", TRIP, "ev-1")
+    assert pg_client.post("/v1/events", json=booked, headers=service).status_code == 202
+    first = versions()
+    cancelled = event("trip.cancelled", "trip", {**TRIP, "status": "Cancelled"}, "ev-2")  # the trip changes
+    assert pg_client.post("/v1/events", json=cancelled, headers=service).status_code == 202
+    assert versions() == first
+    renamed = event("trip.check_in_reminder", "trip", TRIP, "ev-3")
+    renamed["data"]["host"] = {**HOST, "name": "Helena H."}
+    assert pg_client.post("/v1/events", json=renamed, headers=service).status_code == 202
+    after = versions()
+    assert after["user:host-1"] != first["user:host-1"]
+    assert after["user:trav-1"] == first["user:trav-1"] and after["property:7"] == first["property:7"]
+    with pg_app.app_context():
+        assert get_session().execute(text("SELECT name FROM users WHERE id = 'host-1'")).scalar() == "Helena H."
