@@ -45,11 +45,15 @@ def send(entries: list[OutboxItem]) -> list[str]:
     Each goes to the default queue through the anonymous exchange (Celery's route for it), which needs nothing
     declared: the worker declares its queue when it starts. Asking kombu to declare it anyway cost a copy of
     the queue and exchange objects per message. The arguments' text for the message headers (``argsrepr``) is
-    given here, from plain ids, instead of Celery's general-purpose ``saferepr``."""
+    given here, from plain ids, instead of Celery's general-purpose ``saferepr``. No task keeps a result
+    (``task_ignore_result``), and saying so here spares the result backend's per-publish hook, for which Celery
+    made a backend object in every new greenlet of the web process."""
     sent = []
     for entry_id, task_name, args in entries:
         try:
-            current_celery.send_task(task_name, args=args, declare=[], argsrepr=repr(args), kwargsrepr="{}")
+            current_celery.send_task(
+                task_name, args=args, declare=[], argsrepr=repr(args), kwargsrepr="{}", ignore_result=True
+            )
         except Exception as exc:  # noqa: BLE001 - any broker failure leaves the entry for the sweeper
             log.warning("could not enqueue %s (outbox %s), the sweeper will: %s", task_name, entry_id, exc)
             break  # the broker is down: don't wait on it once per entry
