@@ -4,34 +4,34 @@ and ``POST /v1/events``.
 Profiles of a send under load (py-spy, ``bench/README.md``) put about a third of the web process's CPU in
 Flask's and flask-openapi3's per-request machinery — request context, URL matching, six hooks, request and
 response objects, model plumbing — around a view whose own work is one SQL statement and two Redis calls.
-This WSGI middleware does that work directly for a send that is going to succeed, and hands every other
+This WSGI middleware does that work directly for a request that is going to succeed, and hands every other
 request, untouched, to the application (``app.wsgi_app``), so there is one implementation of each error.
 
-A platform event is served the same way when it is new: a valid token of the ``service`` role, a body the
-view's own model (``EventIn``) and intake rules (:func:`concierge.events.prepare_intake`) accept; then the
-abuse limit (per token) is counted, the one intake statement runs in autocommit, the outbox entry is sent to
-the worker and marked, and the 202 goes out with the view's body, headers and metrics. A repeated delivery, a
-conflict or a missing reference wrote nothing, so the application answers it (200, 409, 422), told the limit
-is already counted.
+Both are taken only when plainly ordinary: no query string, no ``Idempotency-Key``, a JSON body of known length
+within ``MAX_CONTENT_LENGTH``, and a token the application's own ``VerifiedTokens`` accepts. Then, in the order
+the application uses:
 
-A send is served here when it is plainly ordinary: no query string, no ``Idempotency-Key``, a JSON body of
-known length within ``MAX_CONTENT_LENGTH``, a valid token of a user role (verified by the application's own
-``VerifiedTokens``), and a body the view's own model (``MessageIn``) and text rules (``clean_message_text``)
-accept. Then, in the order the application uses:
-the abuse limit is counted, the one send statement runs in autocommit, the message is published to the live
-streams, and the 201 goes out with the same body, headers (``X-Request-Id``) and metrics as the view's.
+* a **send** (a user's token; a body the view's own model ``MessageIn`` and text rules ``clean_message_text``
+  accept): the abuse limit is counted, the one send statement runs in autocommit, the message is published to
+  the live streams, and the 201 goes out;
+* a **new platform event** (a ``service`` token; a body the view's own model ``EventIn`` and intake rules
+  :func:`concierge.events.prepare_intake` accept): the abuse limit is counted (per token), the one intake
+  statement runs in autocommit, the outbox entry is sent to the worker and marked, and the 202 goes out;
+
+each with the view's body, headers (``X-Request-Id``) and metrics.
 
 Handing over keeps the outcome the application would have given:
 
 * before anything is counted or written, the request simply goes to the application (the body is put back);
-* the statement wrote nothing — the caller is not a participant (404, or 401 for a deleted user), or it is
-  a concierge conversation (posted the general way, with the bot's outbox row) — the application runs the
+* the statement wrote nothing — the caller is not a participant (404, or 401 for a deleted user), it is a
+  concierge conversation (posted the general way, with the bot's outbox row), the event was stored before (200)
+  or under another body (409), a reference it does not carry is missing (422) — the application runs the
   request again, told the limit is already counted (:data:`LIMIT_COUNTED`), so the request counts once;
 * the limit refused the request, or the statement failed (it may have committed: a connection lost after
   the commit), the error is passed to the application (:data:`RAISE`), which answers it exactly as its own
   (429 with ``Retry-After``, 503, …) without running the view: nothing is ever written twice.
 
-Only PostgreSQL has the one-statement send; on SQLite the lane is not installed.
+Only PostgreSQL has the one-statement send and intake; on SQLite the lane is not installed.
 """
 
 from __future__ import annotations
