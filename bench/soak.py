@@ -101,7 +101,7 @@ class Soak:
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         self.worker = subprocess.Popen(
-            [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", "--pool", "threads", "-c", "4",
+            [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", "--pool", "solo",  # the README's worker
              "-l", "warning"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
