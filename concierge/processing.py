@@ -166,7 +166,7 @@ def _lock(session: Session, event_id: str, wanted: set[str]) -> tuple[str | None
     return rows[0][0], {row[1]: Recipient(row[2], bool(row[3])) for row in rows if row[1] is not None}
 
 
-# The event row locked (not the users' or threads' rows: only the nullable side of the join is read), with each
+# Only the event row is locked (FOR UPDATE OF e), not the users' or threads' rows it is joined with. One row per
 # wanted recipient that exists; one row with NULL recipient columns when none is wanted or none exists.
 _LOCK_SQL = """
 SELECT e.status, u.id, t.conversation_id,
