@@ -114,10 +114,9 @@ def _plan_records(event: EventIn) -> RecordsPlan:
 
 @dataclass(slots=True)
 class Intake:
-    """An event ready to store: its row, its digest and the records it writes."""
+    """An event ready to store: its row (with its digest, ``payload_hash``) and the records it writes."""
 
     values: dict[str, Any]
-    digest: str
     plan: RecordsPlan
 
 
@@ -131,20 +130,19 @@ def prepare_intake(event: EventIn, body: dict[str, Any]) -> Intake:
             errors=[{"field": f"data.{key}", "message": "required for this event type"}],
         )
     now = utcnow()
-    digest = payload_hash(body)
     values = {
         "id": event.id,
         "type": event.type,
         "occurred_at": event.occurred_at,
         "payload": body,
-        "payload_hash": digest,
+        "payload_hash": payload_hash(body),
         "source": "platform",
         "status": "pending",
         "attempts": 0,
         "received_at": now,
         "updated_at": now,
     }
-    return Intake(values, digest, _plan_records(event))
+    return Intake(values, _plan_records(event))
 
 
 def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tuple[PlatformEvent, bool]:
@@ -163,7 +161,7 @@ def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tupl
     if not inserted:  # stored before, or by a concurrent delivery of the same id
         stored = session.get(PlatformEvent, event.id, populate_existing=True)
         assert stored is not None
-        return _same_or_conflict(stored, intake.digest), False
+        return _same_or_conflict(stored, intake.values["payload_hash"]), False
     # What was just inserted, as the resource shows it (not attached to the session: nothing to read back).
     return accepted_event(intake), True
 

@@ -71,9 +71,7 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 class FastLane:
     def __init__(self, app: Flask, inner: WsgiApp) -> None:
-        # local: the API modules import this one's app
-        from concierge.events import EventIn
-        from messaging.conversations_api import MessageIn
+        from messaging.conversations_api import MessageIn  # local: the API module imports this one's app
 
         self.inner = inner
         self.config = app.config
@@ -84,7 +82,7 @@ class FastLane:
         self.db = app.extensions["db"]
         self.max_body = int(app.config.get("MAX_CONTENT_LENGTH") or 0)
         self.message_in = MessageIn
-        self.event_in = EventIn
+        self.event_in = events.EventIn
         self.latency = LATENCY.labels("POST", SEND_RULE)
         self.created = REQUESTS.labels("POST", SEND_RULE, "201")
         self.event_latency = LATENCY.labels("POST", EVENTS_RULE)
@@ -102,23 +100,16 @@ class FastLane:
 
     def _send(self, conversation_id: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        raw = self._ordinary_body(environ)
+        raw = self._ordinary_body(environ, started)
         if raw is None:
             return self.inner(environ, start_response)
-        environ["wsgi.input"] = io.BytesIO(raw)  # the application reads it again if the request is handed over
-        environ[REQUEST_STARTED] = started
         caller = self._principal(_bearer(environ))
         principal = caller.user_id if caller is not None and caller.role in USER_ROLES else None
         text = self._message_text(raw) if principal is not None else None
         if principal is None or text is None or len(conversation_id) > 21:
             return self.inner(environ, start_response)
-        try:
-            if self.limits is not None:
-                self.limits.count("messages", f"user:{principal}")
-        except Exception as exc:  # noqa: BLE001 - the 429 (or anything unforeseen) answered by the application
-            environ[RAISE] = exc
+        if not self._counted(environ, "messages", f"user:{principal}"):
             return self.inner(environ, start_response)
-        environ[LIMIT_COUNTED] = True
         try:
             sent = run_send_statement(autocommit_cursor(self.db), conversation_id, principal, text)
         except ProblemError:  # NotFound: nothing was written; the application's 404 (or 401 for a deleted user)
@@ -136,23 +127,14 @@ class FastLane:
 
     def _event(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        raw = self._ordinary_body(environ)
+        raw = self._ordinary_body(environ, started)
         if raw is None:
             return self.inner(environ, start_response)
-        environ["wsgi.input"] = io.BytesIO(raw)
-        environ[REQUEST_STARTED] = started
         token = _bearer(environ)
         caller = self._principal(token)
         intake = self._intake(raw) if caller is not None and caller.role == "service" else None
-        if intake is None:
+        if intake is None or not self._counted(environ, "events", token_key_of(token)):
             return self.inner(environ, start_response)
-        try:
-            if self.limits is not None:
-                self.limits.count("events", token_key_of(token))
-        except Exception as exc:  # noqa: BLE001 - the 429 (or anything unforeseen) answered by the application
-            environ[RAISE] = exc
-            return self.inner(environ, start_response)
-        environ[LIMIT_COUNTED] = True
         entry = events.outbox_entry(intake.values["id"])
         try:
             inserted = events.insert_in_one_statement(autocommit_cursor(self.db), intake, entry)
@@ -170,8 +152,23 @@ class FastLane:
         self.accepted.inc()
         return [body]
 
-    def _ordinary_body(self, environ: dict[str, Any]) -> bytes | None:
-        """The raw body of a JSON request of declared length within the limit, with no Idempotency-Key."""
+    def _counted(self, environ: dict[str, Any], kind: str, key: str) -> bool:
+        """Count the request against the abuse limit, marking it counted for the application should the lane hand
+        it over; False when the limit refused it (or the count failed): the error is left for the application to
+        answer (:data:`RAISE`)."""
+        try:
+            if self.limits is not None:
+                self.limits.count(kind, key)
+        except Exception as exc:  # noqa: BLE001 - the 429 (or anything unforeseen) answered by the application
+            environ[RAISE] = exc
+            return False
+        environ[LIMIT_COUNTED] = True
+        return True
+
+    def _ordinary_body(self, environ: dict[str, Any], started: float) -> bytes | None:
+        """The raw body of a JSON request of declared length within the limit, with no Idempotency-Key. Taking
+        it puts it back for the application (it reads it again if the request is handed over) and gives the
+        application's timer the request's start."""
         if "HTTP_IDEMPOTENCY_KEY" in environ or "HTTP_TRANSFER_ENCODING" in environ:
             return None
         if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json":
@@ -186,6 +183,8 @@ class FastLane:
         if len(raw) != length:  # the client went away mid-body: let the application say so
             environ["wsgi.input"] = io.BytesIO(raw)
             return None
+        environ["wsgi.input"] = io.BytesIO(raw)
+        environ[REQUEST_STARTED] = started
         return raw
 
     def _principal(self, token: str) -> Principal | None:

@@ -5,6 +5,7 @@ application (404, 401, 429, the concierge path)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -27,6 +28,21 @@ def _created_count() -> float:
     return value or 0.0
 
 
+@contextmanager
+def _view_fails(app: Any, endpoint: str) -> Iterator[None]:
+    """Within: the view of ``endpoint`` fails if it runs, so a request that succeeds was served by the lane."""
+    view = app.view_functions[endpoint]
+
+    def must_not_run(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError(f"the view {endpoint} ran")
+
+    app.view_functions[endpoint] = must_not_run
+    try:
+        yield
+    finally:
+        app.view_functions[endpoint] = view
+
+
 def _conversation(client: Any, auth: Any, owner: str = "ana", other: str = "bob") -> str:
     client.get("/v1/me", headers=auth(other))
     response = client.post("/v1/conversations", json={"participantIds": [other]}, headers=auth(owner))
@@ -38,21 +54,13 @@ def test_an_ordinary_send_is_served_by_the_lane_without_the_view(pg_app: Any, au
     assert isinstance(pg_app.wsgi_app, FastLane)
     client = pg_app.test_client()
     conversation = _conversation(client, auth)
-    view = pg_app.view_functions["conversations.post_message"]
-
-    def must_not_run(*_args: Any, **_kwargs: Any) -> Any:
-        raise AssertionError("the view ran for an ordinary send")
-
-    pg_app.view_functions["conversations.post_message"] = must_not_run
-    try:
-        before = _created_count()
+    before = _created_count()
+    with _view_fails(pg_app, "conversations.post_message"):
         response = client.post(
             f"/v1/conversations/{conversation}/messages",
             json={"message": "  hello from the lane  "},
             headers={**auth("ana"), "X-Request-Id": "trace-123"},
         )
-    finally:
-        pg_app.view_functions["conversations.post_message"] = view
     assert response.status_code == 201, response.get_data(as_text=True)
     assert response.headers["Content-Type"] == "application/json"
     assert response.headers["X-Request-Id"] == "trace-123"
@@ -187,18 +195,10 @@ def test_a_new_event_is_accepted_by_the_lane_without_the_view(broker_app: Any, a
 
     assert isinstance(broker_app.wsgi_app, FastLane)
     client = broker_app.test_client()
-    view = broker_app.view_functions["events.post_event"]
-
-    def must_not_run(*_args: Any, **_kwargs: Any) -> Any:
-        raise AssertionError("the view ran for a new event")
-
-    broker_app.view_functions["events.post_event"] = must_not_run
-    try:
-        before = _accepted_count()
+    before = _accepted_count()
+    with _view_fails(broker_app, "events.post_event"):
         response = client.post(EVENTS_RULE, json=_event("ev-lane"),
                                headers={**auth("platform", "service"), "X-Request-Id": "trace-ev"})
-    finally:
-        broker_app.view_functions["events.post_event"] = view
     assert response.status_code == 202, response.get_data(as_text=True)
     assert response.headers["Content-Type"] == "application/json" and response.headers["X-Request-Id"] == "trace-ev"
     body = response.json
