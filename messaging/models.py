@@ -47,14 +47,7 @@ def _created_at() -> Mapped[dt.datetime]:
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (
-        CheckConstraint(_in("role", ROLES), name="role"),
-        # Participants' names for an inbox page (50 conversations × their participants) straight from the index,
-        # without visiting the table while its pages are all-visible (PostgreSQL's INCLUDE; migration 0007).
-        Index("ix_users_id_name", "id", postgresql_include=["name"], info={"dialects": ("postgresql",)}).ddl_if(
-            dialect="postgresql"
-        ),
-    )
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     name: Mapped[str | None] = mapped_column(Text)
@@ -275,6 +268,10 @@ class ReadCursor(Base):
     last_read_message_id: Mapped[str | None] = mapped_column(String(21))
     last_read_message_created_at: Mapped[dt.datetime | None] = mapped_column()
     last_read_at: Mapped[dt.datetime | None] = mapped_column()
+    # The participant's name, so an inbox page lists its conversations' participants from their cursors without a
+    # lookup in users per participant. Kept by database triggers (migration 0008): copied from users whenever a
+    # cursor is made, whatever the insert says, and rewritten in all of a user's cursors when their name changes.
+    user_name: Mapped[str | None] = mapped_column(Text)
 
 
 class InboxEntry(Base):

@@ -80,9 +80,10 @@ def _inbox_sql(paged: bool) -> str:
     conversation's name, offer, creation time and counters, so its cost is the 50 conversations on it, not all
     of the caller's, and no lookup in ``conversations`` or ``conversation_stats``. The rest is looked up by key:
     the last message, and the participants from their read cursors (every participation has its cursor, made
-    and deleted with it), with the caller's read count among them; the cursors come in primary-key order, so the
-    arrays need no sort. Each LATERAL subquery has ``OFFSET 0``, which keeps the planner from flattening it into
-    a join it might answer with a hash of the whole table."""
+    and deleted with it, and each cursor carries its participant's name: migration 0008), with the caller's read
+    count among them; the cursors come in primary-key order, so the arrays need no sort. Each LATERAL subquery
+    has ``OFFSET 0``, which keeps the planner from flattening it into a join it might answer with a hash of the
+    whole table."""
     bound = "AND (e.last_activity_at, e.conversation_id) < (%(at)s, %(pid)s)" if paged else ""
     return f"""
 WITH page AS (
@@ -109,9 +110,8 @@ SELECT page.id, page.name, page.offer_id, page.conversation_created_at AS create
  CROSS JOIN LATERAL (
         SELECT array_agg(p.user_id) AS user_ids, array_agg(p.name) AS names, array_agg(p.last_read_at) AS read_ats,
                max(p.read_count) FILTER (WHERE p.user_id = %(uid)s) AS read_count
-          FROM (SELECT rc.user_id, u.name, rc.last_read_at, rc.read_count
+          FROM (SELECT rc.user_id, rc.user_name AS name, rc.last_read_at, rc.read_count
                   FROM read_cursors rc
-                 CROSS JOIN LATERAL (SELECT name FROM users WHERE id = rc.user_id OFFSET 0) AS u
                  WHERE rc.conversation_id = page.id
                  ORDER BY rc.user_id) AS p) AS pp
  ORDER BY page.at DESC, page.id DESC"""

@@ -108,6 +108,43 @@ def test_items_carry_last_message_and_unread_count(client, auth):
     assert (item["lastMessage"]["message"], item["lastMessage"]["isEdit"]) == ("cy edited", True)
 
 
+def test_participant_names_follow_the_platforms_users(client, app, auth):
+    """The inbox lists participants' names from copies in their read cursors (migration 0008): a rename by the
+    platform reaches every conversation of that user, and only theirs; a participant who joins later, or a
+    user without a name, shows as the users table says."""
+    join(client, auth, "ana", "bob", "cy")
+    service = auth("platform", "service")
+    chats = [group(client, auth, "ana", ["bob"], name=f"g{i}") for i in range(3)]
+    other = group(client, auth, "cy", ["ana"], name="without bob")
+
+    def names(sub: str) -> dict[str, dict[str, str | None]]:
+        return {c["id"]: {p["userId"]: p["name"] for p in c["participants"]} for c in inbox(client, auth(sub))["items"]}
+
+    assert names("ana")[chats[0]] == {"ana": "Ana", "bob": "Bob"}
+    r = client.put("/v1/users/bob", json={"name": "Robert", "role": "guest"}, headers=service)
+    assert r.status_code == 200, r.json
+    late = group(client, auth, "cy", ["bob"], name="after the rename")
+    r = client.post(f"/v1/conversations/{other}/participants", headers=auth("cy"), json={"userId": "bob"})
+    assert r.status_code in (200, 201), r.json
+    for sub in ("ana", "bob", "cy"):
+        for cid, participants in names(sub).items():
+            assert participants.get("bob", "Robert") == "Robert", (sub, cid)
+            assert participants.get("ana", "Ana") == "Ana" and participants.get("cy", "Cy") == "Cy", (sub, cid)
+    assert set(names("bob")) == {*chats, late, other}
+    # A name taken away is null everywhere; the cursors agree with users row for row.
+    r = client.put("/v1/users/ana", json={"name": None, "role": "guest"}, headers=service)
+    assert r.status_code == 200, r.json
+    assert {n["ana"] for n in names("bob").values() if "ana" in n} == {None}
+    with app.app_context():
+        mismatched = get_session().execute(text(
+            "SELECT rc.conversation_id, rc.user_id FROM read_cursors rc JOIN users u ON u.id = rc.user_id "
+            "WHERE rc.user_name IS NOT u.name" if get_engine().dialect.name == "sqlite" else
+            "SELECT rc.conversation_id, rc.user_id FROM read_cursors rc JOIN users u ON u.id = rc.user_id "
+            "WHERE rc.user_name IS DISTINCT FROM u.name")).all()
+        count = get_session().execute(text("SELECT count(*) FROM read_cursors")).scalar_one()
+    assert mismatched == [] and count == 11
+
+
 def test_keyset_pagination_covers_every_conversation_once(client, auth):
     join(client, auth, "ana", "bob")
     created = [group(client, auth, "ana", ["bob"], name=f"c{i}") for i in range(23)]
