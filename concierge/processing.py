@@ -188,7 +188,9 @@ def deliver(session: Session, event_id: str, note: Notification, recipient: Reci
         assert note.offer_id is not None
         conversation_id = offer_conversation_id(session, note.offer_id, note.recipient_id)
     else:
-        conversation_id = recipient.concierge_conversation_id or concierge_conversation_id(session, note.recipient_id)
+        conversation_id = recipient.concierge_conversation_id or concierge_conversation_id(
+            session, note.recipient_id, known_missing=True
+        )
     message, audience = post_concierge_message(
         session,
         conversation_id,

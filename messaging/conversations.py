@@ -583,13 +583,16 @@ def concierge_should_answer(session: Session, conversation_id: str, author_id: s
     return thread is not None and thread.user_id == author_id and not thread.needs_human
 
 
-def concierge_conversation_id(session: Session, user_id: str) -> str:
-    """The caller's concierge conversation, created on first use (once, even under a race)."""
-    existing = session.execute(
-        select(ConciergeThread.conversation_id).where(ConciergeThread.user_id == user_id)
-    ).scalar()
-    if existing is not None:
-        return str(existing)
+def concierge_conversation_id(session: Session, user_id: str, *, known_missing: bool = False) -> str:
+    """The caller's concierge conversation, created on first use (once, even under a race). ``known_missing``:
+    the caller has just read, in this transaction, that the user has none (the concierge's event processing
+    does), so creating it is tried at once; one made meanwhile by a concurrent call is still found and returned."""
+    if not known_missing:
+        existing = session.execute(
+            select(ConciergeThread.conversation_id).where(ConciergeThread.user_id == user_id)
+        ).scalar()
+        if existing is not None:
+            return str(existing)
     if is_postgresql():
         created = _new_concierge_conversation(session, user_id)
         if created is not None:
