@@ -1,15 +1,18 @@
 """`make bench`: the service against the raw database doing the same work, in one run, on PostgreSQL and Redis.
 
-1. Recreates the database ``concierge_bench``, migrates it and loads the first stage of the data set
-   (``--stage-messages``, default 100 k messages, 50 per conversation, one user in 500 conversations).
-2. Starts the service the production way (the README's command): gunicorn with ``--web-workers`` gevent_pywsgi
-   processes and a Celery worker, both on PostgreSQL and Redis, with the abuse limits on (set high, so they
-   are counted but never refuse).
-3. Measures history and inbox at that size with wrk (16 connections, warm-up then a measured window).
-4. Loads the rest (``--messages``, default 1 M across 20 k conversations and 10 k users) and measures, at full size:
-   send, history page, inbox page (the 500-conversation user), mark read and property-thread reply through the
-   API; a one-row INSERT and a "50 newest" SELECT straight to PostgreSQL with pgbench (16 clients, same window);
-   and platform event → concierge message committed at a steady rate through the real worker.
+1. Recreates two databases, migrates them and loads the data set into each: ``concierge_bench_stage`` at the first
+   stage's size (``--stage-messages``, default 100 k messages) and ``concierge_bench`` at full size
+   (``--messages``, default 1 M across 20 k conversations and 10 k users); 50 messages per conversation, one user
+   in 500 conversations.
+2. Starts the service the production way (the README's command) on each: gunicorn with ``--web-workers``
+   gevent_pywsgi processes and Celery workers, on PostgreSQL and Redis (a Redis database each), with the abuse
+   limits on (set high, so they are counted but never refuse).
+3. Measures history and inbox at both sizes with wrk (16 connections, warm-up then a measured window) in
+   interleaved windows (stage, full, full, stage), each followed by pgbench's "50 newest" SELECT on that database,
+   so a drift of the machine's speed weighs on both sizes alike. Then stops the first stage's service.
+4. At full size: send and a one-row INSERT straight to PostgreSQL with pgbench (16 clients, same window),
+   interleaved (send, insert, insert, send); mark read and property-thread reply through the API; and platform
+   event → concierge message committed at a steady rate through the real worker.
 5. Writes ``bench/results/latest.json`` and ``latest.md`` and prints the table.
 
     make bench                                   # full size
@@ -54,7 +57,10 @@ from messaging.cli import upgrade_database  # noqa: E402
 SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+# The first stage's service has a queue of its own: its workers must never take the full-size service's tasks.
+STAGE_REDIS_URL = os.environ.get("BENCH_STAGE_REDIS_URL", "redis://127.0.0.1:6379/13")
 DATABASE = "concierge_bench"
+STAGE_DATABASE = "concierge_bench_stage"  # the first stage's size, side by side with the full one
 RESULTS = ROOT / "bench" / "results"
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "common.lua"
 PER_CONVERSATION = 50
@@ -160,10 +166,10 @@ class DataSet:
 
 class Service:
     def __init__(self, database_url: str, web_workers: int, pool_size: int, worker_pool: list[str],
-                 worker_processes: int = 1) -> None:
+                 worker_processes: int = 1, redis_url: str = REDIS_URL) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "JWT_SECRET": SECRET,
+        env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRET": SECRET,
                "APP_ENV": "production", "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": str(pool_size),
                "RATE_LIMITS_ENABLED": "1", "RATE_LIMIT_MESSAGES": "100000000/minute",
                "RATE_LIMIT_THREADS": "100000000/minute", "RATE_LIMIT_EVENTS": "100000000/minute"}
@@ -276,6 +282,8 @@ class Bench:
         server = PG_ADMIN.rsplit("/", 1)[0]
         self.plain_url = f"{server}/{DATABASE}"
         self.sa_url = self.plain_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        self.stage_url = f"{server}/{STAGE_DATABASE}"
+        self.stage_sa_url = self.stage_url.replace("postgresql://", "postgresql+psycopg://", 1)
         self.result: dict[str, Any] = {"config": {}, "stages": {}, "api": {}, "raw": {}, "events": {}}
         self.tokens: dict[tuple[str, str], str] = {}
 
@@ -297,35 +305,35 @@ class Bench:
             "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
-        print(f"database {DATABASE}: recreating and migrating; Redis {REDIS_URL}: emptying", flush=True)
-        redis.Redis.from_url(REDIS_URL).flushdb()  # the bench's own Redis database: no queue or stream left over
+        print(f"databases {DATABASE} and {STAGE_DATABASE}: recreating and migrating; Redis {REDIS_URL} and "
+              f"{STAGE_REDIS_URL}: emptying", flush=True)
+        for url in (REDIS_URL, STAGE_REDIS_URL):  # the bench's own Redis databases: no queue or stream left over
+            redis.Redis.from_url(url).flushdb()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')
-        upgrade_database(self.sa_url)
-        data = DataSet(self.plain_url)
-        started = time.monotonic()
-        data.load(stage_conversations, a.users)
-        print(f"loaded {stage_conversations * PER_CONVERSATION:,} messages in {time.monotonic() - started:.1f} s",
-              flush=True)
-        self._settle()
-        service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool, self.worker_processes)
-        try:
-            self._setup_property_threads(service)
-            self.result["stages"]["stage"] = self._reads(service, stage_conversations, a.users, "stage")
-            service.stop()  # loading with the service idle; restarted afterwards with cold caches, like the stage
+            for name in (DATABASE, STAGE_DATABASE):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{name}"')
+        for url in (self.stage_sa_url, self.sa_url):
+            upgrade_database(url)
+        for url, conversations in ((self.stage_url, stage_conversations), (self.plain_url, full_conversations)):
             started = time.monotonic()
-            data.load(full_conversations, a.users)
-            print(f"loaded up to {full_conversations * PER_CONVERSATION:,} messages in "
-                  f"{time.monotonic() - started:.1f} s", flush=True)
-            self._settle()
+            DataSet(url).load(conversations, a.users)
+            print(f"loaded {conversations * PER_CONVERSATION:,} messages in {time.monotonic() - started:.1f} s",
+                  flush=True)
+            self._settle(url)
+        stage_service = Service(self.stage_sa_url, a.web_workers, a.pool_size, self.worker_pool,
+                                self.worker_processes, STAGE_REDIS_URL)
+        service = stage_service  # until the full-size one has started
+        try:
             service = Service(self.sa_url, a.web_workers, a.pool_size, self.worker_pool, self.worker_processes)
-            self.result["stages"]["full"] = self._reads(service, full_conversations, a.users, "full")
+            self._setup_property_threads(service)
+            self.result["stages"] = self._stages(stage_service, service, stage_conversations, full_conversations)
+            stage_service.stop()
             self._api(service, full_conversations)
-            self._raw(full_conversations)
             self._settle()
             self._events(service)
         finally:
+            stage_service.stop()
             service.stop()
             shutil.rmtree(self.workdir, ignore_errors=True)
         self._summarise()
@@ -341,8 +349,29 @@ class Bench:
             out.append((conversation_id(n), user_id((n * 2) % users), user_id((n * 2 + 1) % users)))
         return out
 
-    def _reads(self, service: Service, conversations: int, users: int, label: str) -> dict[str, Any]:
+    def _stages(self, stage_service: Service, service: Service, stage_conversations: int,
+                full_conversations: int) -> dict[str, Any]:
+        """History and inbox at both sizes, each on its own database and service, in interleaved windows: stage,
+        full, full, stage. A drift of the machine's speed during the run (this VM's drifts by a fifth within the
+        hour, and by as much within minutes) then weighs on both sizes alike, where measuring one size minutes
+        after the other made the growth figure the machine's drift as much as the service's. Each size's figures
+        are the means of its two windows' (its p95 the mean of two 15 s windows' p95)."""
+        windows: dict[str, list[dict[str, Any]]] = {"stage": [], "full": []}
+        for label in ("stage", "full", "full", "stage"):
+            if label == "stage":
+                windows[label].append(self._reads(stage_service, self.stage_url, stage_conversations, label))
+            else:
+                windows[label].append(self._reads(service, self.plain_url, full_conversations, label))
+        out: dict[str, Any] = {}
+        for label, runs in windows.items():
+            out[label] = {"messages": runs[0]["messages"], "windows": runs}
+            for measure in ("history", "inbox", "raw_select50"):
+                out[label][measure] = _mean([run[measure] for run in runs])
+        return out
+
+    def _reads(self, service: Service, url: str, conversations: int, label: str) -> dict[str, Any]:
         a = self.args
+        users = a.users
         history = [f"GET\t/v1/conversations/{c}/messages?limit=50\t{self.token(me)}\t"
                    for c, me, _ in self._conversation_targets(conversations, users, 2000, seed=1)]
         inbox = [f"GET\t/v1/conversations?limit=50\t{self.token(HEAVY)}\t"]
@@ -351,6 +380,8 @@ class Bench:
             "messages": conversations * PER_CONVERSATION,
             "history": wrk(service.base, history, a.seconds, a.warmup, self.workdir, f"history-{label}"),
             "inbox": wrk(service.base, inbox, a.seconds, a.warmup, self.workdir, f"inbox-{label}"),
+            # Context for the growth figures, not a target: the raw "history page" at this size, right after.
+            "raw_select50": self._raw_select(url, conversations, f"select-{label}"),
         }
 
     def _setup_property_threads(self, service: Service) -> None:
@@ -381,12 +412,24 @@ class Bench:
         replies = [f"POST\t/v1/property-conversations/{t}/messages\t{self.token(who, role)}\t{reply}"
                    for t, traveler in self.property_threads
                    for who, role in ((traveler, "guest"), ("bench-host", "host"))]
-        profiler = self._start_profile(service) if a.profile else None
-        self._settle()
-        print("[full] send", flush=True)
-        self.result["api"]["send"] = wrk(service.base, sends, a.seconds, a.warmup, self.workdir, "send")
-        if profiler:
-            self._finish_profile(profiler)
+        # Send and the raw INSERT in interleaved windows (send, insert, insert, send), for the reason the reads'
+        # sizes are (see _stages): their ratio is then not the machine's drift between two moments.
+        windows: dict[str, list[dict[str, Any]]] = {"send": [], "insert": []}
+        for n, measure in enumerate(("send", "insert", "insert", "send")):
+            self._settle()
+            if measure == "insert":
+                print("[full] raw INSERT (pgbench)", flush=True)
+                windows[measure].append(self._raw_insert(conversations, f"insert-{n}"))
+                continue
+            print("[full] send", flush=True)
+            profiler = self._start_profile(service) if a.profile and n == 0 else None
+            windows[measure].append(wrk(service.base, sends, a.seconds, a.warmup, self.workdir, f"send-{n}"))
+            if profiler:
+                self._finish_profile(profiler)
+        self.result["api"]["send"] = _mean(windows["send"])
+        self.result["raw"]["insert"] = _mean(windows["insert"])
+        # The raw "50 newest" was measured right after each full-size history and inbox window.
+        self.result["raw"]["select50"] = self.result["stages"]["full"]["raw_select50"]
         self._settle()
         print("[full] mark read", flush=True)
         self.result["api"]["mark_read"] = wrk(service.base, reads, a.seconds, a.warmup, self.workdir, "read")
@@ -397,12 +440,12 @@ class Bench:
         self.result["api"]["history"] = self.result["stages"]["full"]["history"]
         self.result["api"]["inbox"] = self.result["stages"]["full"]["inbox"]
 
-    def _settle(self) -> None:
+    def _settle(self, url: str | None = None) -> None:
         """Before each measured phase: VACUUM (ANALYZE) what the last phase wrote and CHECKPOINT, so neither an
         autovacuum of a table just loaded nor a checkpoint of its dirty pages lands inside the next window (a
         15 s window's p99 is a few stalls). The raw pgbench phases get the same; pgbench itself vacuums before
-        its own built-in runs for the same reason."""
-        with psycopg.connect(self.plain_url, autocommit=True) as conn:
+        its own built-in runs for the same reason. ``url``: the database (by default the full-size one)."""
+        with psycopg.connect(url or self.plain_url, autocommit=True) as conn:
             conn.execute("VACUUM (ANALYZE)")
             conn.execute("CHECKPOINT")
             self._prewarm(conn)
@@ -423,22 +466,22 @@ class Bench:
         conn.execute("SELECT pg_prewarm(c.oid, 'read') FROM pg_class c "
                      "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'i', 't')")
 
-    def _raw(self, conversations: int) -> None:
-        a = self.args
-        print("[full] raw PostgreSQL (pgbench)", flush=True)
+    def _raw_insert(self, conversations: int, name: str) -> dict[str, Any]:
+        """The raw "send": a one-row INSERT into messages per transaction, straight to PostgreSQL."""
         insert = (f"\\set n random(0, {conversations - 1})\n"
                   "INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at) "
                   "VALUES (substr(md5(random()::text || clock_timestamp()::text), 1, 21), "
-                  "'c' || lpad(:n::text, 20, '0'), 'u' || ((:n * 2) % " + str(a.users) + "), "
+                  "'c' || lpad(:n::text, 20, '0'), 'u' || ((:n * 2) % " + str(self.args.users) + "), "
                   "'Arriving around six, is that all right?', false, false, now());\n")
+        return pgbench(self.plain_url, insert, self.args.seconds, self.workdir, name)
+
+    def _raw_select(self, url: str, conversations: int, name: str) -> dict[str, Any]:
+        """The raw "history page": the 50 newest messages of a random conversation, straight to PostgreSQL."""
         select = (f"\\set n random(0, {conversations - 1})\n"
                   "SELECT id, conversation_id, user_id, message, read, is_edit, created_at FROM messages "
                   "WHERE conversation_id = 'c' || lpad(:n::text, 20, '0') "
                   "ORDER BY created_at DESC, id DESC LIMIT 50;\n")
-        self._settle()
-        self.result["raw"]["insert"] = pgbench(self.plain_url, insert, a.seconds, self.workdir, "insert")
-        self._settle()
-        self.result["raw"]["select50"] = pgbench(self.plain_url, select, a.seconds, self.workdir, "select")
+        return pgbench(url, select, self.args.seconds, self.workdir, name)
 
     def _events(self, service: Service) -> None:
         """Events at a steady rate through the HTTP intake; latency = the moment the event was due to be sent (on
@@ -568,7 +611,8 @@ class Bench:
             "inbox p95 growth <= 1.3": ratios["inbox_p95_growth"] <= 1.3,
             "event p99 <= 250 ms": e["p99_ms"] is not None and e["p99_ms"] <= 250 and e["lost"] == 0,
         }
-        r["errors"] = sum(v.get("errors", 0) for v in r["api"].values())
+        r["errors"] = sum(v.get("errors", 0) for v in r["api"].values()) + stage["history"]["errors"] + \
+            stage["inbox"]["errors"]
 
 
 async def _post_on_schedule(
@@ -625,6 +669,17 @@ async def _post_on_schedule(
     return statuses, post_ms, time.monotonic() - start
 
 
+def _mean(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of several windows of one measure: means, with requests and errors counted over all."""
+    out: dict[str, Any] = {key: round(sum(w[key] for w in windows) / len(windows), 3)
+                           for key in windows[0] if key not in ("requests", "errors")}
+    for key in ("requests", "errors"):
+        if key in windows[0]:
+            out[key] = sum(w[key] for w in windows)
+    out["windows"] = len(windows)
+    return out
+
+
 def _pct(values: list[float], pct: float) -> float | None:
     if not values:
         return None
@@ -676,16 +731,23 @@ def markdown(r: dict[str, Any]) -> str:
         f"{_yes(r, 'history >= 0.15 x raw select')} |",
         f"| inbox p95 / history p95 | {ratios['inbox_p95_vs_history_p95']:.2f} | ≤ 2 | "
         f"{_yes(r, 'inbox p95 <= 2 x history p95')} |",
-        f"| history p95 at {s['messages']:,} → {f['messages']:,} | {s['history']['p95_ms']:.1f} → "
+        f"| history p95 at {s['messages']:,} → {f['messages']:,} ¹ | {s['history']['p95_ms']:.1f} → "
         f"{f['history']['p95_ms']:.1f} ms (× {ratios['history_p95_growth']:.2f}) | ≤ × 1.3 | "
         f"{_yes(r, 'history p95 growth <= 1.3')} |",
-        f"| inbox p95 at {s['messages']:,} → {f['messages']:,} | {s['inbox']['p95_ms']:.1f} → "
+        f"| inbox p95 at {s['messages']:,} → {f['messages']:,} ¹ | {s['inbox']['p95_ms']:.1f} → "
         f"{f['inbox']['p95_ms']:.1f} ms (× {ratios['inbox_p95_growth']:.2f}) | ≤ × 1.3 | "
         f"{_yes(r, 'inbox p95 growth <= 1.3')} |",
+        f"| (context) raw SELECT 50 newest, mean at {s['messages']:,} → {f['messages']:,} | "
+        f"{s['raw_select50']['mean_ms']:.2f} → {f['raw_select50']['mean_ms']:.2f} ms "
+        f"(× {f['raw_select50']['mean_ms'] / s['raw_select50']['mean_ms']:.2f}) | | |",
         f"| event → concierge message, {e['rate_per_s']}/s | p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms; "
         f"{e['processed']}/{e['sent']} processed, {e['duplicates']} duplicates | p99 ≤ 250 ms | "
         f"{_yes(r, 'event p99 <= 250 ms')} |",
     ]
+    lines += ["", "¹ Each size on its own database and service, measured in interleaved windows (stage, full, full, "
+                  "stage); a size's p95 is the mean of its two windows' p95. The raw SELECT follows each full-size "
+                  "window; send and the raw INSERT are interleaved the same way (send, insert, insert, send). "
+                  "Figures of a measure with two windows are their means."]
     if r.get("profile_top"):
         lines += ["", "Web workers during the send window (py-spy, own time):", ""]
         lines += [f"- {p['share']:.1%} `{p['frame']}`" for p in r["profile_top"][:10]]
