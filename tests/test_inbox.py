@@ -138,9 +138,8 @@ def test_participant_names_follow_the_platforms_users(client, app, auth):
     with app.app_context():
         mismatched = get_session().execute(text(
             "SELECT rc.conversation_id, rc.user_id FROM read_cursors rc JOIN users u ON u.id = rc.user_id "
-            "WHERE rc.user_name IS NOT u.name" if get_engine().dialect.name == "sqlite" else
-            "SELECT rc.conversation_id, rc.user_id FROM read_cursors rc JOIN users u ON u.id = rc.user_id "
-            "WHERE rc.user_name IS DISTINCT FROM u.name")).all()
+            "WHERE CASE WHEN rc.user_name = u.name OR (rc.user_name IS NULL AND u.name IS NULL) THEN 0 ELSE 1 END = 1"
+        )).all()
         count = get_session().execute(text("SELECT count(*) FROM read_cursors")).scalar_one()
     assert mismatched == [] and count == 11
 
