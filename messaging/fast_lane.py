@@ -206,7 +206,6 @@ class FastLane:
         except (orjson.JSONDecodeError, ValidationError, ProblemError):
             return None
 
-
     def _intake(self, raw: bytes) -> events.Intake | None:
         """The event ready to store if the view's model and intake rules accept the body; else None."""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -62,8 +63,6 @@ def send(entries: list[OutboxItem]) -> list[str]:
 
 
 def _mark_dispatched(session: Session, entry_ids: list[str]) -> None:
-    if not entry_ids:
-        return
     if is_postgresql():  # one statement on the autocommit pool: no BEGIN and COMMIT round trips
         mark_dispatched_with(driver_cursor(session), entry_ids)
         return
@@ -78,23 +77,25 @@ def mark_dispatched_with(cursor_cm: AbstractContextManager[Any], entry_ids: list
         cursor.execute("UPDATE outbox SET dispatched_at = %s WHERE id = ANY(%s)", (utcnow(), entry_ids))
 
 
-def dispatch_with(cursor_cm: AbstractContextManager[Any], entries: list[OutboxItem]) -> None:
-    """:func:`dispatch_now` without a session or application context (for messaging.fast_lane): send the
-    committed entries, then mark the ones sent on ``cursor_cm``; a failure leaves them to the sweeper."""
+def _dispatch(entries: list[OutboxItem], mark: Callable[[list[str]], None]) -> None:
+    """Send committed entries, then ``mark`` the ones sent; a failure leaves them to the sweeper."""
     try:
         sent = send(entries)
         if sent:
-            mark_dispatched_with(cursor_cm, sent)
+            mark(sent)
     except Exception:  # noqa: BLE001 - the commit stands; the sweeper catches up
         log.exception("outbox dispatch failed after commit")
+
+
+def dispatch_with(cursor_cm: AbstractContextManager[Any], entries: list[OutboxItem]) -> None:
+    """:func:`dispatch_now` without a session or application context (for messaging.fast_lane): the entries
+    sent are marked on ``cursor_cm``."""
+    _dispatch(entries, lambda sent: mark_dispatched_with(cursor_cm, sent))
 
 
 def dispatch_now(session: Session, entries: list[OutboxItem]) -> None:
     """Send entries whose rows are committed already (and mark them); a failure leaves them to the sweeper."""
-    try:
-        _mark_dispatched(session, send(entries))
-    except Exception:  # noqa: BLE001 - the commit stands; the sweeper catches up
-        log.exception("outbox dispatch failed after commit")
+    _dispatch(entries, lambda sent: _mark_dispatched(session, sent))
 
 
 @event.listens_for(Session, "after_commit")
