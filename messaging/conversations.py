@@ -484,7 +484,8 @@ def history(
     if len(conversation_id) > 21:
         raise NotFound("No such conversation.")
     if driver if driver is not None else is_postgresql():
-        rows = pg_reads.history_rows(session, caller_id, conversation_id, limit + 1, before, after)
+        with driver_cursor(session) as cursor:
+            rows = pg_reads.history_rows(cursor, caller_id, conversation_id, limit + 1, before, after)
     else:
         rows = _history_rows(session, caller_id, conversation_id, limit + 1, before, after)
     if not rows:  # the membership check rode along with the page; only an empty page needs asking why
@@ -518,11 +519,17 @@ def inbox_json(
         ids, next_cursor = inbox_ids(session, user_id, limit, before)
         items = conversations_json(session, user_id, ids)
     else:
-        rows = pg_reads.inbox_rows(session, user_id, limit + 1, before)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1][pg_reads.INBOX_LAST_ACTIVITY], rows[-1][0]) if more else None
-        items = [conversation_json(r, _inbox_participants(r)) for r in rows]
+        with driver_cursor(session) as cursor:
+            return inbox_body(pg_reads.inbox_rows(cursor, user_id, limit + 1, before), limit)
+    return orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS)
+
+
+def inbox_body(rows: list[tuple[Any, ...]], limit: int) -> bytes:
+    """The inbox response body from up to ``limit + 1`` :func:`messaging.pg_reads.inbox_rows`."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1][pg_reads.INBOX_LAST_ACTIVITY], rows[-1][0]) if more else None
+    items = [conversation_json(r, _inbox_participants(r)) for r in rows]
     return orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS)
 
 

@@ -1,15 +1,17 @@
-"""The two hottest routes' ordinary requests served beneath Flask: ``POST /v1/conversations/{id}/messages``
-and ``POST /v1/events``.
+"""The hottest routes' ordinary requests served beneath Flask: ``POST /v1/conversations/{id}/messages`` and
+``POST /v1/events``, and the two reads a client makes most, ``GET /v1/conversations/{id}/messages`` (history)
+and ``GET /v1/conversations`` (inbox).
 
 Profiles of a send under load (py-spy, ``bench/README.md``) put about a third of the web process's CPU in
 Flask's and flask-openapi3's per-request machinery — request context, URL matching, six hooks, request and
-response objects, model plumbing — around a view whose own work is one SQL statement and two Redis calls.
-This WSGI middleware does that work directly for a request that is going to succeed, and hands every other
-request, untouched, to the application (``app.wsgi_app``), so there is one implementation of each error.
+response objects, model plumbing — around a view whose own work is one SQL statement and two Redis calls; a
+history page's profile showed the same third. This WSGI middleware does that work directly for a request that
+is going to succeed, and hands every other request, untouched, to the application (``app.wsgi_app``), so there
+is one implementation of each error.
 
-Both are taken only when plainly ordinary: no query string, no ``Idempotency-Key``, a JSON body of known length
-within ``MAX_CONTENT_LENGTH``, and a token the application's own ``VerifiedTokens`` accepts. Then, in the order
-the application uses:
+Writes are taken only when plainly ordinary: no query string, no ``Idempotency-Key``, a JSON body of known
+length within ``MAX_CONTENT_LENGTH``, and a token the application's own ``VerifiedTokens`` accepts. Then, in the
+order the application uses:
 
 * a **send** (a user's token; a body the view's own model ``MessageIn`` and text rules ``clean_message_text``
   accept): the abuse limit is counted, the one send statement runs in autocommit, the message is published to
@@ -20,6 +22,20 @@ the application uses:
 
 each with the view's body, headers (``X-Request-Id``) and metrics.
 
+Reads are taken with a user's token (guest, host or admin: the blueprint's roles) and a query string of the
+page parameters alone, written plainly: each at most once, ``limit`` 1–100 in digits, ``before`` / ``after`` a
+cursor this service issued (history: one of the two). Reads count against no limit and write nothing, so
+handing one over is simply letting the application answer it:
+
+* **history** runs :data:`messaging.pg_reads.HISTORY_SQL` in autocommit, as the view does, and shapes the page
+  with the view's own :func:`messaging.pagination.history_page` and :func:`messaging.resources.message_json`.
+  The statement checks the caller takes part; an empty page is the lane's only once a lookup shows the caller
+  takes part (the page of a conversation with nothing after a cursor), else the application answers it (404,
+  or the just-in-time user: a new user is created, a deleted one is 401);
+* **inbox** is the lane's only for a user this process has seen lately (``KnownUsers``, which the application's
+  just-in-time user check fills and deleting a user empties): it runs the view's statement and body builder
+  (:func:`messaging.conversations.inbox_body`).
+
 Handing over keeps the outcome the application would have given:
 
 * before anything is counted or written, the request simply goes to the application (the body is put back);
@@ -29,9 +45,11 @@ Handing over keeps the outcome the application would have given:
   request again, told the limit is already counted (:data:`LIMIT_COUNTED`), so the request counts once;
 * the limit refused the request, or the statement failed (it may have committed: a connection lost after
   the commit), the error is passed to the application (:data:`RAISE`), which answers it exactly as its own
-  (429 with ``Retry-After``, 503, …) without running the view: nothing is ever written twice.
+  (429 with ``Retry-After``, 503, …) without running the view: nothing is ever written twice. A read's
+  failure is passed the same way, so the caller gets the one answer a failed read gets (503).
 
-Only PostgreSQL has the one-statement send and intake; on SQLite the lane is not installed.
+Only PostgreSQL has the one-statement send and intake and the driver reads; on SQLite the lane is not
+installed.
 """
 
 from __future__ import annotations
@@ -47,8 +65,9 @@ from flask import Flask, request
 from pydantic import ValidationError
 
 from concierge import events
-from messaging.auth import USER_ROLES, Principal, VerifiedTokens
-from messaging.conversations import clean_message_text, run_send_statement
+from messaging import pg_reads
+from messaging.auth import USER_ROLES, KnownUsers, Principal, VerifiedTokens
+from messaging.conversations import clean_message_text, inbox_body, run_send_statement
 from messaging.db import autocommit_cursor
 from messaging.errors import ProblemError
 from messaging.health import LATENCY, REQUEST_STARTED, REQUESTS
@@ -56,14 +75,23 @@ from messaging.http import JSON_OPTIONS, request_id
 from messaging.limits import LIMIT_COUNTED, LIMITER, AbuseLimits, token_key_of
 from messaging.live import publish_now
 from messaging.outbox import dispatch_with
+from messaging.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, decode_cursor, history_page
+from messaging.resources import message_json
 
 # In the WSGI environ of a request the lane hands over: an error for the application to raise. (A limit already
 # counted is marked by messaging.limits.LIMIT_COUNTED.)
 RAISE = "concierge.raise"
 
-SEND_RULE = "/v1/conversations/<id>/messages"
+SEND_RULE = HISTORY_RULE = "/v1/conversations/<id>/messages"
 EVENTS_RULE = "/v1/events"
+INBOX_RULE = "/v1/conversations"
 SEND_PATH = re.compile(r"/v1/conversations/([A-Za-z0-9_-]{1,64})/messages\Z")
+# The page parameters the lane takes: a limit written plainly, a cursor in the alphabet this service issues them
+# in, within PageQuery's bounds. Anything else (another spelling, an escape, a repeat) is the application's.
+PLAIN_LIMIT = re.compile(r"[1-9][0-9]?\Z|100\Z")
+PLAIN_CURSOR = re.compile(rf"[A-Za-z0-9_-]{{1,{CURSOR_MAX_LENGTH}}}\Z")
+HISTORY_PARAMS = frozenset({"limit", "before", "after"})
+INBOX_PARAMS = frozenset({"limit", "before"})
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -87,10 +115,21 @@ class FastLane:
         self.created = REQUESTS.labels("POST", SEND_RULE, "201")
         self.event_latency = LATENCY.labels("POST", EVENTS_RULE)
         self.accepted = REQUESTS.labels("POST", EVENTS_RULE, "202")
+        self.extensions = app.extensions
+        self.history_latency = LATENCY.labels("GET", HISTORY_RULE)
+        self.history_served = REQUESTS.labels("GET", HISTORY_RULE, "200")
+        self.inbox_latency = LATENCY.labels("GET", INBOX_RULE)
+        self.inbox_served = REQUESTS.labels("GET", INBOX_RULE, "200")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") == "POST" and not environ.get("QUERY_STRING"):
-            path = environ.get("PATH_INFO", "")
+        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+        if method == "GET":
+            if path == INBOX_RULE:
+                return self._inbox(environ, start_response)
+            match = SEND_PATH.match(path)
+            if match is not None:
+                return self._history(match[1], environ, start_response)
+        elif method == "POST" and not environ.get("QUERY_STRING"):
             if path == EVENTS_RULE:
                 return self._event(environ, start_response)
             match = SEND_PATH.match(path)
@@ -98,13 +137,62 @@ class FastLane:
                 return self._send(match[1], environ, start_response)
         return self.inner(environ, start_response)
 
+    def _history(self, conversation_id: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = environ[REQUEST_STARTED] = time.perf_counter()
+        user_id = self._user(environ)
+        page = _page_query(environ, HISTORY_PARAMS) if user_id is not None else None
+        if user_id is None or page is None or len(conversation_id) > 21 or ("before" in page and "after" in page):
+            return self.inner(environ, start_response)
+        limit, before, after = page.get("limit", DEFAULT_LIMIT), page.get("before"), page.get("after")
+        try:
+            with autocommit_cursor(self.db) as cursor:
+                rows = pg_reads.history_rows(cursor, user_id, conversation_id, limit + 1, before, after)
+                # An empty page is the caller's only if they take part (which proves their user exists and was
+                # not deleted: user_implied); otherwise the application answers (404, 401, a new user).
+                theirs = bool(rows) or pg_reads.is_participant(cursor, conversation_id, user_id)
+        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500)
+            environ[RAISE] = exc
+            return self.inner(environ, start_response)
+        if not theirs:
+            return self.inner(environ, start_response)
+        shaped = history_page(rows, limit, after, message_json)
+        body = _respond(start_response, "200 OK", {"items": shaped.items, "nextCursor": shaped.next_cursor}, environ)
+        self.history_latency.observe(time.perf_counter() - started)
+        self.history_served.inc()
+        return [body]
+
+    def _inbox(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = environ[REQUEST_STARTED] = time.perf_counter()
+        user_id = self._user(environ)
+        page = _page_query(environ, INBOX_PARAMS) if user_id is not None else None
+        # A user this process has not seen lately is the application's: it creates a new one from the token, and
+        # refuses a deleted one (ensure_user), then remembers them.
+        known: KnownUsers = self.extensions.setdefault("known_users", KnownUsers())  # as messaging.auth does
+        if user_id is None or page is None or user_id not in known:
+            return self.inner(environ, start_response)
+        limit = page.get("limit", DEFAULT_LIMIT)
+        try:
+            with autocommit_cursor(self.db) as cursor:
+                rows = pg_reads.inbox_rows(cursor, user_id, limit + 1, page.get("before"))
+        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500)
+            environ[RAISE] = exc
+            return self.inner(environ, start_response)
+        body = _respond_raw(start_response, "200 OK", inbox_body(rows, limit), environ)
+        self.inbox_latency.observe(time.perf_counter() - started)
+        self.inbox_served.inc()
+        return [body]
+
+    def _user(self, environ: dict[str, Any]) -> str | None:
+        """The calling user, if the token verifies and names a user (the blueprint's roles: not the service)."""
+        caller = self._principal(_bearer(environ))
+        return caller.user_id if caller is not None and caller.role in USER_ROLES else None
+
     def _send(self, conversation_id: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         raw = self._ordinary_body(environ, started)
         if raw is None:
             return self.inner(environ, start_response)
-        caller = self._principal(_bearer(environ))
-        principal = caller.user_id if caller is not None and caller.role in USER_ROLES else None
+        principal = self._user(environ)
         text = self._message_text(raw) if principal is not None else None
         if principal is None or text is None or len(conversation_id) > 21:
             return self.inner(environ, start_response)
@@ -223,9 +311,39 @@ def _bearer(environ: dict[str, Any]) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+def _page_query(environ: dict[str, Any], names: frozenset[str]) -> dict[str, Any] | None:
+    """The page parameters of a plainly written query string: ``limit`` as an int and the cursors decoded
+    (``before``, ``after``: :func:`messaging.pagination.decode_cursor`); None for anything else, which the
+    application answers (a 422 naming the parameter, or what it makes of an unknown one)."""
+    query = environ.get("QUERY_STRING", "")
+    if not query:
+        return {}
+    page: dict[str, Any] = {}
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if not equals or name not in names or name in page:
+            return None
+        if name == "limit":
+            if PLAIN_LIMIT.match(value) is None:
+                return None
+            page[name] = int(value)
+        else:
+            if PLAIN_CURSOR.match(value) is None:
+                return None
+            try:
+                page[name] = decode_cursor(value, name)
+            except ProblemError:
+                return None
+    return page
+
+
 def _respond(start_response: StartResponse, status: str, resource: Any, environ: dict[str, Any]) -> bytes:
     """Start a JSON response as the application's ``json_response`` would; returns its body."""
-    body = orjson.dumps(resource, option=JSON_OPTIONS)
+    return _respond_raw(start_response, status, orjson.dumps(resource, option=JSON_OPTIONS), environ)
+
+
+def _respond_raw(start_response: StartResponse, status: str, body: bytes, environ: dict[str, Any]) -> bytes:
+    """Start a response with a JSON ``body`` as the application would; returns the body."""
     start_response(
         status,
         [

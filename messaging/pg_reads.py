@@ -20,9 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from psycopg.rows import namedtuple_row
-from sqlalchemy.orm import Session
 
-from messaging.db import driver_cursor
 from messaging.pagination import Position
 
 
@@ -52,7 +50,7 @@ HISTORY_SQL = {d: _history_sql(d) for d in ("newest", "before", "after")}
 
 
 def history_rows(
-    session: Session,
+    cursor: Any,
     caller_id: str,
     conversation_id: str,
     count: int,
@@ -60,16 +58,24 @@ def history_rows(
     after: Position | None = None,
 ) -> list[Any]:
     """Up to ``count`` messages in paging order (none when the caller is not a participant), as rows named like
-    :data:`messaging.resources.MESSAGE_COLUMNS`."""
+    :data:`messaging.resources.MESSAGE_COLUMNS`, read on ``cursor`` (a binary psycopg cursor:
+    :func:`messaging.db.driver_cursor`)."""
     params: dict[str, Any] = {"cid": conversation_id, "uid": caller_id, "limit": count}
     direction = "newest"
     if after is not None:
         direction, (params["at"], params["pid"]) = "after", after
     elif before is not None:
         direction, (params["at"], params["pid"]) = "before", before
-    with driver_cursor(session) as cursor:
-        cursor.row_factory = namedtuple_row
-        return cursor.execute(HISTORY_SQL[direction], params).fetchall()
+    cursor.row_factory = namedtuple_row
+    return cursor.execute(HISTORY_SQL[direction], params).fetchall()  # type: ignore[no-any-return]
+
+
+PARTICIPANT_SQL = "SELECT 1 FROM conversation_participants WHERE conversation_id = %s AND user_id = %s"
+
+
+def is_participant(cursor: Any, conversation_id: str, user_id: str) -> bool:
+    """Whether ``user_id`` takes part in the conversation (one primary-key lookup)."""
+    return cursor.execute(PARTICIPANT_SQL, (conversation_id, user_id)).fetchone() is not None
 
 
 def _inbox_sql(paged: bool) -> str:
@@ -123,12 +129,12 @@ INBOX_LAST_ACTIVITY = 14
 INBOX_PARTICIPANTS = slice(15, 18)  # user ids, names, read times
 
 
-def inbox_rows(session: Session, user_id: str, count: int, before: Position | None = None) -> list[tuple[Any, ...]]:
-    """Up to ``count`` of the caller's conversations, latest activity first, as plain tuples (a named tuple per
-    row cost a fifth of reading the page): the columns of :func:`messaging.resources.conversation_json` in its
-    order, then ``last_activity_at`` and the participants' user ids, names and read times."""
+def inbox_rows(cursor: Any, user_id: str, count: int, before: Position | None = None) -> list[tuple[Any, ...]]:
+    """Up to ``count`` of the caller's conversations, latest activity first, read on ``cursor`` as plain tuples
+    (a named tuple per row cost a fifth of reading the page): the columns of
+    :func:`messaging.resources.conversation_json` in its order, then ``last_activity_at`` and the participants'
+    user ids, names and read times."""
     params: dict[str, Any] = {"uid": user_id, "limit": count}
     if before is not None:
         params["at"], params["pid"] = before
-    with driver_cursor(session) as cursor:
-        return cursor.execute(INBOX_SQL[before is not None], params).fetchall()  # type: ignore[no-any-return]
+    return cursor.execute(INBOX_SQL[before is not None], params).fetchall()  # type: ignore[no-any-return]

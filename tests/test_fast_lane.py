@@ -15,7 +15,7 @@ from app import create_app
 from messaging.db import get_session
 from messaging.fast_lane import FastLane
 from messaging.health import REGISTRY
-from messaging.models import ConversationStats, Message, ReadCursor
+from messaging.models import ConversationStats, Message, ReadCursor, User
 from tests import conftest
 
 SEND_RULE = "/v1/conversations/<id>/messages"
@@ -278,3 +278,106 @@ def test_an_event_handed_over_counts_once_and_a_refusal_is_the_applications(limi
         from concierge.models import PlatformEvent
 
         assert get_session().get(PlatformEvent, "ev-b") is None
+
+
+# --- reads: history and inbox ----------------------------------------------------------------------------------
+
+HISTORY_RULE = "/v1/conversations/<id>/messages"
+INBOX_RULE = "/v1/conversations"
+STALE_CURSOR = "WyIyMDAwLTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwienp6Il0"  # a well-formed cursor long before any message
+
+
+def _served_count(rule: str) -> float:
+    value = REGISTRY.get_sample_value("http_requests_total", {"method": "GET", "endpoint": rule, "status": "200"})
+    return value or 0.0
+
+
+def test_history_and_inbox_pages_are_served_by_the_lane_without_the_views(pg_app: Any, auth: Any) -> None:
+    client = pg_app.test_client()
+    conversation = _conversation(client, auth)
+    url = f"/v1/conversations/{conversation}/messages"
+    sent = [client.post(url, json={"message": f"m{n}"}, headers=auth("ana")).json["id"] for n in range(5)]
+    history_before, inbox_before = _served_count(HISTORY_RULE), _served_count(INBOX_RULE)
+    with _view_fails(pg_app, "conversations.list_messages"), _view_fails(pg_app, "conversations.list_conversations"):
+        newest = client.get(f"{url}?limit=2", headers={**auth("bob"), "X-Request-Id": "trace-h"})
+        assert newest.status_code == 200, newest.get_data(as_text=True)
+        assert newest.headers["Content-Type"] == "application/json" and newest.headers["X-Request-Id"] == "trace-h"
+        assert [m["id"] for m in newest.json["items"]] == sent[3:]
+        older = client.get(f"{url}?before={newest.json['nextCursor']}&limit=2", headers=auth("bob")).json
+        oldest = client.get(f"{url}?limit=2&before={older['nextCursor']}", headers=auth("bob")).json
+        assert [m["id"] for m in older["items"]] == sent[1:3]
+        assert [m["id"] for m in oldest["items"]] == sent[:1] and oldest["nextCursor"] is None
+        forward = client.get(f"{url}?after={older['nextCursor']}&limit=2", headers=auth("bob")).json
+        assert [m["id"] for m in forward["items"]] == sent[2:4] and forward["nextCursor"] is not None
+        # Nothing before the oldest: an empty page, still the caller's.
+        assert client.get(f"{url}?before={STALE_CURSOR}", headers=auth("ana")).json == {"items": [], "nextCursor": None}
+        inbox = client.get("/v1/conversations?limit=1", headers={**auth("ana"), "X-Request-Id": "trace-i"})
+        assert inbox.status_code == 200 and inbox.headers["X-Request-Id"] == "trace-i"
+        assert [c["id"] for c in inbox.json["items"]] == [conversation] and inbox.json["nextCursor"] is None
+        assert inbox.json["items"][0]["lastMessage"]["id"] == sent[-1]
+        assert client.get("/v1/conversations", headers=auth("bob")).json["items"][0]["unreadCount"] == 5
+    assert _served_count(HISTORY_RULE) == history_before + 5
+    assert _served_count(INBOX_RULE) == inbox_before + 2
+    # Someone this process has not seen is the application's: the user is created, then their inbox is the lane's.
+    assert client.get("/v1/conversations", headers=auth("newbie")).json == {"items": [], "nextCursor": None}
+    with pg_app.app_context():
+        assert get_session().get(User, "newbie") is not None
+    with _view_fails(pg_app, "conversations.list_conversations"):
+        assert client.get("/v1/conversations", headers=auth("newbie")).status_code == 200
+
+
+def test_the_lane_answers_reads_as_the_application_does(apps: tuple[Any, Any], auth: Any) -> None:
+    with_lane, without = apps
+    lane, plain = with_lane.test_client(), without.test_client()
+    conversation = _conversation(plain, auth)
+    url = f"/v1/conversations/{conversation}/messages"
+    for n in range(3):
+        assert plain.post(url, json={"message": f"m{n}"}, headers=auth("ana")).status_code == 201
+    for client in (lane, plain):  # each process has seen ana and bob: the lane serves their inboxes
+        client.get("/v1/me", headers=auth("ana")), client.get("/v1/me", headers=auth("bob"))
+    cursor = plain.get(f"{url}?limit=1", headers=auth("ana")).json["nextCursor"]
+    service = auth("platform", "service")
+    cases: list[tuple[str, dict[str, str], int]] = [
+        (url, auth("ana"), 200),
+        (f"{url}?limit=1", auth("bob"), 200),
+        (f"{url}?limit=100&before={cursor}", auth("ana"), 200),
+        (f"{url}?after={cursor}", auth("ana"), 200),
+        (f"{url}?after={cursor}&limit=1", auth("ana"), 200),
+        (f"{url}?before={STALE_CURSOR}", auth("ana"), 200),  # an empty page of a participant
+        ("/v1/conversations", auth("ana"), 200),
+        ("/v1/conversations?limit=1", auth("bob"), 200),
+        (f"/v1/conversations?before={cursor}", auth("ana"), 200),
+        ("/v1/conversations", auth("newcomer"), 200),  # a new user: created on the way
+        # Handed over: the application's answer, whatever the lane would have made of it.
+        (f"{url}?before={cursor}&after={cursor}", auth("ana"), 200),
+        (f"{url}?limit=%31", auth("ana"), 200),
+        (f"{url}?limit=0", auth("ana"), 422),
+        (f"{url}?limit=101", auth("ana"), 422),
+        (f"{url}?limit=ten", auth("ana"), 422),
+        (f"{url}?limit=-1", auth("ana"), 422),
+        (f"{url}?before=not-a-cursor", auth("ana"), 422),
+        (f"{url}?after=" + "A" * 129, auth("ana"), 422),
+        (f"{url}?before=", auth("ana"), 200),
+        (f"{url}?limit=1&limit=2", auth("ana"), 200),
+        (f"{url}?colour=blue", auth("ana"), 422),
+        (f"{url}?before=%00", auth("ana"), 422),
+        (url, auth("carol"), 404),  # not a participant (and now a user)
+        ("/v1/conversations/nosuchthing/messages", auth("ana"), 404),
+        (f"/v1/conversations/{'x' * 30}/messages", auth("ana"), 404),
+        (url, service, 403),
+        (url, {"Authorization": "Bearer not-a-token"}, 401),
+        (url, {}, 401),
+        ("/v1/conversations?limit=0", auth("ana"), 422),
+        ("/v1/conversations?after=x", auth("ana"), 422),
+        ("/v1/conversations", service, 403),
+        ("/v1/conversations", {}, 401),
+    ]
+    for path, headers, status in cases:
+        replies = [c.get(path, headers=headers) for c in (lane, plain)]
+        assert [r.status_code for r in replies] == [status, status], (path, [r.json for r in replies])
+        assert replies[0].content_type == replies[1].content_type, path
+        if status == 200:
+            assert replies[0].json == replies[1].json, path
+            assert sorted(k for k, _ in replies[0].headers) == sorted(k for k, _ in replies[1].headers), path
+        else:  # the same problem, but for its request id
+            assert [{**r.json, "requestId": None} for r in replies] == [{**replies[1].json, "requestId": None}] * 2

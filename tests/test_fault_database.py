@@ -166,7 +166,30 @@ def test_a_database_restart_under_load_loses_nothing_acknowledged(private_pg: Pr
                 else:
                     problems.append(f"{r.status_code}: {r.text[:200]}")
 
+    read_statuses: list[int] = []
+
+    def read_pages() -> None:
+        """History and inbox pages alongside (the fast lane's reads): 200, or 503 problem details in the outage."""
+        with requests.Session() as http:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                path = f"/v1/conversations/{conversation}/messages?limit=20" if n % 2 else "/v1/conversations"
+                try:
+                    r = http.get(f"{api}{path}", headers=bob, timeout=10)
+                except requests.RequestException as exc:
+                    problems.append(f"no answer to a read: {exc}")
+                    continue
+                read_statuses.append(r.status_code)
+                if r.status_code == 503:
+                    if r.headers.get("Content-Type") != "application/problem+json":
+                        problems.append(f"read: 503 without problem details: {r.text[:200]}")
+                    time.sleep(0.05)
+                elif r.status_code != 200:
+                    problems.append(f"read: {r.status_code}: {r.text[:200]}")
+
     workers = [threading.Thread(target=post_messages, args=(i,)) for i in range(4)]
+    workers += [threading.Thread(target=read_pages) for _ in range(2)]
     for w in workers:
         w.start()
     time.sleep(1.5)
@@ -186,6 +209,7 @@ def test_a_database_restart_under_load_loses_nothing_acknowledged(private_pg: Pr
     after = statuses[during_outage:]
     assert after.count(201) > 0, "the API did not recover after the database came back"
     assert statuses[-1] == 201
+    assert 503 in read_statuses and read_statuses[-1] == 200, read_statuses[-20:]
 
     # Every acknowledged message is stored, exactly once; nothing unacknowledged was half-written.
     with psycopg.connect(private_pg.url.replace("+psycopg", ""), autocommit=True) as conn:
