@@ -2,8 +2,9 @@
 
 A history page built through SQLAlchemy Core spends more time in Python than in the database: building the
 select, computing its cache key, and running 50 rows through the result processors. Here the statement is
-fixed text, run on the psycopg connection under the request's session (so it shares its connection and
-transaction state), with binary results; psycopg prepares it server-side after a few runs, so PostgreSQL
+fixed text, run on a binary psycopg cursor the caller hands over — the request's session's connection inside
+a transaction, else one from the autocommit pool (:func:`messaging.db.driver_cursor`; the fast lane's
+:func:`messaging.db.autocommit_cursor`); psycopg prepares it server-side after a few runs, so PostgreSQL
 does not plan it again. The rows come back named as the general path names them, so the same builders in
 :mod:`messaging.resources` and the same paging in :mod:`messaging.conversations` shape both.
 
