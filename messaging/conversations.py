@@ -515,12 +515,11 @@ def inbox_json(
 ) -> bytes:
     """The inbox response body. ``driver`` (by default: on PostgreSQL) reads the page in one statement straight
     from psycopg (:mod:`messaging.pg_reads`); otherwise the ids, then the conversations, through SQLAlchemy."""
-    if not (driver if driver is not None else is_postgresql()):
-        ids, next_cursor = inbox_ids(session, user_id, limit, before)
-        items = conversations_json(session, user_id, ids)
-    else:
+    if driver if driver is not None else is_postgresql():
         with driver_cursor(session) as cursor:
             return inbox_body(pg_reads.inbox_rows(cursor, user_id, limit + 1, before), limit)
+    ids, next_cursor = inbox_ids(session, user_id, limit, before)
+    items = conversations_json(session, user_id, ids)
     return orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS)
 
 
