@@ -10,14 +10,14 @@ from sqlalchemy.orm import Session
 
 from messaging import conversations as svc
 from messaging.auth import USER_ROLES, current_principal
-from messaging.db import get_session, read_session
+from messaging.db import driver_cursor, get_session, is_postgresql, read_session
 from messaging.errors import NotFound
 from messaging.http import api_blueprint, json_response, no_content, user_implied
 from messaging.idempotency import idempotent
 from messaging.live import publish_after_commit, publish_committed
 from messaging.outbox import enqueue_after_commit
 from messaging.pagination import CURSOR_MAX_LENGTH, PageQuery, decode_cursor
-from messaging.read_state import advance_cursor
+from messaging.read_state import advance_cursor, advance_cursor_in_one_statement
 from messaging.resources import conversations_json
 from messaging.schemas import ApiModel
 
@@ -231,14 +231,17 @@ def mark_read(path: ConversationPath, body: ReadIn) -> Response:
     user_id = current_principal().user_id
     if len(path.id) > 21:
         raise NotFound("No such conversation.")
-    result = advance_cursor(session, path.id, user_id, body.up_to)  # 404 unless a participant
+    if is_postgresql():  # one statement; in autocommit (no transaction open) it is committed when it returns
+        result, audience = advance_cursor_in_one_statement(driver_cursor(session), path.id, user_id, body.up_to)
+    else:
+        result = advance_cursor(session, path.id, user_id, body.up_to)  # 404 unless a participant
+        audience = svc.participant_ids(session, path.id) if result.moved else []
     if result.moved:
-        publish_after_commit(
-            session,
-            "conversation.read",
-            svc.participant_ids(session, path.id),
-            {"conversationId": path.id, "userId": user_id, "lastReadAt": result.last_read_at},
-        )
+        read = {"conversationId": path.id, "userId": user_id, "lastReadAt": result.last_read_at}
+        if session.in_transaction():
+            publish_after_commit(session, "conversation.read", audience, read)
+        else:
+            publish_committed("conversation.read", audience, read)
     session.commit()
     return json_response({"unreadCount": result.unread_count})
 

@@ -9,6 +9,7 @@ it: everything after anyone's cursor was written by someone else.
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,10 +87,7 @@ def advance_cursor(
                 )
             ).scalar()
         if found_at is None:
-            raise Unprocessable(
-                "upTo is not a message of this conversation.",
-                errors=[{"field": "upTo", "message": "unknown message in this conversation"}],
-            )
+            raise _not_a_message_here()
         target_at = found_at
         read_count = message_count
         if target_id != stats.last_message_id:
@@ -134,6 +132,93 @@ def advance_cursor(
         return ReadResult(max(0, message_count - old_count), cursor.last_read_at, False)
     mark_read_by_everyone(session, conversation_id, target_at, target_id, after=old_position)
     return ReadResult(max(0, message_count - new_count), now, True)
+
+
+def _not_a_message_here() -> Unprocessable:
+    return Unprocessable(
+        "upTo is not a message of this conversation.",
+        errors=[{"field": "upTo", "message": "unknown message in this conversation"}],
+    )
+
+
+def advance_cursor_in_one_statement(
+    cursor_context: AbstractContextManager[Any], conversation_id: str, user_id: str, up_to_message_id: str | None
+) -> tuple[ReadResult, list[str]]:
+    """PostgreSQL: :func:`advance_cursor` (without ``newest``) as the one statement :data:`_READ_SQL`, on the
+    cursor ``cursor_context`` yields — in autocommit, one round trip where the general path's transaction takes
+    six. Returns the result and, when the cursor moved, the conversation's participants (to tell them);
+    NotFound for a non-participant and Unprocessable for an ``upTo`` that is not a message of the
+    conversation, with nothing written in either case."""
+    now = utcnow()
+    params = {"cid": conversation_id, "uid": user_id, "upto": up_to_message_id, "now": now}
+    with cursor_context as cursor:
+        row = cursor.execute(_READ_SQL, params).fetchone()
+    if row is None:  # no cursor: not a participant (the cursor goes with the participation)
+        raise NotFound("No such conversation.")
+    message_count, old_count, last_read_at, target_found, new_count, audience = row
+    if not target_found:
+        if up_to_message_id is not None:
+            raise _not_a_message_here()
+        return ReadResult(0, last_read_at, False), []  # no messages yet
+    if new_count is None:  # at or past the target already, or a concurrent read went further first
+        return ReadResult(max(0, message_count - old_count), last_read_at, False), []
+    return ReadResult(max(0, message_count - new_count), now, True), list(audience)
+
+
+# What advance_cursor does, in one statement. ``cur``: the caller's cursor with the conversation's counters (no
+# row: not a participant). ``target``: the message read up to (no row: ``upTo`` is not a message of this
+# conversation, or there are no messages), with how many messages are at or before it — counted only for a target
+# that is not the newest, over the index range after it. ``moved``: the cursor, only forward; a concurrent read
+# that went further first wins (the row is checked again once its lock is had). ``marked``: the seed's ``read``
+# flag on the messages the cursor just crossed that every other participant has read too, as
+# mark_read_by_everyone does (the statement's snapshot still shows the caller's old cursor, so the caller is left
+# out of "someone behind" by id: they have read everything up to the target). The participants to tell come back
+# only when the cursor moved.
+_READ_SQL = """
+WITH cur AS (
+    SELECT rc.read_count, rc.last_read_at, rc.last_read_message_created_at AS old_at,
+           rc.last_read_message_id AS old_id, s.message_count, s.last_message_id
+      FROM read_cursors rc
+      JOIN conversation_stats s ON s.conversation_id = rc.conversation_id
+     WHERE rc.conversation_id = %(cid)s AND rc.user_id = %(uid)s
+), target AS (
+    SELECT m.id, m.created_at,
+           CASE WHEN m.id = cur.last_message_id THEN cur.message_count
+                ELSE cur.message_count - (SELECT count(*) FROM messages a
+                                           WHERE a.conversation_id = %(cid)s
+                                             AND (a.created_at, a.id) > (m.created_at, m.id)) END AS read_count
+      FROM cur
+      JOIN messages m ON m.id = coalesce(%(upto)s, cur.last_message_id) AND m.conversation_id = %(cid)s
+), moved AS (
+    UPDATE read_cursors rc
+       SET last_read_message_id = target.id, last_read_message_created_at = target.created_at,
+           read_count = greatest(rc.read_count, target.read_count), last_read_at = %(now)s
+      FROM target
+     WHERE rc.conversation_id = %(cid)s AND rc.user_id = %(uid)s
+       AND (rc.last_read_message_created_at IS NULL
+            OR (rc.last_read_message_created_at, rc.last_read_message_id) < (target.created_at, target.id))
+    RETURNING rc.read_count
+), marked AS (
+    UPDATE messages m SET read = true
+      FROM cur, target
+     WHERE m.conversation_id = %(cid)s AND NOT m.read AND EXISTS (SELECT 1 FROM moved)
+       AND (m.created_at, m.id) <= (target.created_at, target.id)
+       AND (m.created_at, m.id) > (coalesce(cur.old_at, '-infinity'), coalesce(cur.old_id, ''))
+       AND NOT EXISTS (
+           SELECT 1 FROM conversation_participants p
+             LEFT JOIN read_cursors rc ON rc.conversation_id = p.conversation_id AND rc.user_id = p.user_id
+            WHERE p.conversation_id = m.conversation_id AND p.user_id <> %(uid)s
+              AND p.user_id <> coalesce(m.user_id, '')
+              AND (rc.last_read_message_created_at IS NULL
+                   OR (rc.last_read_message_created_at, rc.last_read_message_id) < (m.created_at, m.id)))
+)
+SELECT cur.message_count, cur.read_count, cur.last_read_at, target.id IS NOT NULL, moved.read_count,
+       CASE WHEN moved.read_count IS NOT NULL
+            THEN ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = %(cid)s) END
+  FROM cur
+  LEFT JOIN target ON true
+  LEFT JOIN moved ON true
+"""
 
 
 def _at_or_after(a: tuple[dt.datetime, str], b: tuple[dt.datetime, str]) -> bool:

@@ -160,6 +160,110 @@ def test_read_flags_and_unread_counts_follow_the_cursors_through_sends_and_reads
     assert [m["read"] for m in history] == [True]
 
 
+def test_one_statement_read_equals_the_general_read(pg_app):
+    """On PostgreSQL marking read is one statement (``advance_cursor_in_one_statement``). The same random script
+    of sends and reads, run through it in one conversation and through the general path (SQLite's, run here on
+    PostgreSQL) in its twin, gives the same answers — unread count, whether the cursor moved, 404, 422 — and
+    leaves the same cursors, read counts and ``read`` flags after every step: reading up to the newest, to an
+    older message than the cursor, to an unknown id or another conversation's message, by a non-participant."""
+    import random
+
+    from messaging.db import driver_cursor
+    from messaging.errors import NotFound, Unprocessable
+    from messaging.read_state import advance_cursor, advance_cursor_in_one_statement
+
+    users = ["ana", "bob", "cy"]
+    with pg_app.app_context():
+        session = get_session()
+        session.add_all([User(id=u, name=u, role="guest") for u in [*users, "dee"]])
+        session.flush()
+        one, _ = svc.create_conversation(session, "ana", ["bob", "cy"], name="one statement")
+        general, _ = svc.create_conversation(session, "ana", ["bob", "cy"], name="general")
+        elsewhere, _ = svc.create_conversation(session, "ana", ["dee"], name="elsewhere")
+        session.commit()
+        foreign = svc.send_user_message(session, elsewhere, "dee", "not here").message["id"]
+        sent: dict[str, list[str]] = {one: [], general: []}
+        rng = random.Random(11)
+
+        def outcome(read, *args):
+            try:
+                result = read(*args)
+            except NotFound:
+                return "404"
+            except Unprocessable:
+                return "422"
+            result = result[0] if isinstance(result, tuple) else result
+            return result.unread_count, result.moved, result.last_read_at is None
+
+        def state(cid):
+            rows = session.execute(text(
+                "SELECT user_id, read_count, last_read_message_id FROM read_cursors "
+                "WHERE conversation_id = :c ORDER BY user_id"), {"c": cid}).all()
+            flags = session.scalars(text(
+                "SELECT read FROM messages WHERE conversation_id = :c ORDER BY created_at, id"), {"c": cid}).all()
+            session.commit()
+            where = {mid: n for n, mid in enumerate(sent[cid])}
+            return [(u, count, where.get(last)) for u, count, last in rows], flags
+
+        for step in range(120):
+            who = rng.choice([*users, "dee"] if rng.random() < 0.1 else users)
+            if who != "dee" and (rng.random() < 0.45 or not sent[one]):
+                for cid in (one, general):
+                    sent[cid].append(svc.send_user_message(session, cid, who, f"step {step}").message["id"])
+                continue
+            roll = rng.random()
+            if roll < 0.4:
+                pick = None
+            elif roll < 0.85 and sent[one]:
+                pick = rng.randrange(len(sent[one]))
+            else:
+                pick = rng.choice(["unknown", "foreign"])
+            if pick is None or isinstance(pick, int):
+                up_to = {cid: None if pick is None else sent[cid][pick] for cid in (one, general)}
+            else:
+                up_to = dict.fromkeys((one, general), foreign if pick == "foreign" else "no-such-message")
+            got = outcome(advance_cursor_in_one_statement, driver_cursor(session), one, who, up_to[one])
+            session.rollback()
+            expected = outcome(advance_cursor, session, general, who, up_to[general])
+            session.commit()
+            assert got == expected, (step, who, pick)
+            assert state(one) == state(general), (step, who, pick)
+        assert any(flag for flag in state(one)[1]) and not all(state(one)[1])  # the script reached both kinds
+
+
+def test_concurrent_reads_by_one_user_only_move_their_cursor_forward(pg_client, pg_app, auth):
+    """Many reads by the same person at once, each up to some message or the newest: the cursor ends at the
+    furthest one asked for, its read count is the messages up to there, and no answer is an error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.test_conversations import group, join, posted
+
+    join(pg_client, auth, "ana", "bob")
+    cid = group(pg_client, auth, "ana", ["bob"])
+    ids = [posted(pg_client, auth, "ana", cid, f"m{i}")["id"] for i in range(40)]
+
+    def read(n: int) -> int:
+        body = {"upTo": ids[(n * 7) % 39]} if n % 5 else {"upTo": ids[n % 30]}
+        r = pg_client.post(f"/v1/conversations/{cid}/read", json=body, headers=auth("bob"))
+        assert r.status_code == 200, r.json
+        return r.json["unreadCount"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(read, range(64)))
+    furthest = max(((n * 7) % 39) if n % 5 else n % 30 for n in range(64))
+    assert all(0 <= a <= 40 for a in answers) and min(answers) == 39 - furthest
+    with pg_app.app_context():
+        row = get_session().execute(text(
+            "SELECT read_count, last_read_message_id FROM read_cursors WHERE conversation_id = :c AND user_id = 'bob'"),
+            {"c": cid}).one()
+        flags = get_session().scalars(text(
+            "SELECT read FROM messages WHERE conversation_id = :c ORDER BY created_at, id"), {"c": cid}).all()
+        get_session().close()
+    assert (row.read_count, row.last_read_message_id) == (furthest + 1, ids[furthest])
+    assert flags == [n <= furthest for n in range(40)]  # bob was the only one behind ana's messages
+    assert pg_client.get(f"/v1/conversations/{cid}", headers=auth("bob")).json["unreadCount"] == 39 - furthest
+
+
 def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
     """The inbox page run on the driver (PostgreSQL) and the general one give the same JSON, page by page:
     groups and DMs, no messages, a concierge or a deleted user's last message, an offer, the concierge chat."""
