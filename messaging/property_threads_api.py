@@ -15,7 +15,7 @@ from messaging.db import get_session, read_session
 from messaging.errors import Forbidden
 from messaging.http import api_blueprint, json_response
 from messaging.idempotency import idempotent
-from messaging.live import publish_after_commit
+from messaging.live import publish_after_commit, publish_committed
 from messaging.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT, PageQuery
 from messaging.schemas import ApiModel
 
@@ -152,9 +152,13 @@ def open_property_thread(path: PropertyPath, body: OpenThreadIn) -> Response:
 
 
 def _publish(session: Session, event_type: str, thread_id: str, message: dict) -> None:  # type: ignore[type-arg]
-    """Tell the thread's traveler and host, once the change commits."""
+    """Tell the thread's traveler and host once the change commits (at once if it is committed already: a
+    statement run in autocommit)."""
     parties = svc.require_party(session, thread_id, message["authorId"])
-    publish_after_commit(session, event_type, [parties.traveler_id, parties.host_id], message)
+    if session.in_transaction():
+        publish_after_commit(session, event_type, [parties.traveler_id, parties.host_id], message)
+    else:
+        publish_committed(event_type, [parties.traveler_id, parties.host_id], message)
 
 
 @bp.get("/property-conversations", responses={200: PropertyConversationPageOut})

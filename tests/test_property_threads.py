@@ -338,6 +338,30 @@ def test_replies_by_traveler_and_host(app, client, auth):
     assert count(app, PropertyMessage) == 3
 
 
+def test_a_reply_is_told_to_the_traveler_and_the_host_only_and_an_outsiders_writes_nothing(app, client, auth):
+    """Both paths (PostgreSQL's one statement, committed before the publish; the general one, published after its
+    commit): the reply's resource reaches the traveler's and the host's streams, nobody else's; an outsider's
+    reply is a 404 that stores and tells nothing."""
+    import json
+
+    seed(app)
+    thread_id = open_thread(client, auth).json["id"]
+    url = f"/v1/property-conversations/{thread_id}/messages"
+    bus = app.extensions["live"]
+    cursors = {user: bus.start(user, None).cursor for user in ("t1", "h1", "t2")}
+    reply = client.post(url, json={"message": "Yes, very."}, headers=auth("h1", "host"))
+    assert reply.status_code == 201, reply.json
+    for user in ("t1", "h1"):
+        told = bus.read(user, cursors[user], 500)
+        assert [(e.type, json.loads(e.data)) for e in told] == [("property_message.created", reply.json)], user
+        cursors[user] = told[-1].id
+    assert client.post(url, json={"message": "me too"}, headers=auth("t2")).status_code == 404
+    assert all(bus.read(user, cursors[user], 1) == [] for user in ("t1", "h1", "t2"))
+    history = client.get(url, headers=auth("t1")).json["items"]
+    assert [m["message"] for m in history] == ["Is the flat quiet at night?", "Yes, very."]
+    assert history[-1] == reply.json
+
+
 def test_edit_by_the_author_keeps_the_previous_text(app, client, auth):
     seed(app)
     thread = open_thread(client, auth, message="Is it quiet?").json
