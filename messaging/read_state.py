@@ -145,10 +145,11 @@ def advance_cursor_in_one_statement(
     cursor_context: AbstractContextManager[Any], conversation_id: str, user_id: str, up_to_message_id: str | None
 ) -> tuple[ReadResult, list[str]]:
     """PostgreSQL: :func:`advance_cursor` (without ``newest``) as the one statement :data:`_READ_SQL`, on the
-    cursor ``cursor_context`` yields — in autocommit, one round trip where the general path's transaction takes
-    six. Returns the result and, when the cursor moved, the conversation's participants (to tell them);
-    NotFound for a non-participant and Unprocessable for an ``upTo`` that is not a message of the
-    conversation, with nothing written in either case."""
+    cursor ``cursor_context`` yields — in autocommit, one round trip where the general path takes six (BEGIN,
+    the cursor, its UPDATE, the flags' UPDATE, the participants, COMMIT; two more for an older ``upTo``).
+    Returns the result and, when the cursor moved, the conversation's participants (to tell them); NotFound for
+    a non-participant and Unprocessable for an ``upTo`` that is not a message of the conversation, with nothing
+    written in either case."""
     now = utcnow()
     params = {"cid": conversation_id, "uid": user_id, "upto": up_to_message_id, "now": now}
     with cursor_context as cursor:
