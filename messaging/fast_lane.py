@@ -1,6 +1,6 @@
-"""The hottest routes' ordinary requests served beneath Flask: ``POST /v1/conversations/{id}/messages`` and
-``POST /v1/events``, and the two reads a client makes most, ``GET /v1/conversations/{id}/messages`` (history)
-and ``GET /v1/conversations`` (inbox).
+"""The hottest routes' ordinary requests served beneath Flask: ``POST /v1/conversations/{id}/messages``,
+``POST /v1/events`` and ``POST /v1/conversations/{id}/read``, and the two reads a client makes most,
+``GET /v1/conversations/{id}/messages`` (history) and ``GET /v1/conversations`` (inbox).
 
 Profiles of a send under load (py-spy, ``bench/README.md``) put about a third of the web process's CPU in
 Flask's and flask-openapi3's per-request machinery — request context, URL matching, six hooks, request and
@@ -19,6 +19,9 @@ order the application uses:
 * a **new platform event** (a ``service`` token; a body the view's own model ``EventIn`` and intake rules
   :func:`concierge.events.prepare_intake` accept): the abuse limit is counted (per token), the one intake
   statement runs in autocommit, the outbox entry is sent to the worker and marked, and the 202 goes out;
+* a **mark read** (a user's token; a body the view's own model ``ReadIn`` accepts): the view's one statement
+  (:func:`messaging.read_state.advance_cursor_in_one_statement`) runs in autocommit, the move is published to the
+  live streams if the cursor moved, and the 200 goes out (no limit counts reads);
 
 each with the view's body, headers (``X-Request-Id``) and metrics.
 
@@ -39,7 +42,8 @@ handing one over is simply letting the application answer it:
 Handing over keeps the outcome the application would have given:
 
 * before anything is counted or written, the request simply goes to the application (the body is put back);
-* the statement wrote nothing — the caller is not a participant (404, or 401 for a deleted user), it is a
+* the statement wrote nothing — the caller is not a participant (404, or 401 for a deleted user, or a new user
+  created just in time), ``upTo`` is not a message of the conversation (422), it is a
   concierge conversation (posted the general way, with the bot's outbox row), the event was stored before (200)
   or under another body (409), a reference it does not carry is missing (422) — the application runs the
   request again, told the limit is already counted (:data:`LIMIT_COUNTED`), so the request counts once;
@@ -76,6 +80,7 @@ from messaging.limits import LIMIT_COUNTED, LIMITER, AbuseLimits, token_key_of
 from messaging.live import publish_now
 from messaging.outbox import dispatch_with
 from messaging.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, decode_cursor, history_page
+from messaging.read_state import advance_cursor_in_one_statement
 from messaging.resources import message_json
 
 # In the WSGI environ of a request the lane hands over: an error for the application to raise. (A limit already
@@ -86,6 +91,8 @@ SEND_RULE = HISTORY_RULE = "/v1/conversations/<id>/messages"
 EVENTS_RULE = "/v1/events"
 INBOX_RULE = "/v1/conversations"
 SEND_PATH = re.compile(r"/v1/conversations/([A-Za-z0-9_-]{1,64})/messages\Z")
+READ_RULE = "/v1/conversations/<id>/read"
+READ_PATH = re.compile(r"/v1/conversations/([A-Za-z0-9_-]{1,64})/read\Z")
 # The page parameters the lane takes: a limit written plainly, a cursor in the alphabet this service issues them
 # in, within PageQuery's bounds. Anything else (another spelling, an escape, a repeat) is the application's.
 PLAIN_LIMIT = re.compile(r"[1-9][0-9]?\Z|100\Z")
@@ -99,7 +106,7 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 class FastLane:
     def __init__(self, app: Flask, inner: WsgiApp) -> None:
-        from messaging.conversations_api import MessageIn  # local: the API module imports this one's app
+        from messaging.conversations_api import MessageIn, ReadIn  # local: the API module imports this one's app
 
         self.inner = inner
         self.config = app.config
@@ -110,6 +117,7 @@ class FastLane:
         self.db = app.extensions["db"]
         self.max_body = int(app.config.get("MAX_CONTENT_LENGTH") or 0)
         self.message_in = MessageIn
+        self.read_in = ReadIn
         self.event_in = events.EventIn
         self.latency = LATENCY.labels("POST", SEND_RULE)
         self.created = REQUESTS.labels("POST", SEND_RULE, "201")
@@ -120,6 +128,8 @@ class FastLane:
         self.history_served = REQUESTS.labels("GET", HISTORY_RULE, "200")
         self.inbox_latency = LATENCY.labels("GET", INBOX_RULE)
         self.inbox_served = REQUESTS.labels("GET", INBOX_RULE, "200")
+        self.read_latency = LATENCY.labels("POST", READ_RULE)
+        self.read_served = REQUESTS.labels("POST", READ_RULE, "200")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
@@ -135,6 +145,9 @@ class FastLane:
             match = SEND_PATH.match(path)
             if match is not None:
                 return self._send(match[1], environ, start_response)
+            match = READ_PATH.match(path)
+            if match is not None:
+                return self._read(match[1], environ, start_response)
         return self.inner(environ, start_response)
 
     def _history(self, conversation_id: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -211,6 +224,30 @@ class FastLane:
         body = _respond(start_response, "201 CREATED", sent.message, environ)
         self.latency.observe(time.perf_counter() - started)
         self.created.inc()
+        return [body]
+
+    def _read(self, conversation_id: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        raw = self._ordinary_body(environ, started)
+        user_id = self._user(environ) if raw is not None else None
+        read = self._read_body(raw) if raw is not None and user_id is not None else None
+        if user_id is None or read is None or len(conversation_id) > 21:
+            return self.inner(environ, start_response)
+        try:
+            result, audience = advance_cursor_in_one_statement(
+                autocommit_cursor(self.db), conversation_id, user_id, read.up_to
+            )
+        except ProblemError:  # 404 (or a new or deleted user: user_implied) or 422: nothing was written
+            return self.inner(environ, start_response)
+        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500), never re-runs it
+            environ[RAISE] = exc
+            return self.inner(environ, start_response)
+        if result.moved:
+            publish_now(self.bus, "conversation.read", audience,
+                        {"conversationId": conversation_id, "userId": user_id, "lastReadAt": result.last_read_at})
+        body = _respond(start_response, "200 OK", {"unreadCount": result.unread_count}, environ)
+        self.read_latency.observe(time.perf_counter() - started)
+        self.read_served.inc()
         return [body]
 
     def _event(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -292,6 +329,14 @@ class FastLane:
                 return None
             return clean_message_text(self.message_in.model_validate(obj).message)
         except (orjson.JSONDecodeError, ValidationError, ProblemError):
+            return None
+
+    def _read_body(self, raw: bytes) -> Any:
+        """The view's ``ReadIn`` if it accepts the body; else None."""
+        try:
+            obj = orjson.loads(raw)
+            return self.read_in.model_validate(obj) if isinstance(obj, dict) else None
+        except (orjson.JSONDecodeError, ValidationError):
             return None
 
     def _intake(self, raw: bytes) -> events.Intake | None:

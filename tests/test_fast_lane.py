@@ -381,3 +381,89 @@ def test_the_lane_answers_reads_as_the_application_does(apps: tuple[Any, Any], a
             assert sorted(k for k, _ in replies[0].headers) == sorted(k for k, _ in replies[1].headers), path
         else:  # the same problem, but for its request id
             assert [{**r.json, "requestId": None} for r in replies] == [{**replies[1].json, "requestId": None}] * 2
+
+
+READ_RULE = "/v1/conversations/<id>/read"
+
+
+def _read_count() -> float:
+    value = REGISTRY.get_sample_value("http_requests_total", {"method": "POST", "endpoint": READ_RULE, "status": "200"})
+    return value or 0.0
+
+
+def test_a_mark_read_is_served_by_the_lane_without_the_view(pg_app: Any, auth: Any) -> None:
+    import json
+
+    client = pg_app.test_client()
+    conversation = _conversation(client, auth)
+    sent = [client.post(f"/v1/conversations/{conversation}/messages", json={"message": f"m{n}"},
+                        headers=auth("ana")).json["id"] for n in range(5)]
+    bus = pg_app.extensions["live"]
+    cursors = {user: bus.start(user, None).cursor for user in ("ana", "bob")}
+    before = _read_count()
+    url = f"/v1/conversations/{conversation}/read"
+    with _view_fails(pg_app, "conversations.mark_read"):
+        partway = client.post(url, json={"upTo": sent[1]}, headers={**auth("bob"), "X-Request-Id": "trace-r"})
+        assert partway.status_code == 200, partway.get_data(as_text=True)
+        assert partway.json == {"unreadCount": 3} and partway.headers["X-Request-Id"] == "trace-r"
+        assert client.post(url, json={"upTo": sent[0]}, headers=auth("bob")).json == {"unreadCount": 3}  # not back
+        assert client.post(url, json={}, headers=auth("bob")).json == {"unreadCount": 0}
+    assert _read_count() == before + 3
+    # Told to both participants, once per move; the flags and the cursor are the statement's.
+    for user in ("ana", "bob"):
+        told = [json.loads(e.data) for e in bus.read(user, cursors[user], 500) if e.type == "conversation.read"]
+        assert [(t["userId"], t["conversationId"]) for t in told] == [("bob", conversation)] * 2, user
+    history = client.get(f"/v1/conversations/{conversation}/messages", headers=auth("ana")).json["items"]
+    assert [m["read"] for m in history] == [True] * 5
+    with pg_app.app_context():
+        cursor = get_session().get(ReadCursor, (conversation, "bob"))
+        assert cursor is not None and (cursor.last_read_message_id, cursor.read_count) == (sent[-1], 5)
+
+
+def test_the_lane_answers_mark_reads_as_the_application_does(apps: tuple[Any, Any], auth: Any) -> None:
+    with_lane, without = apps
+    lane, plain = with_lane.test_client(), without.test_client()
+    conversation, elsewhere = _conversation(plain, auth), _conversation(plain, auth, "ana", "dee")
+    sent = [plain.post(f"/v1/conversations/{conversation}/messages", json={"message": f"m{n}"},
+                       headers=auth("ana")).json["id"] for n in range(4)]
+    foreign = plain.post(f"/v1/conversations/{elsewhere}/messages", json={"message": "x"}, headers=auth("dee")).json
+    url = f"/v1/conversations/{conversation}/read"
+    service = auth("platform", "service")
+    # Each request goes to the lane, then the same to the application: a read that moved the cursor once leaves
+    # the second with nothing to move, and the same unread count.
+    cases: list[tuple[str, Any, dict[str, str], int]] = [
+        (url, {"upTo": sent[1]}, auth("bob"), 200),
+        (url, {"upTo": sent[0]}, auth("bob"), 200),  # behind the cursor: it stays
+        (url, {}, auth("bob"), 200),
+        (url, {}, auth("ana"), 200),
+        (url, {"upTo": "no-such-message"}, auth("bob"), 422),
+        (url, {"upTo": foreign["id"]}, auth("bob"), 422),
+        (url, {"upTo": 5}, auth("bob"), 422),
+        (url, {"upTo": ""}, auth("bob"), 422),
+        (url, {"upTo": "a\x00b"}, auth("bob"), 422),
+        (url, {"extra": 1}, auth("bob"), 422),
+        (url, [], auth("bob"), 422),
+        (url, {}, auth("carol"), 404),  # not a participant (and now a user)
+        (url, {}, auth("newcomer"), 404),
+        ("/v1/conversations/nosuchthing/read", {}, auth("ana"), 404),
+        (f"/v1/conversations/{'x' * 30}/read", {}, auth("ana"), 404),
+        (url, {}, service, 403),
+        (url, {}, {"Authorization": "Bearer not-a-token"}, 401),
+        (url, {}, {}, 401),
+    ]
+    for path, body, headers, status in cases:
+        replies = [c.post(path, json=body, headers=headers) for c in (lane, plain)]
+        assert [r.status_code for r in replies] == [status, status], (path, body, [r.json for r in replies])
+        assert replies[0].content_type == replies[1].content_type, (path, body)
+        if status == 200:
+            assert replies[0].json == replies[1].json, (path, body)
+            assert sorted(k for k, _ in replies[0].headers) == sorted(k for k, _ in replies[1].headers), path
+        else:  # the same problem, but for its request id
+            assert [{**r.json, "requestId": None} for r in replies] == [{**replies[1].json, "requestId": None}] * 2
+    text = {c.post(url, data="{}", headers={**auth("bob"), "Content-Type": "text/plain"}).status_code
+            for c in (lane, plain)}
+    assert len(text) == 1 and text <= {415, 422}
+    with with_lane.app_context():
+        assert get_session().get(User, "newcomer") is not None
+        cursor = get_session().get(ReadCursor, (conversation, "bob"))
+        assert cursor is not None and (cursor.last_read_message_id, cursor.read_count) == (sent[-1], 4)
