@@ -1,6 +1,7 @@
 """On PostgreSQL the history and inbox pages are read straight from the driver (messaging.pg_reads); they must be
 the same JSON the general path (SQLAlchemy, also SQLite's) makes from the same rows, whatever the text holds,
-for every kind of sender and every way of paging."""
+for every kind of sender and every way of paging. Sending and marking read are one statement each there; the
+cursors, counts and ``read`` flags they leave must be the general path's."""
 
 from __future__ import annotations
 
