@@ -1,6 +1,7 @@
 """The hottest routes' ordinary requests served beneath Flask: ``POST /v1/conversations/{id}/messages``,
-``POST /v1/events`` and ``POST /v1/conversations/{id}/read``, and the two reads a client makes most,
-``GET /v1/conversations/{id}/messages`` (history) and ``GET /v1/conversations`` (inbox).
+``POST /v1/events``, ``POST /v1/conversations/{id}/read`` and ``POST /v1/property-conversations/{id}/messages``,
+and the two reads a client makes most, ``GET /v1/conversations/{id}/messages`` (history) and
+``GET /v1/conversations`` (inbox).
 
 Profiles of a send under load (py-spy, ``bench/README.md``) put about a third of the web process's CPU in
 Flask's and flask-openapi3's per-request machinery — request context, URL matching, six hooks, request and
@@ -22,6 +23,10 @@ order the application uses:
 * a **mark read** (a user's token; a body the view's own model ``ReadIn`` accepts): the view's one statement
   (:func:`messaging.read_state.advance_cursor_in_one_statement`) runs in autocommit, the move is published to the
   live streams if the cursor moved, and the 200 goes out (no limit counts reads);
+* a **property-thread reply** (a guest's or a host's token; a body the view's own model ``PropertyMessageIn`` and
+  text rules accept): the abuse limit is counted (the senders' budget), the one reply statement
+  (:func:`messaging.property_threads.run_reply_statement`) runs in autocommit, the thread's traveler and host
+  are told, and the 201 goes out;
 
 each with the view's body, headers (``X-Request-Id``) and metrics.
 
@@ -42,8 +47,8 @@ handing one over is simply letting the application answer it:
 Handing over keeps the outcome the application would have given:
 
 * before anything is counted or written, the request simply goes to the application (the body is put back);
-* the statement wrote nothing — the caller is not a participant (404, or 401 for a deleted user, or a new user
-  created just in time), ``upTo`` is not a message of the conversation (422), it is a
+* the statement wrote nothing — the caller is not a participant or party (404, or 401 for a deleted user, or a
+  new user created just in time), ``upTo`` is not a message of the conversation (422), it is a
   concierge conversation (posted the general way, with the bot's outbox row), the event was stored before (200)
   or under another body (409), a reference it does not carry is missing (422) — the application runs the
   request again, told the limit is already counted (:data:`LIMIT_COUNTED`), so the request counts once;
@@ -69,7 +74,7 @@ from flask import Flask, request
 from pydantic import ValidationError
 
 from concierge import events
-from messaging import pg_reads
+from messaging import pg_reads, property_threads
 from messaging.auth import USER_ROLES, KnownUsers, Principal, VerifiedTokens
 from messaging.conversations import clean_message_text, inbox_body, run_send_statement
 from messaging.db import autocommit_cursor
@@ -93,6 +98,8 @@ INBOX_RULE = "/v1/conversations"
 SEND_PATH = re.compile(r"/v1/conversations/([A-Za-z0-9_-]{1,64})/messages\Z")
 READ_RULE = "/v1/conversations/<id>/read"
 READ_PATH = re.compile(r"/v1/conversations/([A-Za-z0-9_-]{1,64})/read\Z")
+REPLY_RULE = "/v1/property-conversations/<id>/messages"
+REPLY_PATH = re.compile(r"/v1/property-conversations/([A-Za-z0-9_-]{1,21})/messages\Z")
 # The page parameters the lane takes: a limit written plainly, a cursor in the alphabet this service issues them
 # in, within PageQuery's bounds. Anything else (another spelling, an escape, a repeat) is the application's.
 PLAIN_LIMIT = re.compile(r"[1-9][0-9]?\Z|100\Z")
@@ -106,7 +113,8 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 class FastLane:
     def __init__(self, app: Flask, inner: WsgiApp) -> None:
-        from messaging.conversations_api import MessageIn, ReadIn  # local: the API module imports this one's app
+        from messaging.conversations_api import MessageIn, ReadIn  # local: the API modules import this one's app
+        from messaging.property_threads_api import WRITER_ROLES, PropertyMessageIn
 
         self.inner = inner
         self.config = app.config
@@ -118,6 +126,8 @@ class FastLane:
         self.max_body = int(app.config.get("MAX_CONTENT_LENGTH") or 0)
         self.message_in = MessageIn
         self.read_in = ReadIn
+        self.reply_in = PropertyMessageIn
+        self.writer_roles = WRITER_ROLES
         self.event_in = events.EventIn
         self.latency = LATENCY.labels("POST", SEND_RULE)
         self.created = REQUESTS.labels("POST", SEND_RULE, "201")
@@ -130,6 +140,8 @@ class FastLane:
         self.inbox_served = REQUESTS.labels("GET", INBOX_RULE, "200")
         self.read_latency = LATENCY.labels("POST", READ_RULE)
         self.read_served = REQUESTS.labels("POST", READ_RULE, "200")
+        self.reply_latency = LATENCY.labels("POST", REPLY_RULE)
+        self.replied = REQUESTS.labels("POST", REPLY_RULE, "201")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
@@ -148,6 +160,9 @@ class FastLane:
             match = READ_PATH.match(path)
             if match is not None:
                 return self._read(match[1], environ, start_response)
+            match = REPLY_PATH.match(path)
+            if match is not None:
+                return self._reply(match[1], environ, start_response)
         return self.inner(environ, start_response)
 
     def _history(self, conversation_id: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -250,6 +265,29 @@ class FastLane:
         self.read_served.inc()
         return [body]
 
+    def _reply(self, thread_id: str, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        raw = self._ordinary_body(environ, started)
+        if raw is None:
+            return self.inner(environ, start_response)
+        caller = self._principal(_bearer(environ))
+        writer = caller.user_id if caller is not None and caller.role in self.writer_roles else None
+        text = self._reply_text(raw) if writer is not None else None
+        if writer is None or text is None or not self._counted(environ, "messages", f"user:{writer}"):
+            return self.inner(environ, start_response)
+        try:
+            message, parties = property_threads.run_reply_statement(autocommit_cursor(self.db), thread_id, writer, text)
+        except ProblemError:  # NotFound: nothing was written; the application's 404 (or 401 for a deleted user)
+            return self.inner(environ, start_response)
+        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500), never re-runs it
+            environ[RAISE] = exc
+            return self.inner(environ, start_response)
+        publish_now(self.bus, "property_message.created", [parties.traveler_id, parties.host_id], message)
+        body = _respond(start_response, "201 CREATED", message, environ)
+        self.reply_latency.observe(time.perf_counter() - started)
+        self.replied.inc()
+        return [body]
+
     def _event(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         raw = self._ordinary_body(environ, started)
@@ -328,6 +366,16 @@ class FastLane:
             if not isinstance(obj, dict):
                 return None
             return clean_message_text(self.message_in.model_validate(obj).message)
+        except (orjson.JSONDecodeError, ValidationError, ProblemError):
+            return None
+
+    def _reply_text(self, raw: bytes) -> str | None:
+        """The trimmed reply if the view's model and text rules accept the body; else None."""
+        try:
+            obj = orjson.loads(raw)
+            if not isinstance(obj, dict):
+                return None
+            return property_threads.clean_property_message(self.reply_in.model_validate(obj).message)
         except (orjson.JSONDecodeError, ValidationError, ProblemError):
             return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -462,18 +463,28 @@ def reply(session: Session, thread_id: str, author_id: str, text: str) -> dict[s
 
 
 def _reply_in_one_statement(session: Session, thread_id: str, author_id: str, body: str) -> dict[str, Any]:
-    """The thread's parties looked up and the message inserted only if the author is one of them, in one round
-    trip (the general path: BEGIN, the parties, the INSERT, COMMIT). The parties are remembered for the
-    session, as :func:`require_party` remembers them, for the caller to tell them."""
+    """:func:`run_reply_statement` on the session's driver cursor; the parties are remembered for the session, as
+    :func:`require_party` remembers them, for the caller to tell them."""
+    message, parties = run_reply_statement(driver_cursor(session), thread_id, author_id, body)
+    session.info.setdefault("thread_parties", {})[thread_id] = parties
+    return message
+
+
+def run_reply_statement(
+    cursor_context: AbstractContextManager[Any], thread_id: str, author_id: str, body: str
+) -> tuple[dict[str, Any], ThreadParties]:
+    """PostgreSQL: the thread's parties looked up and the message (``body``, already cleaned) inserted only if the
+    author is one of them, in one round trip (the general path: BEGIN, the parties, the INSERT, COMMIT), on the
+    cursor ``cursor_context`` yields (in autocommit unless it is a transaction's). The message as the API shows
+    it and the parties to tell; NotFound, with nothing written, for anyone else or an unknown thread."""
     message = {"id": new_id(), "conversationId": thread_id, "authorId": author_id, "message": body,
                "readAt": None, "editedAt": None, "createdAt": utcnow()}
-    with driver_cursor(session) as cursor:
+    with cursor_context as cursor:
         row = cursor.execute(_REPLY_SQL, message).fetchone()
     parties = ThreadParties(thread_id, *row) if row is not None else None
     if parties is None or not parties.includes(author_id):  # nothing was written
         raise NotFound("No such property conversation.")
-    session.info.setdefault("thread_parties", {})[thread_id] = parties
-    return message
+    return message, parties
 
 
 # (The INSERT runs whether or not the result mentions it: PostgreSQL runs every data-modifying CTE.)

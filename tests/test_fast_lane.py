@@ -467,3 +467,106 @@ def test_the_lane_answers_mark_reads_as_the_application_does(apps: tuple[Any, An
         assert get_session().get(User, "newcomer") is not None
         cursor = get_session().get(ReadCursor, (conversation, "bob"))
         assert cursor is not None and (cursor.last_read_message_id, cursor.read_count) == (sent[-1], 4)
+
+
+# --- property-thread replies ----------------------------------------------------------------------------------
+
+REPLY_RULE = "/v1/property-conversations/<id>/messages"
+
+
+def _replied_count() -> float:
+    value = REGISTRY.get_sample_value(
+        "http_requests_total", {"method": "POST", "endpoint": REPLY_RULE, "status": "201"}
+    )
+    return value or 0.0
+
+
+def _property_thread(app: Any, client: Any, auth: Any) -> str:
+    from tests.test_property_threads import open_thread, seed
+
+    seed(app)
+    response = open_thread(client, auth)
+    assert response.status_code == 201, response.json
+    return str(response.json["id"])
+
+
+def test_a_property_thread_reply_is_served_by_the_lane_without_the_view(pg_app: Any, auth: Any) -> None:
+    import json
+
+    client = pg_app.test_client()
+    thread = _property_thread(pg_app, client, auth)
+    url = f"/v1/property-conversations/{thread}/messages"
+    bus = pg_app.extensions["live"]
+    cursors = {user: bus.start(user, None).cursor for user in ("t1", "h1", "t2")}
+    before = _replied_count()
+    with _view_fails(pg_app, "property_threads.reply_in_property_thread"):
+        reply = client.post(url, json={"message": "  Yes, very quiet.  "},
+                            headers={**auth("h1", "host"), "X-Request-Id": "trace-p"})
+    assert reply.status_code == 201, reply.get_data(as_text=True)
+    assert reply.headers["Content-Type"] == "application/json" and reply.headers["X-Request-Id"] == "trace-p"
+    assert reply.json["message"] == "Yes, very quiet." and reply.json["authorId"] == "h1"
+    assert _replied_count() == before + 1
+    for user in ("t1", "h1"):
+        told = [(e.type, json.loads(e.data)) for e in bus.read(user, cursors[user], 500)]
+        assert told == [("property_message.created", reply.json)], user
+    assert bus.read("t2", cursors["t2"], 1) == []
+    history = client.get(url, headers=auth("t1")).json["items"]
+    assert history[-1] == reply.json and len(history) == 2
+
+
+def test_the_lane_answers_property_thread_replies_as_the_application_does(apps: tuple[Any, Any], auth: Any) -> None:
+    with_lane, without = apps
+    lane, plain = with_lane.test_client(), without.test_client()
+    thread = _property_thread(without, plain, auth)
+    url = f"/v1/property-conversations/{thread}/messages"
+    cases: list[tuple[str, Any, dict[str, str], int]] = [
+        (url, {"message": "Yes."}, auth("h1", "host"), 201),
+        (url, {"message": " Thanks! "}, auth("t1"), 201),
+        # Handed over: the application's answer, whatever the lane would have made of it.
+        (url, {"message": "   "}, auth("t1"), 422),
+        (url, {"message": "x" * 5001}, auth("t1"), 422),
+        (url, {"message": 5}, auth("t1"), 422),
+        (url, {"message": "hi", "extra": 1}, auth("t1"), 422),
+        (url, [], auth("t1"), 422),
+        (url, {"message": "me too"}, auth("t2"), 404),  # another traveler
+        (url, {"message": "me too"}, auth("h2", "host"), 404),  # another host
+        (url, {"message": "me too"}, auth("newcomer"), 404),  # a new user, created on the way
+        ("/v1/property-conversations/nosuchthing/messages", {"message": "hi"}, auth("t1"), 404),
+        (f"/v1/property-conversations/{'x' * 30}/messages", {"message": "hi"}, auth("t1"), 404),
+        (url, {"message": "hi"}, auth("boss", "admin"), 403),
+        (url, {"message": "hi"}, auth("platform", "service"), 403),
+        (url, {"message": "hi"}, {"Authorization": "Bearer not-a-token"}, 401),
+        (url, {"message": "hi"}, {}, 401),
+    ]
+    for path, body, headers, status in cases:
+        replies = [c.post(path, json=body, headers=headers) for c in (lane, plain)]
+        assert [r.status_code for r in replies] == [status, status], (path, body, [r.json for r in replies])
+        assert replies[0].content_type == replies[1].content_type, (path, body)
+        if status == 201:
+            assert [(r.json["message"], r.json["authorId"]) for r in replies] == [(replies[1].json["message"],
+                                                                                  replies[1].json["authorId"])] * 2
+            assert list(replies[0].json) == list(replies[1].json), path
+            assert sorted(k for k, _ in replies[0].headers) == sorted(k for k, _ in replies[1].headers), path
+        else:  # the same problem, but for its request id
+            assert [{**r.json, "requestId": None} for r in replies] == [{**replies[1].json, "requestId": None}] * 2
+    history = plain.get(url, headers=auth("t1")).json["items"]
+    assert [m["message"] for m in history][1:] == ["Yes.", "Yes.", "Thanks!", "Thanks!"]
+    with with_lane.app_context():
+        assert get_session().get(User, "newcomer") is not None
+
+
+def test_a_reply_handed_over_counts_once(limited: Any, auth: Any) -> None:
+    """An outsider's reply: the lane counts it, the statement writes nothing, the application answers 404 without
+    counting again — three fit a budget of three, the fourth is refused; the senders' budget is shared."""
+    client = limited.test_client()
+    thread = _property_thread(limited, client, auth)
+    url = f"/v1/property-conversations/{thread}/messages"
+    for _ in range(3):
+        assert client.post(url, json={"message": "let me in"}, headers=auth("t2")).status_code == 404
+    refused = client.post(url, json={"message": "let me in"}, headers=auth("t2"))
+    assert refused.status_code == 429 and refused.content_type == "application/problem+json"
+    for n in range(3):
+        assert client.post(url, json={"message": f"reply {n}"}, headers=auth("h1", "host")).status_code == 201
+    assert client.post(url, json={"message": "reply 4"}, headers=auth("h1", "host")).status_code == 429
+    history = client.get(url, headers=auth("t1")).json["items"]
+    assert [m["message"] for m in history][1:] == ["reply 0", "reply 1", "reply 2"]
