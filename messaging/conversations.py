@@ -31,7 +31,7 @@ from messaging.models import (
     User,
 )
 from messaging.pagination import Page, Position, encode_cursor, history_page, position_literal
-from messaging.read_state import advance_cursor, mark_read_by_everyone, start_cursor
+from messaging.read_state import READ_BY_EVERYONE_ELSE, advance_cursor, mark_read_by_everyone, start_cursor
 from messaging.resources import conversation_json, conversations_json, message_json, select_messages
 from messaging.upsert import insert_ignore
 
@@ -358,7 +358,7 @@ class Sent:
 #   marked    the seed's ``read`` flag on the messages the author's cursor just crossed that every other
 #             participant had already read (the author is now past all of them); only unread rows are visited
 #             (partial index), from the author's old position on.
-_SEND_SQL = """
+_SEND_SQL = f"""
 WITH member AS (
     SELECT EXISTS (SELECT 1 FROM conversation_participants
                     WHERE conversation_id = %(cid)s AND user_id = %(uid)s) AS ok,
@@ -391,13 +391,7 @@ WITH member AS (
        -- from the old position on (the very start for a cursor that has none): a range of the partial index
        AND (m.created_at, m.id) > ((SELECT coalesce(max(at), '-infinity') FROM old),
                                    (SELECT coalesce(max(id), '') FROM old))
-       AND NOT EXISTS (
-           SELECT 1 FROM conversation_participants p
-             LEFT JOIN read_cursors rc ON rc.conversation_id = p.conversation_id AND rc.user_id = p.user_id
-            WHERE p.conversation_id = m.conversation_id AND p.user_id <> %(uid)s
-              AND p.user_id <> coalesce(m.user_id, '')
-              AND (rc.last_read_message_created_at IS NULL
-                   OR (rc.last_read_message_created_at, rc.last_read_message_id) < (m.created_at, m.id)))
+       AND {READ_BY_EVERYONE_ELSE}
 )
 SELECT member.ok, member.concierge,
        ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = %(cid)s)

@@ -14,7 +14,7 @@ from messaging.db import driver_cursor, get_session, is_postgresql, read_session
 from messaging.errors import NotFound
 from messaging.http import api_blueprint, json_response, no_content, user_implied
 from messaging.idempotency import idempotent
-from messaging.live import publish_after_commit, publish_committed
+from messaging.live import publish_after_commit, publish_committed, publish_once_committed
 from messaging.outbox import enqueue_after_commit
 from messaging.pagination import CURSOR_MAX_LENGTH, PageQuery, decode_cursor
 from messaging.read_state import advance_cursor, advance_cursor_in_one_statement
@@ -238,10 +238,7 @@ def mark_read(path: ConversationPath, body: ReadIn) -> Response:
         audience = svc.participant_ids(session, path.id) if result.moved else []
     if result.moved:
         read = {"conversationId": path.id, "userId": user_id, "lastReadAt": result.last_read_at}
-        if session.in_transaction():
-            publish_after_commit(session, "conversation.read", audience, read)
-        else:
-            publish_committed("conversation.read", audience, read)
+        publish_once_committed(session, "conversation.read", audience, read)
     session.commit()
     return json_response({"unreadCount": result.unread_count})
 

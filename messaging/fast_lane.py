@@ -67,11 +67,11 @@ import io
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from flask import Flask, request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from concierge import events
 from messaging import pg_reads, property_threads
@@ -91,6 +91,7 @@ from messaging.resources import message_json
 # In the WSGI environ of a request the lane hands over: an error for the application to raise. (A limit already
 # counted is marked by messaging.limits.LIMIT_COUNTED.)
 RAISE = "concierge.raise"
+T = TypeVar("T")
 
 SEND_RULE = HISTORY_RULE = "/v1/conversations/<id>/messages"
 EVENTS_RULE = "/v1/events"
@@ -221,7 +222,8 @@ class FastLane:
         if raw is None:
             return self.inner(environ, start_response)
         principal = self._user(environ)
-        text = self._message_text(raw) if principal is not None else None
+        text = (self._accepted(raw, self.message_in, lambda m, _: clean_message_text(m.message))
+                if principal is not None else None)
         if principal is None or text is None or len(conversation_id) > 21:
             return self.inner(environ, start_response)
         if not self._counted(environ, "messages", f"user:{principal}"):
@@ -245,7 +247,8 @@ class FastLane:
         started = time.perf_counter()
         raw = self._ordinary_body(environ, started)
         user_id = self._user(environ) if raw is not None else None
-        read = self._read_body(raw) if raw is not None and user_id is not None else None
+        read = (self._accepted(raw, self.read_in, lambda m, _: m)
+                if raw is not None and user_id is not None else None)
         if user_id is None or read is None or len(conversation_id) > 21:
             return self.inner(environ, start_response)
         try:
@@ -272,7 +275,8 @@ class FastLane:
             return self.inner(environ, start_response)
         caller = self._principal(_bearer(environ))
         writer = caller.user_id if caller is not None and caller.role in self.writer_roles else None
-        text = self._reply_text(raw) if writer is not None else None
+        text = (self._accepted(raw, self.reply_in, lambda m, _: property_threads.clean_property_message(m.message))
+                if writer is not None else None)
         if writer is None or text is None or not self._counted(environ, "messages", f"user:{writer}"):
             return self.inner(environ, start_response)
         try:
@@ -295,7 +299,8 @@ class FastLane:
             return self.inner(environ, start_response)
         token = _bearer(environ)
         caller = self._principal(token)
-        intake = self._intake(raw) if caller is not None and caller.role == "service" else None
+        intake = (self._accepted(raw, self.event_in, events.prepare_intake)
+                  if caller is not None and caller.role == "service" else None)
         if intake is None or not self._counted(environ, "events", token_key_of(token)):
             return self.inner(environ, start_response)
         entry = events.outbox_entry(intake.values["id"])
@@ -359,41 +364,15 @@ class FastLane:
         except ProblemError:
             return None
 
-    def _message_text(self, raw: bytes) -> str | None:
-        """The trimmed message if the view's model and text rules accept the body; else None."""
+    @staticmethod
+    def _accepted(raw: bytes, model: type[BaseModel], then: Callable[[Any, dict[str, Any]], T]) -> T | None:
+        """``then(validated, body)`` if the body is a JSON object the view's ``model`` accepts and ``then`` (the
+        view's own rules) raises no problem; else None, for the application to answer."""
         try:
             obj = orjson.loads(raw)
             if not isinstance(obj, dict):
                 return None
-            return clean_message_text(self.message_in.model_validate(obj).message)
-        except (orjson.JSONDecodeError, ValidationError, ProblemError):
-            return None
-
-    def _reply_text(self, raw: bytes) -> str | None:
-        """The trimmed reply if the view's model and text rules accept the body; else None."""
-        try:
-            obj = orjson.loads(raw)
-            if not isinstance(obj, dict):
-                return None
-            return property_threads.clean_property_message(self.reply_in.model_validate(obj).message)
-        except (orjson.JSONDecodeError, ValidationError, ProblemError):
-            return None
-
-    def _read_body(self, raw: bytes) -> Any:
-        """The view's ``ReadIn`` if it accepts the body; else None."""
-        try:
-            obj = orjson.loads(raw)
-            return self.read_in.model_validate(obj) if isinstance(obj, dict) else None
-        except (orjson.JSONDecodeError, ValidationError):
-            return None
-
-    def _intake(self, raw: bytes) -> events.Intake | None:
-        """The event ready to store if the view's model and intake rules accept the body; else None."""
-        try:
-            obj = orjson.loads(raw)
-            if not isinstance(obj, dict):
-                return None
-            return events.prepare_intake(self.event_in.model_validate(obj), obj)
+            return then(model.model_validate(obj), obj)
         except (orjson.JSONDecodeError, ValidationError, ProblemError):
             return None
 

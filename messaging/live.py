@@ -455,6 +455,15 @@ def publish_committed(event_type: str, user_ids: Iterable[str], data: dict[str, 
     publish_now(current_app.extensions["live"], event_type, user_ids, data)
 
 
+def publish_once_committed(session: Session, event_type: str, user_ids: Iterable[str], data: dict[str, Any]) -> None:
+    """After ``session``'s commit if it has a transaction open; at once otherwise (the change was a statement run
+    in autocommit, committed already)."""
+    if session.in_transaction():
+        publish_after_commit(session, event_type, user_ids, data)
+    else:
+        publish_committed(event_type, user_ids, data)
+
+
 def publish_now(bus: LiveBus, event_type: str, user_ids: Iterable[str], data: dict[str, Any]) -> None:
     """:func:`publish_committed` on a given bus (no app context needed)."""
     try:

@@ -15,7 +15,7 @@ from messaging.db import get_session, read_session
 from messaging.errors import Forbidden
 from messaging.http import api_blueprint, json_response
 from messaging.idempotency import idempotent
-from messaging.live import publish_after_commit, publish_committed
+from messaging.live import publish_once_committed
 from messaging.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT, PageQuery
 from messaging.schemas import ApiModel
 
@@ -155,10 +155,7 @@ def _publish(session: Session, event_type: str, thread_id: str, message: dict) -
     """Tell the thread's traveler and host once the change commits (at once if it is committed already: a
     statement run in autocommit)."""
     parties = svc.require_party(session, thread_id, message["authorId"])
-    if session.in_transaction():
-        publish_after_commit(session, event_type, [parties.traveler_id, parties.host_id], message)
-    else:
-        publish_committed(event_type, [parties.traveler_id, parties.host_id], message)
+    publish_once_committed(session, event_type, [parties.traveler_id, parties.host_id], message)
 
 
 @bp.get("/property-conversations", responses={200: PropertyConversationPageOut})

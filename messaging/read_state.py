@@ -175,7 +175,18 @@ def advance_cursor_in_one_statement(
 # mark_read_by_everyone does (the statement's snapshot still shows the caller's old cursor, so the caller is left
 # out of "someone behind" by id: they have read everything up to the target). The participants to tell come back
 # only when the cursor moved.
-_READ_SQL = """
+# The seed's ``read`` rule in SQL, for a message ``m`` that %(uid)s has just read: no other participant (the
+# author aside) has a cursor before it. A statement's snapshot still shows %(uid)s's old cursor, so the reader is
+# left out by id (the one-statement send and mark read; mark_read_by_everyone is the same rule in SQLAlchemy).
+READ_BY_EVERYONE_ELSE = """NOT EXISTS (
+           SELECT 1 FROM conversation_participants p
+             LEFT JOIN read_cursors rc ON rc.conversation_id = p.conversation_id AND rc.user_id = p.user_id
+            WHERE p.conversation_id = m.conversation_id AND p.user_id <> %(uid)s
+              AND p.user_id <> coalesce(m.user_id, '')
+              AND (rc.last_read_message_created_at IS NULL
+                   OR (rc.last_read_message_created_at, rc.last_read_message_id) < (m.created_at, m.id)))"""
+
+_READ_SQL = f"""
 WITH cur AS (
     SELECT rc.read_count, rc.last_read_at, rc.last_read_message_created_at AS old_at,
            rc.last_read_message_id AS old_id, s.message_count, s.last_message_id
@@ -205,13 +216,7 @@ WITH cur AS (
      WHERE m.conversation_id = %(cid)s AND NOT m.read AND EXISTS (SELECT 1 FROM moved)
        AND (m.created_at, m.id) <= (target.created_at, target.id)
        AND (m.created_at, m.id) > (coalesce(cur.old_at, '-infinity'), coalesce(cur.old_id, ''))
-       AND NOT EXISTS (
-           SELECT 1 FROM conversation_participants p
-             LEFT JOIN read_cursors rc ON rc.conversation_id = p.conversation_id AND rc.user_id = p.user_id
-            WHERE p.conversation_id = m.conversation_id AND p.user_id <> %(uid)s
-              AND p.user_id <> coalesce(m.user_id, '')
-              AND (rc.last_read_message_created_at IS NULL
-                   OR (rc.last_read_message_created_at, rc.last_read_message_id) < (m.created_at, m.id)))
+       AND {READ_BY_EVERYONE_ELSE}
 )
 SELECT cur.message_count, cur.read_count, cur.last_read_at, target.id IS NOT NULL, moved.read_count,
        CASE WHEN moved.read_count IS NOT NULL
