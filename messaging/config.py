@@ -52,6 +52,7 @@ def load_settings() -> dict[str, Any]:
         "PORT": _int("PORT", 8000),
         "MAX_CONTENT_LENGTH": _int("MAX_BODY_BYTES", 64 * 1024),
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
+        "DB_POOL_TIMEOUT": float(os.environ.get("DB_POOL_TIMEOUT") or 10),
         # Signs the admin pages' session (CSRF tokens, messages); derived from JWT_SECRET when unset.
         "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
         "ADMIN_COOKIE_SECURE": os.environ.get("ADMIN_COOKIE_SECURE") == "1",

@@ -10,6 +10,7 @@ import orjson
 from flask import Flask, Response, g, request
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout  # no connection free in the pool in time
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,14 @@ def register_error_handlers(app: Flask) -> None:
         log.error("database unavailable request_id=%s: %s", g.get("request_id"), exc.orig)
         return problem_response(
             503, "Service unavailable", "The database is unavailable; try again shortly.",
+            slug="unavailable", headers={"Retry-After": "1"},
+        )
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_exhausted(exc: PoolTimeout) -> Response:
+        log.error("no database connection free request_id=%s: %s", g.get("request_id"), exc)
+        return problem_response(
+            503, "Service unavailable", "The service is busy; try again shortly.",
             slug="unavailable", headers={"Retry-After": "1"},
         )
 

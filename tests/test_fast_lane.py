@@ -570,3 +570,46 @@ def test_a_reply_handed_over_counts_once(limited: Any, auth: Any) -> None:
     assert client.post(url, json={"message": "reply 4"}, headers=auth("h1", "host")).status_code == 429
     history = client.get(url, headers=auth("t1")).json["items"]
     assert [m["message"] for m in history][1:] == ["reply 0", "reply 1", "reply 2"]
+
+
+@pytest.fixture
+def small_pool(pg_url: str) -> Iterator[Any]:
+    """The app with two connections in each pool and a short wait for one."""
+    app = create_app(conftest.test_config(pg_url, DB_POOL_SIZE=2, DB_POOL_TIMEOUT=0.3))
+    yield app
+    conftest._wipe(app)
+    for engine in ("engine", "autocommit_engine"):
+        app.extensions["db"][engine].dispose()
+
+
+def test_the_lanes_pool_keeps_its_connections_under_a_burst(small_pool: Any) -> None:
+    """Three bursts of six statements at once on a pool of two: every statement runs on one of the same two
+    PostgreSQL backends. (A pool that opened overflow connections and closed them as they came back started
+    backends by the burst, each planning the hot statements afresh.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from messaging.db import autocommit_cursor
+
+    def backend() -> int:
+        with autocommit_cursor(small_pool.extensions["db"]) as cursor:
+            return int(cursor.execute("SELECT pg_backend_pid() FROM pg_sleep(0.05)").fetchone()[0])
+
+    with ThreadPoolExecutor(6) as pool:
+        backends = [pid for _ in range(3) for pid in pool.map(lambda _: backend(), range(6))]
+    assert len(backends) == 18 and len(set(backends)) <= 2, backends
+
+
+def test_a_request_that_finds_no_connection_free_is_503(small_pool: Any, auth: Any) -> None:
+    """Every connection of the lane's pool held elsewhere: a history page waits DB_POOL_TIMEOUT for one, then is
+    answered 503 problem details with Retry-After, by the application; once one is free, the page is served."""
+    from messaging.db import autocommit_cursor
+
+    client = small_pool.test_client()
+    conversation = _conversation(client, auth)
+    url = f"/v1/conversations/{conversation}/messages"
+    state = small_pool.extensions["db"]
+    with autocommit_cursor(state), autocommit_cursor(state):
+        busy = client.get(url, headers=auth("ana"))
+    assert busy.status_code == 503 and busy.content_type == "application/problem+json", busy.get_data(as_text=True)
+    assert busy.headers["Retry-After"] == "1" and busy.json["title"] == "Service unavailable"
+    assert client.get(url, headers=auth("ana")).status_code == 200
