@@ -717,3 +717,83 @@ print(round(time.monotonic() - began, 2))
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip()) < 3  # five 1 s waits of each kind overlapped (one after another: 10 s)
     redis.Redis.from_url(redis_url()).delete(*[f"live:test:gevent:{n}" for n in range(5)])
+
+
+PUBLISHER_CHILD = """
+from gevent import monkey; monkey.patch_all()
+import json, socket, sys, time
+import gevent, redis
+from messaging.live import RedisLiveBus
+
+url, prefix = sys.argv[1], sys.argv[2]
+client = redis.Redis.from_url(url)
+bus = RedisLiveBus(url)
+rounds = []
+publish = bus._publish
+bus._publish = lambda events: (rounds.append(len(events)), publish(events))  # one call, one round trip
+out = {}
+
+def stream(user):
+    return [json.loads(fields[b"data"])["n"] for _, fields in client.xrange(bus.key(user))]
+
+# Forty requests in one turn of the loop, each telling two people: the calls return before Redis has anything;
+# once they yield, everything is published in the order it was queued, in fewer round trips than requests.
+def request(n):
+    bus.publish([f"{prefix}-a", f"{prefix}-b"], "message.created", {"n": n})
+began = time.monotonic()
+gevent.joinall([gevent.spawn(request, n) for n in range(40)])
+out["returned_seconds"] = time.monotonic() - began
+out["before_yield"] = stream(f"{prefix}-a")
+gevent.sleep(0.2)
+out["a"], out["b"], out["rounds"] = stream(f"{prefix}-a"), stream(f"{prefix}-b"), list(rounds)
+
+# Redis forgot its scripts (a restart): a pipelined batch finds none, and every event still arrives, in order.
+client.script_flush()
+rounds.clear()
+gevent.joinall([gevent.spawn(bus.publish, [f"{prefix}-c"], "message.created", {"n": n}) for n in range(5)])
+gevent.sleep(0.2)
+out["after_flush"], out["flush_rounds"] = stream(f"{prefix}-c"), list(rounds)
+
+# Redis unreachable: publishing returns at once (no request waits for the connect timeout), the events are
+# dropped, and the publisher is free again for the next ones.
+with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    closed = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+down = RedisLiveBus(closed)
+began = time.monotonic()
+for n in range(3):
+    down.publish([f"{prefix}-d"], "message.created", {"n": n})
+out["down_returned_seconds"] = time.monotonic() - began
+gevent.sleep(1.5)
+out["down_free_again"] = down._flushing is False and down._pending == []
+
+# Queued, never yielded, and the process exits: published on the way out.
+bus.publish([f"{prefix}-e"], "message.created", {"n": "last"})
+print(json.dumps(out))
+"""
+
+
+def test_under_gevent_a_request_does_not_wait_for_redis_and_publishes_are_batched_in_order() -> None:
+    """The web tier's publisher (RedisLiveBus under gevent, as gunicorn's worker runs it): a publish returns at
+    once, one greenlet publishes what several requests queued in one round trip, in their order; a Redis that lost
+    its scripts or is down loses nothing else; events queued at exit are published."""
+    import redis
+
+    url = redis_url()
+    prefix = unique("batch")
+    try:
+        out = subprocess.run([sys.executable, "-c", PUBLISHER_CHILD, url, prefix], capture_output=True, text=True,
+                             timeout=60, cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["returned_seconds"] < 0.5 and result["before_yield"] == []
+        assert result["a"] == result["b"] == list(range(40))
+        assert sum(result["rounds"]) == 40 and len(result["rounds"]) < 40, result["rounds"]
+        assert result["after_flush"] == list(range(5)) and result["flush_rounds"][0] == 5  # the pipeline met it
+        assert result["down_returned_seconds"] < 0.3 and result["down_free_again"]
+        assert "Redis unavailable" in out.stderr
+        client = redis.Redis.from_url(url)
+        assert [json.loads(f[b"data"])["n"] for _, f in client.xrange(f"live:user:{prefix}-e")] == ["last"]
+    finally:
+        client = redis.Redis.from_url(url)
+        client.delete(*[f"live:user:{prefix}-{s}" for s in "abcde"])
