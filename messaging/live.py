@@ -173,6 +173,10 @@ end
 """
 
 
+# An event ready to publish: its recipients' stream keys, its type, its JSON.
+_Encoded = tuple[list[str], str, bytes]
+
+
 class RedisLiveBus(LiveBus):
     """One Redis stream per user: ``XADD live:user:{id} MAXLEN ~ N * type … data …`` and ``EXPIRE``.
 
@@ -229,7 +233,7 @@ class RedisLiveBus(LiveBus):
         # Under gevent: the events waiting for the publishing greenlet, and whether it is scheduled or running.
         from messaging.green import gevent_patched
 
-        self._pending: list[QueuedEvent] | None = [] if gevent_patched() else None
+        self._pending: list[_Encoded] | None = [] if gevent_patched() else None
         self._flushing = False
 
     @staticmethod
@@ -237,13 +241,13 @@ class RedisLiveBus(LiveBus):
         return KEY_PREFIX + user_id
 
     def publish_many(self, events: Sequence[QueuedEvent]) -> None:
-        if not events:
-            return
+        # Encoded now: what is published is the data as it is at this call, whenever it goes out.
+        encoded = [([self.key(u) for u in e.user_ids], e.type, encode_event(e.data)) for e in events]
         if self._pending is None:
-            self._publish(events)
+            self._publish(encoded)
             return
-        self._pending.extend(events)
-        if not self._flushing:
+        self._pending.extend(encoded)
+        if encoded and not self._flushing:
             import gevent  # type: ignore[import-untyped]  # local: only a gevent-patched process gets here
 
             self._flushing = True
@@ -259,33 +263,34 @@ class RedisLiveBus(LiveBus):
         finally:
             self._flushing = False
 
-    def _publish(self, events: Sequence[QueuedEvent]) -> None:
-        """One round trip: one ``EVALSHA`` of :data:`PUBLISH_ONE_LUA`, pipelined for several events."""
+    def _publish(self, events: Sequence[_Encoded]) -> None:
+        """One round trip: one ``EVALSHA`` of :data:`PUBLISH_ONE_LUA` per event (its streams, type and JSON),
+        pipelined when there are several."""
         if len(events) == 1:  # the usual case (one message, its participants): one EVALSHA does every XADD+EXPIRE
-            queued = events[0]
+            keys, event_type, payload = events[0]
             try:
-                self._publish_one(keys=[self.key(u) for u in queued.user_ids],
-                                  args=[self.maxlen, self.ttl_seconds, queued.type, encode_event(queued.data)])
+                self._publish_one(keys=keys, args=[self.maxlen, self.ttl_seconds, event_type, payload])
             except self._errors as exc:
                 log.warning("live updates: dropped a %s event for %d stream(s), Redis unavailable: %s",
-                            queued.type, len(queued.user_ids), exc)
+                            event_type, len(keys), exc)
+            return
+        if not events:
             return
         pipe = self._publisher.pipeline(transaction=False)
-        for queued in events:
-            keys = [self.key(u) for u in queued.user_ids]
+        for keys, event_type, payload in events:
             pipe.execute_command("EVALSHA", self._publish_sha, len(keys), *keys,
-                                 self.maxlen, self.ttl_seconds, queued.type, encode_event(queued.data))
+                                 self.maxlen, self.ttl_seconds, event_type, payload)
         try:
             results = pipe.execute(raise_on_error=False)
         except self._errors as exc:
             # The change is committed; clients that miss it refetch when they next load.
             log.warning("live updates: dropped %d event(s), Redis unavailable: %s", len(events), exc)
             return
-        for queued, result in zip(events, results, strict=True):
+        for one, result in zip(events, results, strict=True):
             if isinstance(result, self._no_script):  # Redis lost its scripts (a restart): the single path loads it
-                self._publish([queued])
+                self._publish([one])
             elif isinstance(result, Exception):
-                log.warning("live updates: dropped a %s event: %s", queued.type, result)
+                log.warning("live updates: dropped a %s event: %s", one[1], result)
 
     def start(self, user_id: str, last_event_id: str | None) -> StreamStart:
         key = self.key(user_id)
