@@ -574,7 +574,7 @@ def test_a_reply_handed_over_counts_once(limited: Any, auth: Any) -> None:
 
 @pytest.fixture
 def small_pool(pg_url: str) -> Iterator[Any]:
-    """The app with two connections in each pool and a short wait for one."""
+    """The app with DB_POOL_SIZE 2 (the lane's pool: four) and a short wait for a connection."""
     app = create_app(conftest.test_config(pg_url, DB_POOL_SIZE=2, DB_POOL_TIMEOUT=0.3))
     yield app
     conftest._wipe(app)
@@ -583,9 +583,9 @@ def small_pool(pg_url: str) -> Iterator[Any]:
 
 
 def test_the_lanes_pool_keeps_its_connections_under_a_burst(small_pool: Any) -> None:
-    """Three bursts of six statements at once on a pool of two: every statement runs on one of the same two
-    PostgreSQL backends. (A pool that opened overflow connections and closed them as they came back started
-    backends by the burst, each planning the hot statements afresh.)"""
+    """Three bursts of twelve statements at once on the lane's pool (twice DB_POOL_SIZE = 2): every statement runs
+    on one of the same four PostgreSQL backends. (A pool that opened overflow connections and closed them as they
+    came back started backends by the burst, each planning the hot statements afresh.)"""
     from concurrent.futures import ThreadPoolExecutor
 
     from messaging.db import autocommit_cursor
@@ -594,9 +594,9 @@ def test_the_lanes_pool_keeps_its_connections_under_a_burst(small_pool: Any) -> 
         with autocommit_cursor(small_pool.extensions["db"]) as cursor:
             return int(cursor.execute("SELECT pg_backend_pid() FROM pg_sleep(0.05)").fetchone()[0])
 
-    with ThreadPoolExecutor(6) as pool:
-        backends = [pid for _ in range(3) for pid in pool.map(lambda _: backend(), range(6))]
-    assert len(backends) == 18 and len(set(backends)) <= 2, backends
+    with ThreadPoolExecutor(12) as pool:
+        backends = [pid for _ in range(3) for pid in pool.map(lambda _: backend(), range(12))]
+    assert len(backends) == 36 and len(set(backends)) <= 4, backends
 
 
 def test_a_request_that_finds_no_connection_free_is_503(small_pool: Any, auth: Any) -> None:
@@ -608,7 +608,7 @@ def test_a_request_that_finds_no_connection_free_is_503(small_pool: Any, auth: A
     conversation = _conversation(client, auth)
     url = f"/v1/conversations/{conversation}/messages"
     state = small_pool.extensions["db"]
-    with autocommit_cursor(state), autocommit_cursor(state):
+    with autocommit_cursor(state), autocommit_cursor(state), autocommit_cursor(state), autocommit_cursor(state):
         busy = client.get(url, headers=auth("ana"))
     assert busy.status_code == 503 and busy.content_type == "application/problem+json", busy.get_data(as_text=True)
     assert busy.headers["Retry-After"] == "1" and busy.json["title"] == "Service unavailable"
