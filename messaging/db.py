@@ -122,7 +122,7 @@ class Database:
             # connections on two processes of 8 made PostgreSQL start about ten backends a second, each one
             # planning the hot statements afresh before psycopg prepared them again; with DB_POOL_SIZE and no
             # overflow, the requests of a process holding more than 8 connections waited for one, which showed
-            # in the inbox page's p95 (25 against 27-40 ms in alternating runs).
+            # in the inbox page's p95 (24-31 against 27-40 ms in alternating runs).
             autocommit = make_engine(url, 2 * pool_size, max_overflow=0, pool_timeout=timeout,
                                      isolation_level="AUTOCOMMIT")
             event.listen(autocommit, "connect", _no_memoize)
