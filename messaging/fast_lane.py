@@ -108,6 +108,13 @@ PLAIN_CURSOR = re.compile(rf"[A-Za-z0-9_-]{{1,{CURSOR_MAX_LENGTH}}}\Z")
 HISTORY_PARAMS = frozenset({"limit", "before", "after"})
 INBOX_PARAMS = frozenset({"limit", "before"})
 
+
+class HandOver:
+    """What :meth:`FastLane._written` gives when the application is to answer the request."""
+
+
+HAND_OVER = HandOver()
+
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -228,14 +235,11 @@ class FastLane:
             return self.inner(environ, start_response)
         if not self._counted(environ, "messages", f"user:{principal}"):
             return self.inner(environ, start_response)
-        try:
-            sent = run_send_statement(autocommit_cursor(self.db), conversation_id, principal, text)
-        except ProblemError:  # NotFound: nothing was written; the application's 404 (or 401 for a deleted user)
-            return self.inner(environ, start_response)
-        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500), never re-runs it
-            environ[RAISE] = exc
-            return self.inner(environ, start_response)
-        if sent is None:  # a concierge conversation: nothing written; posted the general way
+        # NotFound: the application's 404 (or 401 for a deleted user); None: a concierge conversation, posted the
+        # general way.
+        sent = self._written(environ, lambda: run_send_statement(autocommit_cursor(self.db), conversation_id,
+                                                                 principal, text))
+        if sent is None or isinstance(sent, HandOver):
             return self.inner(environ, start_response)
         publish_now(self.bus, "message.created", sent.audience, sent.message)
         body = _respond(start_response, "201 CREATED", sent.message, environ)
@@ -251,15 +255,12 @@ class FastLane:
                 if raw is not None and user_id is not None else None)
         if user_id is None or read is None or len(conversation_id) > 21:
             return self.inner(environ, start_response)
-        try:
-            result, audience = advance_cursor_in_one_statement(
-                autocommit_cursor(self.db), conversation_id, user_id, read.up_to
-            )
-        except ProblemError:  # 404 (or a new or deleted user: user_implied) or 422: nothing was written
+        # A problem: 404 (or a new or deleted user: user_implied) or 422.
+        done = self._written(environ, lambda: advance_cursor_in_one_statement(autocommit_cursor(self.db),
+                                                                              conversation_id, user_id, read.up_to))
+        if isinstance(done, HandOver):
             return self.inner(environ, start_response)
-        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500), never re-runs it
-            environ[RAISE] = exc
-            return self.inner(environ, start_response)
+        result, audience = done
         if result.moved:
             publish_now(self.bus, "conversation.read", audience,
                         {"conversationId": conversation_id, "userId": user_id, "lastReadAt": result.last_read_at})
@@ -279,13 +280,12 @@ class FastLane:
                 if writer is not None else None)
         if writer is None or text is None or not self._counted(environ, "messages", f"user:{writer}"):
             return self.inner(environ, start_response)
-        try:
-            message, parties = property_threads.run_reply_statement(autocommit_cursor(self.db), thread_id, writer, text)
-        except ProblemError:  # NotFound: nothing was written; the application's 404 (or 401 for a deleted user)
+        # NotFound: the application's 404 (or 401 for a deleted user).
+        replied = self._written(environ, lambda: property_threads.run_reply_statement(autocommit_cursor(self.db),
+                                                                                     thread_id, writer, text))
+        if isinstance(replied, HandOver):
             return self.inner(environ, start_response)
-        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500), never re-runs it
-            environ[RAISE] = exc
-            return self.inner(environ, start_response)
+        message, parties = replied
         publish_now(self.bus, "property_message.created", [parties.traveler_id, parties.host_id], message)
         body = _respond(start_response, "201 CREATED", message, environ)
         self.reply_latency.observe(time.perf_counter() - started)
@@ -304,14 +304,11 @@ class FastLane:
         if intake is None or not self._counted(environ, "events", token_key_of(token)):
             return self.inner(environ, start_response)
         entry = events.outbox_entry(intake.values["id"])
-        try:
-            inserted = events.insert_in_one_statement(autocommit_cursor(self.db), intake, entry)
-        except ProblemError:  # a reference the event does not carry is missing: nothing written; the 422
-            return self.inner(environ, start_response)
-        except Exception as exc:  # noqa: BLE001 - the application answers it as its own (503, 500), never re-runs it
-            environ[RAISE] = exc
-            return self.inner(environ, start_response)
-        if not inserted:  # a repeated delivery (200) or another body under the same id (409): nothing written
+        # A problem: a reference the event does not carry is missing (422). Not inserted: a repeated delivery (200)
+        # or another body under the same id (409), nothing written.
+        inserted = self._written(environ, lambda: events.insert_in_one_statement(autocommit_cursor(self.db),
+                                                                                intake, entry))
+        if inserted is not True:
             return self.inner(environ, start_response)
         dispatch_with(autocommit_cursor(self.db), [entry])
         resource = events.event_resource(events.accepted_event(intake), [])
@@ -319,6 +316,20 @@ class FastLane:
         self.event_latency.observe(time.perf_counter() - started)
         self.accepted.inc()
         return [body]
+
+    @staticmethod
+    def _written(environ: dict[str, Any], statement: Callable[[], T]) -> T | HandOver:
+        """Run a write's one statement. A problem it raises means it wrote nothing: :data:`HAND_OVER`, for the
+        application to answer the request. Any other error may come after a commit (a connection lost after it):
+        :data:`HAND_OVER` too, with the error left in the environ (:data:`RAISE`) for the application to answer as
+        its own (503, 500), so the request is never run again."""
+        try:
+            return statement()
+        except ProblemError:
+            return HAND_OVER
+        except Exception as exc:  # noqa: BLE001 - answered by the application, never re-run
+            environ[RAISE] = exc
+            return HAND_OVER
 
     def _counted(self, environ: dict[str, Any], kind: str, key: str) -> bool:
         """Count the request against the abuse limit, marking it counted for the application should the lane hand

@@ -613,3 +613,38 @@ def test_a_request_that_finds_no_connection_free_is_503(small_pool: Any, auth: A
     assert busy.status_code == 503 and busy.content_type == "application/problem+json", busy.get_data(as_text=True)
     assert busy.headers["Retry-After"] == "1" and busy.json["title"] == "Service unavailable"
     assert client.get(url, headers=auth("ana")).status_code == 200
+
+
+def _fails_after(real: Any) -> Any:
+    """``real``, whose write commits, followed by the error of a connection lost before the answer came back."""
+    from sqlalchemy.exc import OperationalError
+
+    def statement(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        raise OperationalError("the statement", {}, ConnectionError("server closed the connection unexpectedly"))
+
+    return statement
+
+
+def test_a_write_whose_answer_is_lost_is_503_and_never_run_again(pg_app: Any, auth: Any, monkeypatch: Any) -> None:
+    """A send or a property-thread reply whose statement committed but whose connection failed before the answer:
+    the application answers 503 (the client may retry; an Idempotency-Key makes that safe), and neither the lane
+    nor the application's view runs the write a second time — one message each, not two."""
+    from messaging import fast_lane, property_threads
+
+    client = pg_app.test_client()
+    conversation = _conversation(client, auth)
+    thread = _property_thread(pg_app, client, auth)
+    monkeypatch.setattr(fast_lane, "run_send_statement", _fails_after(fast_lane.run_send_statement))
+    monkeypatch.setattr(property_threads, "run_reply_statement", _fails_after(property_threads.run_reply_statement))
+    sent = client.post(f"/v1/conversations/{conversation}/messages", json={"message": "once"}, headers=auth("ana"))
+    replied = client.post(f"/v1/property-conversations/{thread}/messages", json={"message": "once"},
+                          headers=auth("h1", "host"))
+    for response in (sent, replied):
+        assert response.status_code == 503 and response.content_type == "application/problem+json", response.json
+        assert response.headers["Retry-After"] == "1"
+    monkeypatch.undo()
+    history = client.get(f"/v1/conversations/{conversation}/messages", headers=auth("bob")).json["items"]
+    assert [m["message"] for m in history] == ["once"]
+    thread_history = client.get(f"/v1/property-conversations/{thread}/messages", headers=auth("t1")).json["items"]
+    assert [m["message"] for m in thread_history][1:] == ["once"]
