@@ -22,7 +22,18 @@ from sqlalchemy.orm import Session
 
 from messaging.auth import known_users
 from messaging.errors import NotFound, Unprocessable
-from messaging.models import DeletedUser, Offer, Property, RequestToBook, Trip, User
+from messaging.models import (
+    ConversationParticipant,
+    ConversationStats,
+    DeletedUser,
+    Message,
+    Offer,
+    Property,
+    ReadCursor,
+    RequestToBook,
+    Trip,
+    User,
+)
 from messaging.schemas import ApiModel
 from messaging.upsert import insert_ignore, upsert
 
@@ -319,7 +330,23 @@ def _delete(session: Session, model: Any, ident: Any, what: str) -> None:
 def delete_user(session: Session, user_id: str) -> None:
     """Delete a user: their messages keep their text with ``user_id`` null, their participations,
     property conversations (as traveler), property messages and hosted properties go. Their tokens are
-    refused from now on (``deleted_users``)."""
+    refused from now on (``deleted_users``).
+
+    The deletion locks their read cursors, inbox entries and messages and, through its triggers, the inbox
+    entries whose last message is theirs, in no order it chooses. So it first takes them in the order every
+    writer does (migration 0009): their cursors, their messages (a read marking one read now waits before
+    locking any entry), their conversations' counters (a send there now waits before locking any entry)."""
+    mine = select(ConversationParticipant.conversation_id).where(ConversationParticipant.user_id == user_id)
+    for lock in (
+        select(ReadCursor.conversation_id)
+        .where(ReadCursor.user_id == user_id, ReadCursor.conversation_id.in_(mine))
+        .order_by(ReadCursor.conversation_id),
+        select(Message.id).where(Message.user_id == user_id),
+        select(ConversationStats.conversation_id)
+        .where(ConversationStats.conversation_id.in_(mine))
+        .order_by(ConversationStats.conversation_id),
+    ):
+        session.execute(lock.with_for_update())
     _delete(session, User, user_id, "user")
     insert_ignore(session, DeletedUser, {"user_id": user_id})
     known_users().discard(user_id)

@@ -202,6 +202,18 @@ def leave_conversation(session: Session, caller_id: str, conversation_id: str, u
     if user_id != caller_id:
         raise Forbidden("You can only remove yourself from a conversation.")
     _require_not_concierge(session, conversation_id)
+    # The deletion locks the leaver's cursor and inbox entry; marking messages read then locks them and the
+    # entries whose last message they are. So first, in the order every writer takes its locks (migration 0009):
+    # the leaver's cursor, the unread messages (a read marking one read now waits before locking any entry)
+    # and the counters (a send here now waits before locking any entry).
+    for lock in (
+        select(ReadCursor.user_id).where(
+            ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == caller_id
+        ),
+        select(Message.id).where(Message.conversation_id == conversation_id, ~Message.read),
+        select(ConversationStats.conversation_id).where(ConversationStats.conversation_id == conversation_id),
+    ):
+        session.execute(lock.with_for_update())
     session.execute(
         delete(ConversationParticipant).where(
             ConversationParticipant.conversation_id == conversation_id, ConversationParticipant.user_id == caller_id
@@ -238,6 +250,21 @@ def post_message(
     if author_id is None and is_postgresql():
         _post_concierge_message(session, conversation_id, message_id, body, now, origin or {})
         return _message(message_id, conversation_id, None, body, now)
+    # Locks in the order every writer takes them (migration 0009): the author's cursor, the unread messages
+    # (moving the cursor marks some read), the counters, and the inbox entries last, with the counters' UPDATE.
+    if author_id is not None:
+        for lock in (
+            select(ReadCursor.user_id).where(
+                ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == author_id
+            ),
+            select(Message.id).where(Message.conversation_id == conversation_id, ~Message.read),
+        ):
+            session.execute(lock.with_for_update())
+    message_count = 1 + session.execute(
+        select(ConversationStats.message_count)
+        .where(ConversationStats.conversation_id == conversation_id)
+        .with_for_update()
+    ).scalar_one()
     session.add(
         Message(
             id=message_id,
@@ -253,18 +280,13 @@ def post_message(
     if origin is not None:
         session.add(ConciergeMessageOrigin(message_id=message_id, **origin))
         session.flush()
-    message_count = session.execute(
-        update(ConversationStats)
-        .where(ConversationStats.conversation_id == conversation_id)
-        .values(
-            message_count=ConversationStats.message_count + 1,
-            last_message_id=message_id,
-            last_activity_at=now,
-        )
-        .returning(ConversationStats.message_count)
-    ).scalar_one()
     if author_id is not None:
         advance_cursor(session, conversation_id, author_id, newest=(message_id, now, message_count))
+    session.execute(
+        update(ConversationStats)
+        .where(ConversationStats.conversation_id == conversation_id)
+        .values(message_count=message_count, last_message_id=message_id, last_activity_at=now)
+    )
     return _message(message_id, conversation_id, author_id, body, now)
 
 

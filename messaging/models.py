@@ -276,11 +276,12 @@ class ReadCursor(Base):
 
 class InboxEntry(Base):
     """The inbox's order: one row per participation with its conversation's ``last_activity_at``, kept by
-    database triggers (migrations 0006 and 0007) — made when the participation is, updated whenever the conversation's
-    activity in ``conversation_stats`` moves, deleted with the participation — so a page of anyone's inbox is a
-    range of ``ix_inbox_entries_user_activity``, however many conversations they are in. A table of its own:
-    only those triggers lock its rows, always after the conversation's stats row, so keeping it cannot deadlock
-    with readers moving their cursors."""
+    database triggers (migrations 0006, 0007 and 0009) — made when the participation is, updated whenever the
+    conversation's activity in ``conversation_stats`` moves or its last message changes, deleted with the
+    participation — so a page of anyone's inbox is a range of ``ix_inbox_entries_user_activity``, however many
+    conversations they are in. A table of its own, locked only by those triggers and by its participation's
+    deletion, and always last: every writer takes its read cursor, then the conversation's counters, then message
+    rows, then entries (migration 0009), so keeping it cannot deadlock with readers moving their cursors."""
 
     __tablename__ = "inbox_entries"
     __table_args__ = (
@@ -304,6 +305,15 @@ class InboxEntry(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     offer_id: Mapped[str | None] = mapped_column(String)
     conversation_created_at: Mapped[dt.datetime | None] = mapped_column()
+    # Whether it is a concierge chat, and its last message's author, text, flags and time (migration 0009):
+    # copied by triggers when the entry is made, when the counters move, when that message changes and when a
+    # concierge thread is made or deleted, so a page reads neither ``messages`` nor ``concierge_threads``.
+    is_concierge: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    last_message_user_id: Mapped[str | None] = mapped_column(Text)
+    last_message_text: Mapped[str | None] = mapped_column(String(1500))
+    last_message_read: Mapped[bool | None] = mapped_column(Boolean)
+    last_message_is_edit: Mapped[bool | None] = mapped_column(Boolean)
+    last_message_created_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class DirectConversation(Base):

@@ -84,36 +84,34 @@ def _inbox_sql(paged: bool) -> str:
     (SPEC §4): its row, counters, the caller's cursor, its last message and its participants (as three arrays
     in user id order). The page is a backward range of ``ix_inbox_entries_user_activity`` (one entry per
     participation, kept by triggers: :class:`messaging.models.InboxEntry`), whose rows also carry the
-    conversation's name, offer, creation time and counters, so its cost is the 50 conversations on it, not all
-    of the caller's, and no lookup in ``conversations`` or ``conversation_stats``. The rest is looked up by key:
-    the last message, and the participants from their read cursors (every participation has its cursor, made
-    and deleted with it, and each cursor carries its participant's name: migration 0008), with the caller's read
-    count among them; the cursors come in primary-key order, so the arrays need no sort. Each LATERAL subquery
-    has ``OFFSET 0``, which keeps the planner from flattening it into a join it might answer with a hash of the
-    whole table."""
+    conversation's name, offer, creation time, counters, concierge flag and last message, so its cost is the 50
+    conversations on it, not all of the caller's, and no lookup in ``conversations``, ``conversation_stats``,
+    ``messages`` or ``concierge_threads``. The rest is looked up by key: the participants from their read cursors
+    (every participation has its cursor, made and deleted with it, and each cursor carries its participant's
+    name: migration 0008), with the caller's read count among them; the cursors come in primary-key order, so the
+    arrays need no sort. Only a last message without an author asks ``concierge_message_origins`` whether the
+    concierge wrote it (else its author was deleted)."""
     bound = "AND (e.last_activity_at, e.conversation_id) < (%(at)s, %(pid)s)" if paged else ""
     return f"""
 WITH page AS (
     SELECT e.conversation_id AS id, e.last_activity_at AS at, e.name, e.offer_id, e.conversation_created_at,
-           e.message_count, e.last_message_id
+           e.message_count, e.is_concierge, e.last_message_id, e.last_message_user_id, e.last_message_text,
+           e.last_message_read, e.last_message_is_edit, e.last_message_created_at
       FROM inbox_entries e
      WHERE e.user_id = %(uid)s {bound}
      ORDER BY e.last_activity_at DESC, e.conversation_id DESC
      LIMIT %(limit)s
 )
 SELECT page.id, page.name, page.offer_id, page.conversation_created_at AS created_at, page.message_count,
-       pp.read_count,
-       coalesce((SELECT true FROM concierge_threads t WHERE t.conversation_id = page.id LIMIT 1), false)
-           AS is_concierge,
-       lm.id AS m_id, lm.user_id AS m_user_id, lm.message AS m_message, lm.read AS m_read,
-       lm.is_edit AS m_is_edit, lm.created_at AS m_created_at,
-       CASE WHEN lm.user_id IS NULL
-            THEN (SELECT true FROM concierge_message_origins o WHERE o.message_id = lm.id LIMIT 1) END
-           AS m_from_concierge,
+       pp.read_count, page.is_concierge,
+       page.last_message_id AS m_id, page.last_message_user_id AS m_user_id, page.last_message_text AS m_message,
+       page.last_message_read AS m_read, page.last_message_is_edit AS m_is_edit,
+       page.last_message_created_at AS m_created_at,
+       CASE WHEN page.last_message_id IS NOT NULL AND page.last_message_user_id IS NULL
+            THEN (SELECT true FROM concierge_message_origins o WHERE o.message_id = page.last_message_id LIMIT 1)
+       END AS m_from_concierge,
        page.at AS last_activity_at, pp.user_ids, pp.names, pp.read_ats
   FROM page
-  LEFT JOIN LATERAL (SELECT id, user_id, message, read, is_edit, created_at
-                       FROM messages WHERE id = page.last_message_id OFFSET 0) AS lm ON true
  CROSS JOIN LATERAL (
         SELECT array_agg(p.user_id) AS user_ids, array_agg(p.name) AS names, array_agg(p.last_read_at) AS read_ats,
                max(p.read_count) FILTER (WHERE p.user_id = %(uid)s) AS read_count

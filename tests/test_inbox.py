@@ -441,3 +441,177 @@ def test_sends_reads_and_inbox_pages_at_once_in_one_conversation_never_deadlock(
     posted(pg_client, auth, "cy", other, "last word")
     for user in users:
         assert ids(inbox(pg_client, auth(user))["items"]) == [other, cid]
+
+
+# --- the inbox entries' copies ----------------------------------------------------------------------
+
+# Every participation's entry against what it copies (migrations 0006-0009): the counters and last message id
+# from conversation_stats, the name, offer and creation time from conversations, the concierge flag from
+# concierge_threads and the last message's author, text, flags and time from messages. A row per difference.
+ENTRY_MISMATCHES = """
+SELECT p.conversation_id, p.user_id
+  FROM conversation_participants p
+  JOIN conversations c ON c.id = p.conversation_id
+  JOIN conversation_stats s ON s.conversation_id = p.conversation_id
+  LEFT JOIN inbox_entries e ON e.conversation_id = p.conversation_id AND e.user_id = p.user_id
+  LEFT JOIN messages m ON m.id = s.last_message_id
+ WHERE e.user_id IS NULL
+    OR e.last_activity_at IS DISTINCT FROM s.last_activity_at OR e.message_count IS DISTINCT FROM s.message_count
+    OR e.last_message_id IS DISTINCT FROM s.last_message_id
+    OR e.name IS DISTINCT FROM c.name OR e.offer_id IS DISTINCT FROM c.offer_id
+    OR e.conversation_created_at IS DISTINCT FROM c.created_at
+    OR e.is_concierge IS DISTINCT FROM EXISTS (SELECT 1 FROM concierge_threads t WHERE t.conversation_id = c.id)
+    OR e.last_message_user_id IS DISTINCT FROM m.user_id OR e.last_message_text IS DISTINCT FROM m.message
+    OR e.last_message_read IS DISTINCT FROM m.read OR e.last_message_is_edit IS DISTINCT FROM m.is_edit
+    OR e.last_message_created_at IS DISTINCT FROM m.created_at
+"""
+
+
+def entry_mismatches(app) -> list[tuple[str, str]]:
+    with app.app_context():
+        session = get_session()
+        rows = [tuple(r) for r in session.execute(text(ENTRY_MISMATCHES)).all()]
+        session.close()
+    return rows
+
+
+def test_inbox_entries_follow_the_last_message_and_the_concierge_flag(app, client, auth):
+    """The inbox page on PostgreSQL shows each conversation's last message and concierge flag from its inbox
+    entries, copied by triggers (on both databases). After every step of a script that changes them every way
+    — a send, a read that marks the last message read, an edit, the concierge's messages, a user deleted after
+    writing the last message, a concierge chat made, a participant leaving and joining — every entry equals what
+    it copies, and each inbox item equals the conversation read on its own."""
+    from concierge import records
+    from concierge.models import ConciergeThread
+
+    join(client, auth, "ana", "bob", "cy", "gone")
+    pair = group(client, auth, "ana", ["bob"], name="pair")
+    trio = group(client, auth, "ana", ["bob", "cy", "gone"], name="trio")
+
+    def check(step: str) -> None:
+        assert entry_mismatches(app) == [], step
+        for user in ("ana", "bob", "cy"):
+            for item in inbox(client, auth(user))["items"]:
+                assert item == conversation(client, auth, user, item["id"]), (step, user)
+
+    check("made")
+    last = posted(client, auth, "bob", pair, "hello ana")
+    check("sent")
+    assert client.post(f"/v1/conversations/{pair}/read", json={}, headers=auth("ana")).status_code == 200
+    item = {c["id"]: c for c in inbox(client, auth("bob"))["items"]}[pair]
+    assert item["lastMessage"]["id"] == last["id"] and item["lastMessage"]["read"] is True  # marked by ana's read
+    check("read")
+    assert client.patch(f"/v1/messages/{last['id']}", json={"message": "hello, ana"},
+                        headers=auth("bob")).status_code == 200
+    item = {c["id"]: c for c in inbox(client, auth("ana"))["items"]}[pair]
+    assert (item["lastMessage"]["message"], item["lastMessage"]["isEdit"]) == ("hello, ana", True)
+    check("edited")
+    posted(client, auth, "ana", trio, "who is coming?")
+    words = posted(client, auth, "gone", trio, "not me")
+    for reader in ("ana", "bob", "cy"):
+        assert client.post(f"/v1/conversations/{trio}/read", json={}, headers=auth(reader)).status_code == 200
+    check("read by all")
+    with app.app_context():
+        session = get_session()
+        records.delete_user(session, "gone")
+        session.commit()
+    item = {c["id"]: c for c in inbox(client, auth("ana"))["items"]}[trio]
+    assert item["lastMessage"]["id"] == words["id"] and item["lastMessage"]["senderType"] == "deleted"
+    assert item["lastMessage"]["userId"] is None and item["lastMessage"]["read"] is True
+    check("author deleted")
+    with app.app_context():
+        session = get_session()
+        svc.post_message(session, trio, None, "Your trip starts tomorrow.", origin={"kind": "system"})
+        session.commit()
+    item = {c["id"]: c for c in inbox(client, auth("bob"))["items"]}[trio]
+    assert item["lastMessage"]["senderType"] == "concierge" and item["lastMessage"]["read"] is False
+    check("concierge message")
+    chat = client.get("/v1/concierge", headers=auth("cy")).json["id"]
+    assert {c["id"]: c for c in inbox(client, auth("cy"))["items"]}[chat]["isConcierge"] is True
+    posted(client, auth, "cy", chat, "hello concierge")  # the general path: a concierge chat
+    check("concierge chat")
+    assert client.delete(f"/v1/conversations/{trio}/participants/bob", headers=auth("bob")).status_code == 204
+    assert client.post(f"/v1/conversations/{trio}/participants", json={"userId": "bob"},
+                       headers=auth("ana")).status_code in (200, 201)
+    check("left and came back")
+    with app.app_context():  # a thread's row gone (as an admin tool might): the conversation is no longer one
+        session = get_session()
+        session.execute(ConciergeThread.__table__.delete().where(ConciergeThread.conversation_id == chat))
+        session.commit()
+    assert {c["id"]: c for c in inbox(client, auth("cy"))["items"]}[chat]["isConcierge"] is False
+    check("thread deleted")
+
+
+def test_entries_stay_true_and_nothing_deadlocks_when_every_kind_of_write_meets(pg_app, pg_client, auth):
+    """Reads lock the inbox entries of the message they mark read (migration 0009), after that message's row.
+    Writers of several statements must not hold an entry while waiting for a message row: here, at once in
+    shared conversations, one-statement sends and reads, a traveler's messages in their concierge chat (the
+    general path) from two devices while they mark it read, an admin replying there, participants leaving and
+    coming back, and users deleted just after writing a conversation's last message while the others read it.
+    Every request succeeds (a deadlock would be a 503), and every entry ends equal to what it copies."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    users = ["ana", "bob", "cy", "tom"]
+    join(pg_client, auth, *users)
+    trio = group(pg_client, auth, "ana", ["bob", "cy"], name="trio")
+    chat = pg_client.get("/v1/concierge", headers=auth("tom")).json["id"]
+    service, admin = auth("platform", "service"), auth("root", "admin")
+    doomed: list[str] = []
+
+    def hammer(seed: int) -> list[tuple[str, int]]:
+        rng = random.Random(seed * 1000 + len(doomed))
+        done = []
+        for step in range(50):
+            roll = rng.random()
+            if seed == 0 and step < len(doomed):  # one caller: a doomed user's last word, then their deletion
+                r = pg_client.post(f"/v1/conversations/{trio}/messages", json={"message": "bye"},
+                                   headers=auth(doomed[step]))
+                done.append(("last word", r.status_code))
+                r = pg_client.delete(f"/v1/users/{doomed[step]}", headers=service)
+                done.append(("delete user", r.status_code))
+                continue
+            if seed == 1:  # the traveler and the admin in the concierge chat
+                if roll < 0.35:
+                    r = pg_client.post(f"/v1/conversations/{chat}/messages", json={"message": f"q{step}"},
+                                       headers=auth("tom"))
+                elif roll < 0.7:
+                    r = pg_client.post(f"/v1/conversations/{chat}/read", json={}, headers=auth("tom"))
+                else:
+                    r = pg_client.post(f"/v1/admin/transcripts/{chat}/messages", json={"message": f"a{step}"},
+                                       headers=admin)
+                done.append(("concierge", r.status_code))
+                continue
+            who = rng.choice(["ana", "bob", "cy"])
+            if seed == 2 and roll < 0.3:  # leaving and coming back
+                r = pg_client.delete(f"/v1/conversations/{trio}/participants/cy", headers=auth("cy"))
+                done.append(("leave", r.status_code))
+                r = pg_client.post(f"/v1/conversations/{trio}/participants", json={"userId": "cy"},
+                                   headers=auth("ana"))
+                done.append(("rejoin", r.status_code))
+            elif roll < 0.4:
+                r = pg_client.post(f"/v1/conversations/{trio}/messages", json={"message": f"{seed}/{step}"},
+                                   headers=auth(who))
+                done.append(("send", r.status_code))
+            else:
+                r = pg_client.post(f"/v1/conversations/{chat if seed == 3 else trio}/read", json={},
+                                   headers=auth("tom" if seed == 3 else who))
+                done.append(("read", r.status_code))
+        return done
+
+    results: list[tuple[str, int]] = []
+    for round_ in range(3):  # the collisions are a matter of timing: three rounds catch more of them
+        doomed[:] = [f"gone{round_}-{i}" for i in range(20)]
+        join(pg_client, auth, *doomed)
+        for who in doomed:
+            assert pg_client.post(f"/v1/conversations/{trio}/participants", json={"userId": who},
+                                  headers=auth("ana")).status_code in (200, 201)
+        with ThreadPoolExecutor(6) as pool:
+            results += [x for batch in pool.map(hammer, range(6)) for x in batch]
+    failed = [(what, status) for what, status in results if status >= 500]
+    assert failed == [], failed
+    # cy's sends and reads between leaving and coming back are 404; nothing else fails.
+    assert {s for what, s in results if what not in ("send", "read")} <= {200, 201, 204}, sorted(set(results))
+    assert {s for what, s in results if what in ("send", "read")} <= {200, 201, 404}, sorted(set(results))
+    assert sum(1 for what, status in results if what == "delete user" and status == 204) == 3 * len(doomed)
+    assert entry_mismatches(pg_app) == []
