@@ -280,8 +280,8 @@ class InboxEntry(Base):
     conversation's activity in ``conversation_stats`` moves or its last message changes, deleted with the
     participation — so a page of anyone's inbox is a range of ``ix_inbox_entries_user_activity``, however many
     conversations they are in. A table of its own, locked only by those triggers and by its participation's
-    deletion, and always last: every writer takes its read cursor, then the conversation's counters, then message
-    rows, then entries (migration 0009), so keeping it cannot deadlock with readers moving their cursors."""
+    deletion, and always last: every writer takes its read cursor, then message rows, then the conversation's
+    counters, then entries (migration 0009), so keeping it cannot deadlock with readers moving their cursors."""
 
     __tablename__ = "inbox_entries"
     __table_args__ = (

@@ -15,10 +15,12 @@ The copies are kept by triggers, as the rest of the entry is:
 
 Locks. The entries of a conversation are now also locked by a statement that changes a message (a read marking
 the last message read, an edit, a user's deletion), after that message's row. So every writer takes its locks
-in one order: the writer's read cursor, the conversation's counters, message rows, inbox entries. Each
-statement locks entries last (the triggers run at its end), and the few transactions of several statements take
-the message rows they may change before the statement that locks entries (``post_message``, leaving a
-conversation, deleting a user).
+in one order, the one-statement send's: the writer's read cursor, message rows, the conversation's counters,
+inbox entries. Each statement locks entries last (the triggers run at its end), and the few transactions of
+several statements first lock, in that order, what they will change (``post_message``'s general path, leaving a
+conversation, deleting a user). Found by a test that runs all of them at once: a user's deletion (which deletes
+their entries, then updates their messages) deadlocked against a send (which updates every entry of the
+conversation).
 
 Revision ID: 0009
 Revises: 0008
