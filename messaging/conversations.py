@@ -196,6 +196,17 @@ def add_participant(session: Session, caller_id: str, conversation_id: str, user
     return _join(session, conversation_id, user_id)
 
 
+def _lock_cursor_and_unread(session: Session, conversation_id: str, user_id: str) -> None:
+    """The first locks of a transaction of several statements that moves ``user_id``'s cursor or marks messages
+    read, in the order every writer takes its locks (migration 0009): the cursor, then the conversation's unread
+    messages (a read marking one of them read then waits before it locks any inbox entry)."""
+    for lock in (
+        select(ReadCursor.user_id).where(ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == user_id),
+        select(Message.id).where(Message.conversation_id == conversation_id, ~Message.read),
+    ):
+        session.execute(lock.with_for_update())
+
+
 def leave_conversation(session: Session, caller_id: str, conversation_id: str, user_id: str) -> None:
     """The caller leaves; removing anyone else is refused (403)."""
     require_participant(session, conversation_id, caller_id)
@@ -203,17 +214,14 @@ def leave_conversation(session: Session, caller_id: str, conversation_id: str, u
         raise Forbidden("You can only remove yourself from a conversation.")
     _require_not_concierge(session, conversation_id)
     # The deletion locks the leaver's cursor and inbox entry; marking messages read then locks them and the
-    # entries whose last message they are. So first, in the order every writer takes its locks (migration 0009):
-    # the leaver's cursor, the unread messages (a read marking one read now waits before locking any entry)
-    # and the counters (a send here now waits before locking any entry).
-    for lock in (
-        select(ReadCursor.user_id).where(
-            ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == caller_id
-        ),
-        select(Message.id).where(Message.conversation_id == conversation_id, ~Message.read),
-        select(ConversationStats.conversation_id).where(ConversationStats.conversation_id == conversation_id),
-    ):
-        session.execute(lock.with_for_update())
+    # entries whose last message they are. So first the cursor and the unread messages, then the counters (a send
+    # here now waits before locking any entry).
+    _lock_cursor_and_unread(session, conversation_id, caller_id)
+    session.execute(
+        select(ConversationStats.conversation_id)
+        .where(ConversationStats.conversation_id == conversation_id)
+        .with_for_update()
+    )
     session.execute(
         delete(ConversationParticipant).where(
             ConversationParticipant.conversation_id == conversation_id, ConversationParticipant.user_id == caller_id
@@ -250,16 +258,10 @@ def post_message(
     if author_id is None and is_postgresql():
         _post_concierge_message(session, conversation_id, message_id, body, now, origin or {})
         return _message(message_id, conversation_id, None, body, now)
-    # Locks in the order every writer takes them (migration 0009): the author's cursor, the unread messages
-    # (moving the cursor marks some read), the counters, and the inbox entries last, with the counters' UPDATE.
+    # Locks in the order every writer takes them: the author's cursor and the unread messages (moving the cursor
+    # marks some read), the counters, and the inbox entries last, with the counters' UPDATE.
     if author_id is not None:
-        for lock in (
-            select(ReadCursor.user_id).where(
-                ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == author_id
-            ),
-            select(Message.id).where(Message.conversation_id == conversation_id, ~Message.read),
-        ):
-            session.execute(lock.with_for_update())
+        _lock_cursor_and_unread(session, conversation_id, author_id)
     message_count = 1 + session.execute(
         select(ConversationStats.message_count)
         .where(ConversationStats.conversation_id == conversation_id)

@@ -266,6 +266,8 @@ class RedisLiveBus(LiveBus):
     def _publish(self, events: Sequence[_Encoded]) -> None:
         """One round trip: one ``EVALSHA`` of :data:`PUBLISH_ONE_LUA` per event (its streams, type and JSON),
         pipelined when there are several."""
+        if not events:
+            return
         if len(events) == 1:  # the usual case (one message, its participants): one EVALSHA does every XADD+EXPIRE
             keys, event_type, payload = events[0]
             try:
@@ -273,8 +275,6 @@ class RedisLiveBus(LiveBus):
             except self._errors as exc:
                 log.warning("live updates: dropped a %s event for %d stream(s), Redis unavailable: %s",
                             event_type, len(keys), exc)
-            return
-        if not events:
             return
         pipe = self._publisher.pipeline(transaction=False)
         for keys, event_type, payload in events:

@@ -166,15 +166,6 @@ def advance_cursor_in_one_statement(
     return ReadResult(max(0, message_count - new_count), now, True), list(audience)
 
 
-# What advance_cursor does, in one statement. ``cur``: the caller's cursor with the conversation's counters (no
-# row: not a participant). ``target``: the message read up to (no row: ``upTo`` is not a message of this
-# conversation, or there are no messages), with how many messages are at or before it — counted only for a target
-# that is not the newest, over the index range after it. ``moved``: the cursor, only forward; a concurrent read
-# that went further first wins (the row is checked again once its lock is had). ``marked``: the seed's ``read``
-# flag on the messages the cursor just crossed that every other participant has read too, as
-# mark_read_by_everyone does (the statement's snapshot still shows the caller's old cursor, so the caller is left
-# out of "someone behind" by id: they have read everything up to the target). The participants to tell come back
-# only when the cursor moved.
 # The seed's ``read`` rule in SQL, for a message ``m`` that %(uid)s has just read: no other participant (the
 # author aside) has a cursor before it. A statement's snapshot still shows %(uid)s's old cursor, so the reader is
 # left out by id (the one-statement send and mark read; mark_read_by_everyone is the same rule in SQLAlchemy).
@@ -186,6 +177,15 @@ READ_BY_EVERYONE_ELSE = """NOT EXISTS (
               AND (rc.last_read_message_created_at IS NULL
                    OR (rc.last_read_message_created_at, rc.last_read_message_id) < (m.created_at, m.id)))"""
 
+
+# What advance_cursor does, in one statement. ``cur``: the caller's cursor with the conversation's counters (no
+# row: not a participant). ``target``: the message read up to (no row: ``upTo`` is not a message of this
+# conversation, or there are no messages), with how many messages are at or before it — counted only for a target
+# that is not the newest, over the index range after it. ``moved``: the cursor, only forward; a concurrent read
+# that went further first wins (the row is checked again once its lock is had). ``marked``: the seed's ``read``
+# flag on the messages the cursor just crossed that every other participant has read too
+# (READ_BY_EVERYONE_ELSE), as mark_read_by_everyone does. The participants to tell come back only when the
+# cursor moved.
 _READ_SQL = f"""
 WITH cur AS (
     SELECT rc.read_count, rc.last_read_at, rc.last_read_message_created_at AS old_at,

@@ -560,7 +560,7 @@ def test_entries_stay_true_and_nothing_deadlocks_when_every_kind_of_write_meets(
     doomed: list[str] = []
 
     def hammer(seed: int) -> list[tuple[str, int]]:
-        rng = random.Random(seed * 1000 + len(doomed))
+        rng = random.Random(f"{doomed[0]}/{seed}")  # another script each round
         done = []
         for step in range(50):
             roll = rng.random()

@@ -134,13 +134,25 @@ END $$""",
 
 _SQLITE_COPY = ', '.join(f'{column} = (SELECT m.{source} FROM messages m WHERE m.id = NEW.last_message_id)'
                          for column, source in zip(COPIED, SOURCE, strict=True))
-_SQLITE_FOLLOW = f"""
+
+
+def _sqlite_follow_stats(copies: str) -> list[str]:
+    """SQLite's two triggers that copy the counters (and ``copies``, more SET assignments) into the entries."""
+    body = f"""
 BEGIN
     UPDATE inbox_entries
        SET last_activity_at = NEW.last_activity_at, message_count = NEW.message_count,
-           last_message_id = NEW.last_message_id, {_SQLITE_COPY}
+           last_message_id = NEW.last_message_id{copies}
      WHERE conversation_id = NEW.conversation_id;
 END"""
+    return [
+        "CREATE TRIGGER inbox_entries_follow_new_stats AFTER INSERT ON conversation_stats" + body,
+        """CREATE TRIGGER inbox_entries_follow_activity
+AFTER UPDATE OF last_activity_at, message_count, last_message_id ON conversation_stats
+WHEN OLD.last_activity_at IS NOT NEW.last_activity_at OR OLD.message_count IS NOT NEW.message_count
+     OR OLD.last_message_id IS NOT NEW.last_message_id""" + body,
+    ]
+
 
 SQLITE_NEW = ['inbox_entries_follow_last_message', 'inbox_entries_follow_concierge_thread',
               'inbox_entries_leave_concierge_thread']
@@ -164,11 +176,7 @@ BEGIN
       LEFT JOIN messages m ON m.id = s.last_message_id
      WHERE c.id = NEW.conversation_id;
 END""",
-    "CREATE TRIGGER inbox_entries_follow_new_stats AFTER INSERT ON conversation_stats" + _SQLITE_FOLLOW,
-    """CREATE TRIGGER inbox_entries_follow_activity
-AFTER UPDATE OF last_activity_at, message_count, last_message_id ON conversation_stats
-WHEN OLD.last_activity_at IS NOT NEW.last_activity_at OR OLD.message_count IS NOT NEW.message_count
-     OR OLD.last_message_id IS NOT NEW.last_message_id""" + _SQLITE_FOLLOW,
+    *_sqlite_follow_stats(", " + _SQLITE_COPY),
     """CREATE TRIGGER inbox_entries_follow_last_message
 AFTER UPDATE OF user_id, message, read, is_edit, created_at ON messages
 WHEN OLD.user_id IS NOT NEW.user_id OR OLD.message IS NOT NEW.message OR OLD.read IS NOT NEW.read
@@ -191,13 +199,6 @@ END""",
 
 # 0007's triggers, as they were (made again once the columns are gone: SQLite drops a column by copying the
 # table, which its triggers must not name meanwhile).
-_SQLITE_0007_FOLLOW = """
-BEGIN
-    UPDATE inbox_entries
-       SET last_activity_at = NEW.last_activity_at, message_count = NEW.message_count,
-           last_message_id = NEW.last_message_id
-     WHERE conversation_id = NEW.conversation_id;
-END"""
 
 SQLITE_DOWN = [
     """CREATE TRIGGER inbox_entry_on_join AFTER INSERT ON conversation_participants
@@ -210,11 +211,7 @@ BEGIN
       FROM conversations c LEFT JOIN conversation_stats s ON s.conversation_id = c.id
      WHERE c.id = NEW.conversation_id;
 END""",
-    "CREATE TRIGGER inbox_entries_follow_new_stats AFTER INSERT ON conversation_stats" + _SQLITE_0007_FOLLOW,
-    """CREATE TRIGGER inbox_entries_follow_activity
-AFTER UPDATE OF last_activity_at, message_count, last_message_id ON conversation_stats
-WHEN OLD.last_activity_at IS NOT NEW.last_activity_at OR OLD.message_count IS NOT NEW.message_count
-     OR OLD.last_message_id IS NOT NEW.last_message_id""" + _SQLITE_0007_FOLLOW,
+    *_sqlite_follow_stats(""),
 ]
 
 
