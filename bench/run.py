@@ -5,8 +5,8 @@
    (``--messages``, default 1 M across 20 k conversations and 10 k users); 50 messages per conversation, one user
    in 500 conversations.
 2. Starts the service the production way (the README's command) on each: gunicorn with ``--web-workers``
-   gevent_pywsgi processes and Celery workers, on PostgreSQL and Redis (a Redis database each), with the abuse
-   limits on (set high, so they are counted but never refuse).
+   processes of the worker class ``messaging.server.GeventWorker`` and Celery workers, on PostgreSQL and Redis (a
+   Redis database each), with the abuse limits on (set high, so they are counted but never refuse).
 3. Measures history and inbox at both sizes with wrk (16 connections, warm-up then a measured window) in
    interleaved windows (stage, full, full, stage), each followed by pgbench's "50 newest" SELECT on that database,
    so a drift of the machine's speed weighs on both sizes alike. Then stops the first stage's service.
@@ -175,8 +175,8 @@ class Service:
                "RATE_LIMIT_THREADS": "100000000/minute", "RATE_LIMIT_EVENTS": "100000000/minute"}
         bin_dir = Path(sys.executable).parent
         self.web = subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "-k", "gevent_pywsgi", "--worker-connections", "2000", "-w", str(web_workers),
-             "--backlog", "2048", "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
+            [str(bin_dir / "gunicorn"), "-k", "messaging.server.GeventWorker", "--worker-connections", "2000",
+             "-w", str(web_workers), "--backlog", "2048", "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.workers = [subprocess.Popen(
             [str(bin_dir / "celery"), "-A", "app.celery_app", "worker", *worker_pool, "-n", f"bench{n}@%h",
@@ -299,7 +299,7 @@ class Bench:
         self.result["config"] = {
             "messages": a.messages, "conversations": full_conversations, "users": a.users,
             "stage_messages": a.stage_messages, "window_s": a.seconds, "warmup_s": a.warmup,
-            "connections": CONNECTIONS, "web": f"gunicorn gevent_pywsgi -w {a.web_workers}",
+            "connections": CONNECTIONS, "web": f"gunicorn messaging.server.GeventWorker -w {a.web_workers}",
             "worker": " ".join(["celery worker", *self.worker_pool]) + f" × {self.worker_processes}",
             "event_rate": a.event_rate,
             "machine": f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}",

@@ -96,8 +96,8 @@ class Soak:
                "APP_ENV": "production", "RATE_LIMITS_ENABLED": "0", "LOG_LEVEL": "WARNING"}
         bin_dir = Path(sys.executable).parent
         self.web = subprocess.Popen(
-            [str(bin_dir / "gunicorn"), "-k", "gevent_pywsgi", "--worker-connections", "2000", "-w", "2",
-             "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
+            [str(bin_dir / "gunicorn"), "-k", "messaging.server.GeventWorker", "--worker-connections", "2000",
+             "-w", "2", "-b", f"127.0.0.1:{self.port}", "app:create_app()"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         self.worker = subprocess.Popen(

@@ -373,7 +373,7 @@ def main() -> int:
 
     port = free_port()
     command = [
-        str(Path(sys.executable).parent / "gunicorn"), "-k", "gevent_pywsgi", "-w", "1",
+        str(Path(sys.executable).parent / "gunicorn"), "-k", "messaging.server.GeventWorker", "-w", "1",
         "--worker-connections", str(max(2000, args.streams + 200)), "--keep-alive", "75",
         "--graceful-timeout", "2", "-b", f"127.0.0.1:{port}", "app:create_app()",
     ]

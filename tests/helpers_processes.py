@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +207,8 @@ class RedisServer(ManagedProcess):
 
 class WebServer(ManagedProcess):
     """``gunicorn 'app:create_app()'`` on a free port. ``threads`` > 1 uses the gthread worker class, so
-    one worker process handles requests concurrently; ``worker_class`` overrides (e.g. ``gevent_pywsgi``)."""
+    one worker process handles requests concurrently; ``worker_class`` overrides (e.g. the production command's
+    ``messaging.server.GeventWorker``); ``options`` are more gunicorn options."""
 
     name = "gunicorn"
 
@@ -220,6 +221,7 @@ class WebServer(ManagedProcess):
         threads: int = 1,
         worker_class: str | None = None,
         port: int | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -229,7 +231,7 @@ class WebServer(ManagedProcess):
         ]
         if worker_class:
             argv += ["-k", worker_class]
-        argv.append("app:create_app()")
+        argv += [*options, "app:create_app()"]
         super().__init__(argv, env, log_path)
 
     def start(self, timeout: float = 30.0) -> WebServer:

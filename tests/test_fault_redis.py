@@ -75,7 +75,7 @@ def test_redis_down_messages_still_accepted_and_streams_recover(
 ) -> None:
     redis = processes.redis()
     env = service_env(database_url, redis.url(), RATE_LIMITS_ENABLED="0", LIVE_HEARTBEAT_SECONDS="1")
-    web = processes.web(env, workers=1, threads=1, worker_class="gevent_pywsgi")
+    web = processes.web(env, workers=1, threads=1, worker_class="messaging.server.GeventWorker")
     alice, bob = mint("fr-alice"), mint("fr-bob")
     assert call(web.base, "GET", "/v1/me", bob)[0] == 200
     status, conversation = call(web.base, "POST", "/v1/conversations", alice, {"participantIds": ["fr-bob"]})

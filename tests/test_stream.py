@@ -239,7 +239,7 @@ def free_port() -> int:
 
 
 class WebProcess:
-    """``gunicorn -k gevent_pywsgi`` (the production command) serving ``app:create_app()`` on a free port."""
+    """``gunicorn -k messaging.server.GeventWorker`` (the production command) serving ``app:create_app()`` on a free port."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
@@ -248,7 +248,7 @@ class WebProcess:
         self.proc = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "gunicorn"),
-                "-k", "gevent_pywsgi", "-w", "1", "--worker-connections", "2000",
+                "-k", "messaging.server.GeventWorker", "-w", "1", "--worker-connections", "2000",
                 "--graceful-timeout", "2", "-b", f"127.0.0.1:{self.port}", "app:create_app()",
             ],
             cwd=ROOT,

@@ -1,0 +1,135 @@
+"""The web tier's worker class (messaging/server.py): its header parser gives what gevent's gives, on generated
+header blocks, and a real ``gunicorn -k messaging.server.GeventWorker`` serves with the headers read both ways,
+a current ``Date`` and, when asked for, its access log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import io
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gevent import pywsgi
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from messaging.server import _PLAIN_LINE, http_date, parse_headers
+from tests.helpers_processes import (
+    Processes,
+    mint,
+    private_pg_database,
+    processes,  # noqa: F401 - fixture
+    service_env,
+    wait_until,
+)
+
+# --- the parser against gevent's ----------------------------------------------------------------------------------
+
+NAME = st.binary(min_size=1, max_size=12).filter(lambda b: all(0x21 <= c <= 0x7E and c != 0x3A for c in b))
+VALUE = st.binary(max_size=24).filter(lambda b: b"\r" not in b and b"\n" not in b)
+END = st.sampled_from([b"\r\n", b"\n"])
+PLAIN = st.builds(lambda n, v, lead, e: n + b":" + lead + v + e, NAME, VALUE, st.sampled_from([b"", b" ", b"\t "]), END)
+# Lines the email parser treats specially, or that are not headers at all.
+ODD = st.sampled_from([
+    b" folded continuation\r\n", b"\tfolded\r\n", b"no colon here\r\n", b"Spaced Name: x\r\n", b":empty name\r\n",
+    b"From someone\r\n", b"A: bare\rCR: inside\r\n", b"Under_score: y\r\n", b"Trailing: blanks  \t\r\n",
+    b"Latin: caf\xe9\r\n", b"Content-Length: 5\r\n", b"content-length: 7\r\n", b"Colon:: twice\r\n",
+])
+
+
+def _parse(factory: Any, raw: bytes) -> tuple[Any, ...]:
+    fp = io.BytesIO(raw)
+    try:
+        message = factory(fp, 0)
+    except Exception as exc:  # noqa: BLE001 - the same failure is what is compared
+        return ("raised", type(exc), str(exc))
+    return message._headers, message.status, message.get("content-length"), message.typeheader, fp.read()
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines=st.lists(st.one_of(PLAIN, PLAIN, ODD), max_size=12),
+       end=st.sampled_from([b"\r\n", b"\n", b""]), body=st.sampled_from([b"", b"BODY", b"X: not a header\r\n"]))
+def test_headers_parse_as_gevents_own_parser_parses_them(lines: list[bytes], end: bytes, body: bytes) -> None:
+    raw = b"".join(lines) + end + (body if end else b"")
+    assert _parse(parse_headers, raw) == _parse(pywsgi.headers_factory, raw)
+
+
+def test_the_fast_path_takes_plain_lines_and_only_them() -> None:
+    """So the agreement above covers both paths: plain lines are the fast path's, odd ones the email parser's."""
+    assert _PLAIN_LINE.match(b"Authorization: Bearer x\r\n") and _PLAIN_LINE.match(b"Host:127.0.0.1\n")
+    for odd in (b" folded\r\n", b"no colon\r\n", b"Spaced Name: x\r\n", b":empty\r\n", b"A: b\rC: d\r\n",
+                b"Unterminated: x"):
+        assert _PLAIN_LINE.match(odd) is None, odd
+
+
+@pytest.mark.parametrize("raw", [
+    b"Long: " + b"x" * 70_000 + b"\r\n\r\n",  # one line past http.client's limit: 'Line too long'
+    b"".join(b"H%d: v\r\n" % n for n in range(101)) + b"\r\n",  # more headers than http.client allows
+])
+def test_limits_are_http_clients_as_with_gevent(raw: bytes) -> None:
+    ours, gevents = _parse(parse_headers, raw), _parse(pywsgi.headers_factory, raw)
+    assert ours == gevents
+    assert ours[0] == "raised" or ours[1] == "Line too long"
+
+
+def test_the_date_is_gevents_format_of_now() -> None:
+    sent = email.utils.parsedate_to_datetime(http_date().decode())
+    assert abs((sent - dt.datetime.now(dt.UTC)).total_seconds()) <= 2
+    assert http_date() == pywsgi.format_date_time(sent.timestamp())
+
+
+# --- a real server ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    with private_pg_database("concierge_server") as url:
+        yield url
+
+
+def _exchange(port: int, raw: bytes) -> bytes:
+    """One request written as given on a fresh connection (``Connection: close``), the whole answer back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(raw)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.slow
+def test_gunicorn_with_the_worker_class_serves_reads_headers_dates_and_logs_access(
+    processes: Processes,  # noqa: F811 - fixture
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    access_log = tmp_path / "access.log"
+    web = processes.web(service_env(database_url, None), worker_class="messaging.server.GeventWorker",
+                        options=["--access-logfile", str(access_log)])
+    token = mint("srv-alice")
+    plain = (f"GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Request-Id: plain-1\r\n"
+             "Connection: close\r\n\r\n").encode()
+    # The same token in a folded header line: the email parser's path (gevent joins and strips it).
+    folded = (f"GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization:\r\n Bearer {token}\r\nX-Request-Id: folded-1\r\n"
+              "Connection: close\r\n\r\n").encode()
+    for raw, request_id in ((plain, b"plain-1"), (folded, b"folded-1")):
+        answer = _exchange(web.port, raw)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+        assert b'"srv-alice"' in body
+        headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+        assert headers[b"X-Request-Id"] == request_id
+        assert head.count(b"\r\nDate: ") == 1
+        sent = email.utils.parsedate_to_datetime(headers[b"Date"].decode())
+        assert abs((sent - dt.datetime.now(dt.UTC)).total_seconds()) <= 5
+    # No token: the header block without Authorization is what the application saw.
+    assert _exchange(web.port, b"GET /v1/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+        b"HTTP/1.1 401")
+    wait_until(lambda: access_log.exists() and access_log.read_text().count('"GET /v1/me HTTP/1.1"') == 3, 5,
+               what="three access log lines")
+    lines = [line for line in access_log.read_text().splitlines() if "/v1/me" in line]
+    assert sum(' 200 ' in line for line in lines) == 2 and sum(' 401 ' in line for line in lines) == 1
