@@ -88,6 +88,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU the processes ``pids`` have used so far (a process that has ended counts nothing)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def tool(name: str) -> str:
     found = shutil.which(name)
     if found:
@@ -169,6 +182,7 @@ class Service:
                  worker_processes: int = 1, redis_url: str = REDIS_URL) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.plain_url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
         env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRET": SECRET,
                "APP_ENV": "production", "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": str(pool_size),
                "RATE_LIMITS_ENABLED": "1", "RATE_LIMIT_MESSAGES": "100000000/minute",
@@ -199,28 +213,27 @@ class Service:
         """Until the web and worker processes (and their children) have finished starting: the Celery worker's
         pool processes import the application after the web answers, and that CPU must not fall into the first
         measured window. Idle = under 5 % of a CPU over half a second."""
-        tick = os.sysconf("SC_CLK_TCK")
-
-        def cpu_seconds() -> float:
-            total = 0.0
-            for root in (self.web.pid, *(w.pid for w in self.workers)):
-                pids = [root] + [int(p) for p in Path(f"/proc/{root}/task/{root}/children").read_text().split()]
-                for pid in pids:
-                    try:
-                        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                    except FileNotFoundError:  # a process that just ended
-                        continue
-                    total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-            return total
+        def all_pids() -> list[int]:
+            roots = (self.web.pid, *(w.pid for w in self.workers))
+            return [*roots, *(int(p) for root in roots
+                              for p in Path(f"/proc/{root}/task/{root}/children").read_text().split())]
 
         while time.monotonic() < deadline:
-            before = cpu_seconds()
+            before = cpu_seconds(all_pids())
             time.sleep(0.5)
-            if cpu_seconds() - before < 0.025:
+            if cpu_seconds(all_pids()) - before < 0.025:
                 return
 
     def web_worker_pids(self) -> list[int]:
         return [int(p) for p in Path(f"/proc/{self.web.pid}/task/{self.web.pid}/children").read_text().split()]
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds used so far by the web workers and by the PostgreSQL backends serving this service's
+        database (its processes' connections; a window's share is the difference of two readings)."""
+        with psycopg.connect(self.plain_url, autocommit=True) as conn:
+            backends = [pid for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        return cpu_seconds(self.web_worker_pids()), cpu_seconds(backends)
 
     def stop(self) -> None:
         for process in (self.web, *self.workers):
@@ -238,22 +251,31 @@ class Service:
 # --- load generators ----------------------------------------------------------------------------------------------
 
 
-def wrk(base: str, lines: list[str], seconds: float, warmup: float, workdir: Path, name: str) -> dict[str, Any]:
+def wrk(service: Service, lines: list[str], seconds: float, warmup: float, workdir: Path,
+        name: str) -> dict[str, Any]:
+    """A wrk window on ``service``: its figures, and the CPU per request (µs) of the service's web workers and
+    PostgreSQL backends over the measured part (the load generator's and Redis's are not counted)."""
+    base = service.base
     targets = workdir / f"{name}.tsv"
     targets.write_text("\n".join(lines) + "\n")
     command = [tool("wrk"), "-t", "2", "-c", str(CONNECTIONS), "--timeout", "10s", "-s", str(WRK_SCRIPT), base]
     if warmup:
         subprocess.run([*command[:1], "-d", f"{warmup:.0f}s", *command[1:], "--", str(targets)],
                        check=True, capture_output=True, text=True)
+    web_before, db_before = service.cpu()
     out = subprocess.run([*command[:1], "-d", f"{seconds:.0f}s", *command[1:], "--", str(targets)],
                          check=True, capture_output=True, text=True).stdout
+    web_after, db_after = service.cpu()
     figures = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
     seconds_measured = figures["duration_us"] / 1e6
+    requests_done = max(1, figures["requests"])
     return {
         "requests": figures["requests"],
         "per_second": round(figures["requests"] / seconds_measured, 1),
         "p50_ms": figures["p50_us"] / 1000, "p95_ms": figures["p95_us"] / 1000, "p99_ms": figures["p99_us"] / 1000,
         "errors": figures["non_2xx"] + figures["socket_errors"],
+        "web_cpu_us": round(1e6 * (web_after - web_before) / requests_done),
+        "db_cpu_us": round(1e6 * (db_after - db_before) / requests_done),
     }
 
 
@@ -378,8 +400,8 @@ class Bench:
         print(f"[{label}] history and inbox", flush=True)
         return {
             "messages": conversations * PER_CONVERSATION,
-            "history": wrk(service.base, history, a.seconds, a.warmup, self.workdir, f"history-{label}"),
-            "inbox": wrk(service.base, inbox, a.seconds, a.warmup, self.workdir, f"inbox-{label}"),
+            "history": wrk(service, history, a.seconds, a.warmup, self.workdir, f"history-{label}"),
+            "inbox": wrk(service, inbox, a.seconds, a.warmup, self.workdir, f"inbox-{label}"),
             # Context for the growth figures, not a target: the raw "history page" at this size, right after.
             "raw_select50": self._raw_select(url, conversations, f"select-{label}"),
         }
@@ -423,7 +445,7 @@ class Bench:
                 continue
             print("[full] send", flush=True)
             profiler = self._start_profile(service) if a.profile and n == 0 else None
-            windows[measure].append(wrk(service.base, sends, a.seconds, a.warmup, self.workdir, f"send-{n}"))
+            windows[measure].append(wrk(service, sends, a.seconds, a.warmup, self.workdir, f"send-{n}"))
             if profiler:
                 self._finish_profile(profiler)
         self.result["api"]["send"] = _mean(windows["send"])
@@ -432,10 +454,10 @@ class Bench:
         self.result["raw"]["select50"] = self.result["stages"]["full"]["raw_select50"]
         self._settle()
         print("[full] mark read", flush=True)
-        self.result["api"]["mark_read"] = wrk(service.base, reads, a.seconds, a.warmup, self.workdir, "read")
+        self.result["api"]["mark_read"] = wrk(service, reads, a.seconds, a.warmup, self.workdir, "read")
         self._settle()
         print("[full] property-thread reply", flush=True)
-        self.result["api"]["property_reply"] = wrk(service.base, replies, a.seconds, a.warmup, self.workdir,
+        self.result["api"]["property_reply"] = wrk(service, replies, a.seconds, a.warmup, self.workdir,
                                                    "property-reply")
         self.result["api"]["history"] = self.result["stages"]["full"]["history"]
         self.result["api"]["inbox"] = self.result["stages"]["full"]["inbox"]
@@ -708,19 +730,19 @@ def markdown(r: dict[str, Any]) -> str:
         f"{c['web']}, {c['worker']}; wrk and pgbench with {c['connections']} connections, "
         f"{c['warmup_s']:.0f} s warm-up, {c['window_s']:.0f} s measured; {c['machine']}; {c['started']}.",
         "",
-        "| measure | per second | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| measure | per second | p50 ms | p95 ms | p99 ms | errors | CPU µs per request: web / database |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     names = {"send": "send (POST message)", "history": "history page (50)", "inbox": "inbox page (500-conv. user)",
              "mark_read": "mark read", "property_reply": "property-thread reply"}
     for key, label in names.items():
         m = r["api"][key]
         lines.append(f"| {label} | {m['per_second']:,.0f} | {m['p50_ms']:.1f} | {m['p95_ms']:.1f} | "
-                     f"{m['p99_ms']:.1f} | {m['errors']} |")
+                     f"{m['p99_ms']:.1f} | {m['errors']} | {m['web_cpu_us']:,.0f} / {m['db_cpu_us']:,.0f} |")
     lines.append(f"| raw INSERT one row (pgbench) | {r['raw']['insert']['per_second']:,.0f} | | | "
-                 f"mean {r['raw']['insert']['mean_ms']:.1f} | |")
+                 f"mean {r['raw']['insert']['mean_ms']:.1f} | | |")
     lines.append(f"| raw SELECT 50 newest (pgbench) | {r['raw']['select50']['per_second']:,.0f} | | | "
-                 f"mean {r['raw']['select50']['mean_ms']:.1f} | |")
+                 f"mean {r['raw']['select50']['mean_ms']:.1f} | | |")
     s, f, e, ratios = r["stages"]["stage"], r["stages"]["full"], r["events"], r["ratios"]
     lines += [
         "",

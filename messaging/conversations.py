@@ -32,7 +32,13 @@ from messaging.models import (
 )
 from messaging.pagination import Page, Position, encode_cursor, history_page, position_literal
 from messaging.read_state import READ_BY_EVERYONE_ELSE, advance_cursor, mark_read_by_everyone, start_cursor
-from messaging.resources import conversation_json, conversations_json, message_json, select_messages
+from messaging.resources import (
+    conversation_json,
+    conversations_json,
+    message_json,
+    message_position,
+    select_messages,
+)
 from messaging.upsert import insert_ignore
 
 MESSAGE_MAX_CHARS = 1500
@@ -508,7 +514,7 @@ def history(
         rows = _history_rows(session, caller_id, conversation_id, limit + 1, before, after)
     if not rows:  # the membership check rode along with the page; only an empty page needs asking why
         require_participant(session, conversation_id, caller_id)
-    return history_page(rows, limit, after, message_json)
+    return history_page(rows, limit, after, message_json, message_position)
 
 
 def _history_rows(

@@ -86,7 +86,7 @@ from messaging.live import publish_now
 from messaging.outbox import dispatch_with
 from messaging.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, decode_cursor, history_page
 from messaging.read_state import advance_cursor_in_one_statement
-from messaging.resources import message_json
+from messaging.resources import message_json, message_position
 
 # In the WSGI environ of a request the lane hands over: an error for the application to raise. (A limit already
 # counted is marked by messaging.limits.LIMIT_COUNTED.)
@@ -191,7 +191,7 @@ class FastLane:
             return self.inner(environ, start_response)
         if not theirs:
             return self.inner(environ, start_response)
-        shaped = history_page(rows, limit, after, message_json)
+        shaped = history_page(rows, limit, after, message_json, message_position)
         body = _respond(start_response, "200 OK", {"items": shaped.items, "nextCursor": shaped.next_cursor}, environ)
         self.history_latency.observe(time.perf_counter() - started)
         self.history_served.inc()

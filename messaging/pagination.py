@@ -39,14 +39,20 @@ class Page:
     next_cursor: str | None
 
 
+def _created_at_and_id(row: Any) -> Position:
+    return row.created_at, row.id
+
+
 def history_page(
-    rows: Sequence[Any], limit: int, after: Position | None, to_json: Callable[[Any], dict[str, Any]]
+    rows: Sequence[Any], limit: int, after: Position | None, to_json: Callable[[Any], dict[str, Any]],
+    position: Callable[[Any], Position] = _created_at_and_id,
 ) -> Page:
-    """A page of a message history from up to ``limit + 1`` rows (with ``created_at`` and ``id``) in paging order:
-    newest first, or oldest first when paging ``after``. Items come oldest→newest; ``nextCursor`` continues the
-    same way (older pages, or newer ones when paging ``after``), and is null on the last page."""
+    """A page of a message history from up to ``limit + 1`` rows in paging order: newest first, or oldest first
+    when paging ``after``. Items come oldest→newest; ``nextCursor`` continues the same way (older pages, or newer
+    ones when paging ``after``), and is null on the last page. ``position`` gives a row's (created_at, id)
+    (default: those attributes)."""
     page = list(rows[:limit])
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    next_cursor = encode_cursor(*position(page[-1])) if len(rows) > limit else None
     if after is None:
         page.reverse()
     return Page([to_json(r) for r in page], next_cursor)

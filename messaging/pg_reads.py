@@ -5,8 +5,8 @@ select, computing its cache key, and running 50 rows through the result processo
 fixed text, run on a binary psycopg cursor the caller hands over — the request's session's connection inside
 a transaction, else one from the autocommit pool (:func:`messaging.db.driver_cursor`; the fast lane's
 :func:`messaging.db.autocommit_cursor`); psycopg prepares it server-side after a few runs, so PostgreSQL
-does not plan it again. The rows come back named as the general path names them, so the same builders in
-:mod:`messaging.resources` and the same paging in :mod:`messaging.conversations` shape both.
+does not plan it again. The rows come back as plain tuples with the general path's columns in its order, so the
+same builders in :mod:`messaging.resources` and the same paging in :mod:`messaging.conversations` shape both.
 
 Measured against the alternatives (one 50-message page, same connection): having PostgreSQL write the JSON
 (``row_to_json`` and ``to_char`` per row) costs the database 3× this statement, more than Python saves;
@@ -19,8 +19,6 @@ the same JSON for the same rows, page by page.
 from __future__ import annotations
 
 from typing import Any
-
-from psycopg.rows import namedtuple_row
 
 from messaging.pagination import Position
 
@@ -58,16 +56,15 @@ def history_rows(
     before: Position | None = None,
     after: Position | None = None,
 ) -> list[Any]:
-    """Up to ``count`` messages in paging order (none when the caller is not a participant), as rows named like
-    :data:`messaging.resources.MESSAGE_COLUMNS`, read on ``cursor`` (a binary psycopg cursor:
-    :func:`messaging.db.driver_cursor`)."""
+    """Up to ``count`` messages in paging order (none when the caller is not a participant), as plain tuples of
+    the columns of :data:`messaging.resources.MESSAGE_COLUMNS` in their order, read on ``cursor`` (a binary psycopg
+    cursor: :func:`messaging.db.driver_cursor`)."""
     params: dict[str, Any] = {"cid": conversation_id, "uid": caller_id, "limit": count}
     direction = "newest"
     if after is not None:
         direction, (params["at"], params["pid"]) = "after", after
     elif before is not None:
         direction, (params["at"], params["pid"]) = "before", before
-    cursor.row_factory = namedtuple_row
     return cursor.execute(HISTORY_SQL[direction], params).fetchall()  # type: ignore[no-any-return]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Select, and_, select
@@ -37,16 +38,24 @@ def sender_type(user_id: str | None, from_concierge: bool) -> str:
 
 
 def message_json(row: Any) -> dict[str, Any]:
+    """A Message from a row of exactly :data:`MESSAGE_COLUMNS` in their order: a SQLAlchemy row of
+    :func:`select_messages`, or a plain tuple of :func:`messaging.pg_reads.history_rows` (unpacked by position:
+    a history page shapes 50 of them, and plain tuples cost psycopg less than named ones)."""
+    message_id, conversation_id, user_id, text, read, is_edit, created_at, from_concierge = row
     return {
-        "id": row.id,
-        "conversationId": row.conversation_id,
-        "userId": row.user_id,
-        "senderType": sender_type(row.user_id, bool(row.from_concierge)),
-        "message": row.message,
-        "read": bool(row.read),
-        "isEdit": bool(row.is_edit),
-        "createdAt": row.created_at,
+        "id": message_id,
+        "conversationId": conversation_id,
+        "userId": user_id,
+        "senderType": sender_type(user_id, bool(from_concierge)),
+        "message": text,
+        "read": bool(read),
+        "isEdit": bool(is_edit),
+        "createdAt": created_at,
     }
+
+
+# The paging position, (created_at, id), of a MESSAGE_COLUMNS row (messaging.pagination.history_page).
+message_position = itemgetter(6, 0)
 
 
 def load_message(session: Session, message_id: str) -> dict[str, Any] | None:

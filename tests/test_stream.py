@@ -239,7 +239,8 @@ def free_port() -> int:
 
 
 class WebProcess:
-    """``gunicorn -k messaging.server.GeventWorker`` (the production command) serving ``app:create_app()`` on a free port."""
+    """``gunicorn -k messaging.server.GeventWorker`` (the production command) serving ``app:create_app()``
+    on a free port."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
