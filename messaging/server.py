@@ -99,12 +99,11 @@ class Server(PyWSGIServer):  # type: ignore[misc]
 
 class Handler(PyWSGIHandler):  # type: ignore[misc]
     MessageClass = staticmethod(parse_headers)
+    provided_date: bytes | None  # gevent's: the Date the application gave, if any
 
     def log_request(self) -> None:
         if self.server.access_log_on:
             super().log_request()
-
-    provided_date: bytes | None
 
     def finalize_headers(self) -> None:
         if self.provided_date is None:  # the application gave none

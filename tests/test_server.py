@@ -29,7 +29,8 @@ from tests.helpers_processes import (
 
 # --- the parser against gevent's ----------------------------------------------------------------------------------
 
-NAME = st.binary(min_size=1, max_size=12).filter(lambda b: all(0x21 <= c <= 0x7E and c != 0x3A for c in b))
+# A header name of the email parser's characters: printable ASCII but the colon.
+NAME = st.lists(st.sampled_from([c for c in range(0x21, 0x7F) if c != 0x3A]), min_size=1, max_size=12).map(bytes)
 VALUE = st.binary(max_size=24).filter(lambda b: b"\r" not in b and b"\n" not in b)
 END = st.sampled_from([b"\r\n", b"\n"])
 PLAIN = st.builds(lambda n, v, lead, e: n + b":" + lead + v + e, NAME, VALUE, st.sampled_from([b"", b" ", b"\t "]), END)
