@@ -19,7 +19,8 @@
     .venv/bin/python bench/run.py --quick        # 25 k → 100 k messages, short windows (a smoke run)
 
 Needs ``wrk`` and ``pgbench`` (Debian: ``apt-get install wrk postgresql-contrib``) on PATH or in PostgreSQL's
-bin directory. ``--profile`` also records the web workers with py-spy during the send window.
+bin directory. ``--profile`` also records the web workers with py-spy during the first full-size window of each
+measure (send, history, inbox, mark read, property-thread reply).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import socket
@@ -400,8 +402,8 @@ class Bench:
         print(f"[{label}] history and inbox", flush=True)
         return {
             "messages": conversations * PER_CONVERSATION,
-            "history": wrk(service, history, a.seconds, a.warmup, self.workdir, f"history-{label}"),
-            "inbox": wrk(service, inbox, a.seconds, a.warmup, self.workdir, f"inbox-{label}"),
+            "history": self._wrk(service, history, f"history-{label}", "history" if label == "full" else None),
+            "inbox": self._wrk(service, inbox, f"inbox-{label}", "inbox" if label == "full" else None),
             # Context for the growth figures, not a target: the raw "history page" at this size, right after.
             "raw_select50": self._raw_select(url, conversations, f"select-{label}"),
         }
@@ -444,21 +446,17 @@ class Bench:
                 windows[measure].append(self._raw_insert(conversations, f"insert-{n}"))
                 continue
             print("[full] send", flush=True)
-            profiler = self._start_profile(service) if a.profile and n == 0 else None
-            windows[measure].append(wrk(service, sends, a.seconds, a.warmup, self.workdir, f"send-{n}"))
-            if profiler:
-                self._finish_profile(profiler)
+            windows[measure].append(self._wrk(service, sends, f"send-{n}", "send"))
         self.result["api"]["send"] = _mean(windows["send"])
         self.result["raw"]["insert"] = _mean(windows["insert"])
         # The raw "50 newest" was measured right after each full-size history and inbox window.
         self.result["raw"]["select50"] = self.result["stages"]["full"]["raw_select50"]
         self._settle()
         print("[full] mark read", flush=True)
-        self.result["api"]["mark_read"] = wrk(service, reads, a.seconds, a.warmup, self.workdir, "read")
+        self.result["api"]["mark_read"] = self._wrk(service, reads, "read", "mark_read")
         self._settle()
         print("[full] property-thread reply", flush=True)
-        self.result["api"]["property_reply"] = wrk(service, replies, a.seconds, a.warmup, self.workdir,
-                                                   "property-reply")
+        self.result["api"]["property_reply"] = self._wrk(service, replies, "property-reply", "property_reply")
         self.result["api"]["history"] = self.result["stages"]["full"]["history"]
         self.result["api"]["inbox"] = self.result["stages"]["full"]["inbox"]
 
@@ -598,19 +596,25 @@ class Bench:
             "sending_s": round(sending_s, 2),
         }
 
-    def _start_profile(self, service: Service) -> list[subprocess.Popen[bytes]]:
+    def _wrk(self, service: Service, lines: list[str], name: str, measure: str | None) -> dict[str, Any]:
+        """:func:`wrk` on ``service``; with ``--profile``, the first window of each ``measure`` is also recorded
+        by py-spy (both web workers, samples of the thread holding the GIL) into ``profile-<measure>-<n>.txt``."""
+        a = self.args
+        profiled = self.result.setdefault("profile_top", {})
+        if not (a.profile and measure and measure not in profiled):
+            return wrk(service, lines, a.seconds, a.warmup, self.workdir, name)
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         RESULTS.mkdir(exist_ok=True)
-        return [subprocess.Popen([spy, "record", "--gil", "--format", "raw", "--rate", "200", "--duration",
-                                  str(int(self.args.seconds + self.args.warmup)), "--pid", str(pid),
-                                  "--output", str(RESULTS / f"profile-send-{i}.txt"), "--nonblocking"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                for i, pid in enumerate(service.web_worker_pids())]
-
-    def _finish_profile(self, profilers: list[subprocess.Popen[bytes]]) -> None:
-        for p in profilers:
+        paths = [RESULTS / f"profile-{measure}-{i}.txt" for i, _ in enumerate(service.web_worker_pids())]
+        spies = [subprocess.Popen([spy, "record", "--gil", "--format", "raw", "--rate", "200", "--duration",
+                                   str(int(a.seconds + a.warmup)), "--pid", str(pid), "--output", str(path),
+                                   "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for pid, path in zip(service.web_worker_pids(), paths, strict=True)]
+        figures = wrk(service, lines, a.seconds, a.warmup, self.workdir, name)
+        for p in spies:
             p.wait(60)
-        self.result["profile_top"] = top_frames(sorted(RESULTS.glob("profile-send-*.txt")))
+        profiled[measure] = top_frames([path for path in paths if path.exists()])
+        return figures
 
     def _summarise(self) -> None:
         r = self.result
@@ -708,19 +712,26 @@ def _pct(values: list[float], pct: float) -> float | None:
     return round(values[min(len(values) - 1, int(round(pct / 100 * (len(values) - 1))))], 2)
 
 
-def top_frames(paths: list[Path], count: int = 15) -> list[dict[str, Any]]:
-    """Own time per function from py-spy's raw (collapsed) stacks, busiest first."""
+def top_frames(paths: list[Path], count: int = 30) -> dict[str, list[dict[str, Any]]]:
+    """The busiest functions in py-spy's raw (collapsed) stacks: by own time (the function itself running) and
+    inclusive (anywhere on the stack, each function counted once per sample), as shares of all samples."""
     own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
     total = 0
     for path in paths:
         for line in path.read_text().splitlines():
             stack, _, samples = line.rpartition(" ")
             if not stack or not samples.isdigit():
                 continue
-            leaf = stack.split(";")[-1]
-            own[leaf] += int(samples)
+            frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]  # a function, not its lines
+            own[frames[-1]] += int(samples)
+            for frame in set(frames):
+                inclusive[frame] += int(samples)
             total += int(samples)
-    return [{"frame": frame, "share": round(n / total, 3)} for frame, n in own.most_common(count)] if total else []
+    if not total:
+        return {"own": [], "inclusive": []}
+    return {kind: [{"frame": frame, "share": round(n / total, 3)} for frame, n in counts.most_common(count)]
+            for kind, counts in (("own", own), ("inclusive", inclusive))}
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -770,9 +781,12 @@ def markdown(r: dict[str, Any]) -> str:
                   "stage); a size's p95 is the mean of its two windows' p95. The raw SELECT follows each full-size "
                   "window; send and the raw INSERT are interleaved the same way (send, insert, insert, send). "
                   "Figures of a measure with two windows are their means."]
-    if r.get("profile_top"):
-        lines += ["", "Web workers during the send window (py-spy, own time):", ""]
-        lines += [f"- {p['share']:.1%} `{p['frame']}`" for p in r["profile_top"][:10]]
+    for measure, top in (r.get("profile_top") or {}).items():
+        # Inclusive, less the server's outer frames (on nearly every sample, they say nothing).
+        inner = [p for p in top["inclusive"] if p["share"] < 0.9][:12]
+        lines += ["", f"Web workers during the first {measure} window (py-spy, share of samples): inclusive "
+                  + ", ".join(f"{p['share']:.1%} `{p['frame']}`" for p in inner)
+                  + "; own " + ", ".join(f"{p['share']:.1%} `{p['frame']}`" for p in top["own"][:8]) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -795,7 +809,8 @@ def main() -> int:
     parser.add_argument("--worker-pool", default="solo", help="each worker's --pool (the README runs solo)")
     parser.add_argument("--worker-concurrency", type=int, help="each worker's -c (default: Celery's for the pool)")
     parser.add_argument("--worker-processes", type=int, help="worker processes (default: one per CPU, as the README)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the web workers during the send window")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the web workers during each measure's first full-size window")
     args = parser.parse_args()
     if args.quick:
         args.messages, args.stage_messages, args.users = 100_000, 25_000, 1_000
