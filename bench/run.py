@@ -712,6 +712,14 @@ def _pct(values: list[float], pct: float) -> float | None:
     return round(values[min(len(values) - 1, int(round(pct / 100 * (len(values) - 1))))], 2)
 
 
+# The frames every request passes through on its way in (gevent's server, Flask, the lane's dispatch): on nearly
+# every sample, they say nothing about where a measure's time goes, so the Markdown leaves them out.
+OUTER_FRAMES = frozenset({
+    "_handle_and_close_when_done", "WSGIServer.handle", "WSGIHandler.handle", "WSGIHandler.handle_one_request",
+    "WSGIHandler.handle_one_response", "WSGIHandler.run_application", "Flask.__call__", "FastLane.__call__",
+})
+
+
 def top_frames(paths: list[Path], count: int = 30) -> dict[str, list[dict[str, Any]]]:
     """The busiest functions in py-spy's raw (collapsed) stacks: by own time (the function itself running) and
     inclusive (anywhere on the stack, each function counted once per sample), as shares of all samples."""
@@ -782,8 +790,7 @@ def markdown(r: dict[str, Any]) -> str:
                   "window; send and the raw INSERT are interleaved the same way (send, insert, insert, send). "
                   "Figures of a measure with two windows are their means."]
     for measure, top in (r.get("profile_top") or {}).items():
-        # Inclusive, less the server's outer frames (on nearly every sample, they say nothing).
-        inner = [p for p in top["inclusive"] if p["share"] < 0.9][:12]
+        inner = [p for p in top["inclusive"] if p["frame"].split(" (")[0] not in OUTER_FRAMES][:12]
         lines += ["", f"Web workers during the first {measure} window (py-spy, share of samples): inclusive "
                   + ", ".join(f"{p['share']:.1%} `{p['frame']}`" for p in inner)
                   + "; own " + ", ".join(f"{p['share']:.1%} `{p['frame']}`" for p in top["own"][:8]) + "."]
