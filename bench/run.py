@@ -605,11 +605,12 @@ class Bench:
             return wrk(service, lines, a.seconds, a.warmup, self.workdir, name)
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         RESULTS.mkdir(exist_ok=True)
-        paths = [RESULTS / f"profile-{measure}-{i}.txt" for i, _ in enumerate(service.web_worker_pids())]
+        pids = service.web_worker_pids()
+        paths = [RESULTS / f"profile-{measure}-{i}.txt" for i in range(len(pids))]
         spies = [subprocess.Popen([spy, "record", "--gil", "--format", "raw", "--rate", "200", "--duration",
                                    str(int(a.seconds + a.warmup)), "--pid", str(pid), "--output", str(path),
                                    "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for pid, path in zip(service.web_worker_pids(), paths, strict=True)]
+                 for pid, path in zip(pids, paths, strict=True)]
         figures = wrk(service, lines, a.seconds, a.warmup, self.workdir, name)
         for p in spies:
             p.wait(60)
