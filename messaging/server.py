@@ -22,6 +22,12 @@ And once the application is loaded, before the first request, the worker freezes
 load walked them all — one 96 ms pause of every request in the process (measured with ``gc.callbacks`` over a
 minute of history, inbox and send load); with them frozen it was 5 ms.
 
+With more than one worker, each accepts **one connection per wake-up** (gevent's server takes up to 100 that are
+waiting): gunicorn sets the same for its plain ``gevent`` worker but not for the ``gevent_pywsgi`` server this
+class builds on. A burst of new connections (a client pool opening, a load balancer reconnecting) is then spread
+over the workers instead of landing on whichever woke first: with 100, 15 of ``wrk``'s 16 keep-alive connections
+once went to one of two workers, and that worker's requests waited behind each other while the other idled.
+
 Everything else (request line, body, chunked input, keep-alive, ``Expect: 100-continue``, errors) is gevent's and
 gunicorn's own.
 """
@@ -95,6 +101,8 @@ class Server(PyWSGIServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.access_log_on = access_log_on(self.log.cfg)
+        if self.log.cfg.workers > 1:  # as gunicorn's own gevent worker: share a burst of connections out
+            self.max_accept = 1
 
 
 class Handler(PyWSGIHandler):  # type: ignore[misc]

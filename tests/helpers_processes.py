@@ -208,7 +208,8 @@ class RedisServer(ManagedProcess):
 class WebServer(ManagedProcess):
     """``gunicorn 'app:create_app()'`` on a free port. ``threads`` > 1 uses the gthread worker class, so
     one worker process handles requests concurrently; ``worker_class`` overrides (e.g. the production command's
-    ``messaging.server.GeventWorker``); ``options`` are more gunicorn options."""
+    ``messaging.server.GeventWorker``); ``options`` are more gunicorn options; ``app`` is the WSGI application to
+    serve (the service's by default)."""
 
     name = "gunicorn"
 
@@ -222,6 +223,7 @@ class WebServer(ManagedProcess):
         worker_class: str | None = None,
         port: int | None = None,
         options: Sequence[str] = (),
+        app: str = "app:create_app()",
     ) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -231,7 +233,7 @@ class WebServer(ManagedProcess):
         ]
         if worker_class:
             argv += ["-k", worker_class]
-        argv += [*options, "app:create_app()"]
+        argv += [*options, app]
         super().__init__(argv, env, log_path)
 
     def start(self, timeout: float = 30.0) -> WebServer:

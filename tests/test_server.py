@@ -1,6 +1,7 @@
 """The web tier's worker class (messaging/server.py): its header parser gives what gevent's gives, on generated
 header blocks, and a real ``gunicorn -k messaging.server.GeventWorker`` serves with the headers read both ways,
-a current ``Date`` and, when asked for, its access log."""
+a current ``Date`` and, when asked for, its access log; with several workers each accepts one connection per
+wake-up; its process freezes what was loaded before it serves."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from gevent import pywsgi
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messaging.server import _PLAIN_LINE, http_date, parse_headers
+from messaging.server import _PLAIN_LINE, Server, http_date, parse_headers
 from tests.helpers_processes import (
     Processes,
     mint,
@@ -134,3 +138,30 @@ def test_gunicorn_with_the_worker_class_serves_reads_headers_dates_and_logs_acce
                what="three access log lines")
     lines = [line for line in access_log.read_text().splitlines() if "/v1/me" in line]
     assert sum(' 200 ' in line for line in lines) == 2 and sum(' 401 ' in line for line in lines) == 1
+
+
+@pytest.mark.parametrize(("workers", "max_accept"), [(1, pywsgi.WSGIServer.max_accept), (2, 1), (4, 1)])
+def test_with_several_workers_each_accepts_one_connection_per_wake_up(workers: int, max_accept: int) -> None:
+    cfg = Config()
+    cfg.set("workers", workers)
+    server = Server(("127.0.0.1", 0), application=lambda environ, start_response: [], log=Logger(cfg))
+    assert server.max_accept == max_accept
+    assert pywsgi.WSGIServer.max_accept > 1  # gevent's own: one worker takes every connection that is waiting
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("worker_class", "frozen"), [("messaging.server.GeventWorker", True),
+                                                      ("gevent_pywsgi", False)])
+def test_the_worker_freezes_what_was_loaded_before_serving(
+    processes: Processes,  # noqa: F811 - fixture
+    worker_class: str,
+    frozen: bool,
+) -> None:
+    """The worker's process reports a permanent generation (gc.freeze) when served by our worker class, and
+    none with gunicorn's gevent_pywsgi, so the figure is the worker's doing."""
+    web = processes.web({}, worker_class=worker_class, app="tests.wsgi_probe:app")
+    answer = _exchange(web.port, b"GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer[:300]
+    count = orjson.loads(body)["frozen"]
+    assert count > 10_000 if frozen else count == 0  # gunicorn, gevent and the application: tens of thousands
