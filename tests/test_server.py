@@ -1,7 +1,8 @@
 """The web tier's worker class (messaging/server.py): its header parser gives what gevent's gives, on generated
 header blocks, and a real ``gunicorn -k messaging.server.GeventWorker`` serves with the headers read both ways,
-a current ``Date`` and, when asked for, its access log; with several workers each accepts one connection per
-wake-up; its process freezes what was loaded before it serves."""
+a current ``Date`` and, when asked for, its access log; with several workers a burst of new connections is shared
+between them, and a stuck worker does not hold new connections up; its process freezes what was loaded before it
+serves."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import datetime as dt
 import email.utils
 import io
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ from gunicorn.glogging import Logger
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messaging.server import _PLAIN_LINE, Server, http_date, parse_headers
+from messaging.server import _PLAIN_LINE, Balance, Server, http_date, parse_headers
 from tests.helpers_processes import (
     Processes,
     mint,
@@ -165,3 +169,112 @@ def test_the_worker_freezes_what_was_loaded_before_serving(
     assert head.startswith(b"HTTP/1.1 200"), answer[:300]
     count = orjson.loads(body)["frozen"]
     assert count > 10_000 if frozen else count == 0  # gunicorn, gevent and the application: tens of thousands
+
+
+# --- connections shared between workers ---------------------------------------------------------------------------
+
+
+def test_balance_reads_the_other_live_workers_counts() -> None:
+    balance = Balance()
+    balance.join(age=3)
+    assert balance.least_elsewhere() is None  # alone
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        size = Balance.SLOT.size
+        Balance.SLOT.pack_into(balance.memory, 5 * size, other.pid, 7)
+        Balance.SLOT.pack_into(balance.memory, 9 * size, gone.pid, 0)  # killed before it could clear its slot
+        balance.publish(1)
+        assert balance.least_elsewhere() == 7  # not its own 1, not the dead worker's 0
+        other.kill()
+        other.wait()
+        assert balance.least_elsewhere() is None
+    finally:
+        other.kill()
+        other.wait()
+    balance.leave()
+    assert Balance.SLOT.unpack_from(balance.memory, 3 * size) == (0, 0)
+
+
+def _ask(connection: socket.socket, path: str = "/") -> int:
+    """One keep-alive request on ``connection``; the pid of the worker that answered."""
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    answer = b""
+    while not answer.endswith(b"}"):
+        chunk = connection.recv(4096)
+        assert chunk, answer
+        answer += chunk
+    return int(orjson.loads(answer.partition(b"\r\n\r\n")[2])["pid"])
+
+
+def _until_both_workers_answer(port: int) -> None:
+    """gunicorn answers as soon as one worker is up; the tests below need both."""
+    connections: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            connections.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            if len({_ask(c) for c in connections}) == 2:
+                return
+            time.sleep(0.05)
+        raise AssertionError("the second worker never answered")
+    finally:
+        for c in connections:
+            c.close()
+        time.sleep(0.3)  # the workers see them closed
+
+
+@pytest.mark.slow
+def test_a_burst_of_connections_is_shared_between_the_workers(
+    processes: Processes,  # noqa: F811 - fixture
+) -> None:
+    """16 connections opened back to back, then one request on each: the workers that answer. Without the shared
+    counts one worker took 14 or 15 of them in most bursts (and 8 in some); with them, the less busy worker gets
+    5 to 8 unless a worker is starved of CPU for the whole deferral."""
+    web = processes.web({}, workers=2, worker_class="messaging.server.GeventWorker", app="tests.wsgi_probe:app")
+    _until_both_workers_answer(web.port)
+    smaller = []
+    for _ in range(5):
+        connections = [socket.create_connection(("127.0.0.1", web.port), timeout=10) for _ in range(16)]
+        try:
+            pids = [_ask(c) for c in connections]
+        finally:
+            for c in connections:
+                c.close()
+        shares = sorted(pids.count(pid) for pid in set(pids))
+        smaller.append(shares[0] if len(shares) == 2 else 0)
+        time.sleep(0.3)  # the workers see the connections closed
+    assert sorted(smaller)[2] >= 4, smaller  # the median burst
+
+
+@pytest.mark.slow
+def test_a_stuck_worker_does_not_hold_new_connections_up(
+    processes: Processes,  # noqa: F811 - fixture
+) -> None:
+    """While one worker's event loop is held by a request, the other takes every new connection, however many it
+    already has: each waits at most the deferral, not for the stuck worker."""
+    web = processes.web({}, workers=2, worker_class="messaging.server.GeventWorker", app="tests.wsgi_probe:app")
+    _until_both_workers_answer(web.port)
+    stuck = socket.create_connection(("127.0.0.1", web.port), timeout=10)
+    stuck.sendall(b"GET /spin?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)  # the spin has begun
+    connections = []
+    try:
+        pids = []
+        started = time.monotonic()
+        for _ in range(12):
+            connections.append(socket.create_connection(("127.0.0.1", web.port), timeout=1))
+            pids.append(_ask(connections[-1]))
+        elapsed = time.monotonic() - started
+        assert len(set(pids)) == 1, pids  # the other worker, every time
+        assert elapsed < 1.5, elapsed  # the spin holds its worker for 3 s
+        stuck.settimeout(10)
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += stuck.recv(4096)
+        assert int(orjson.loads(answer.partition(b"\r\n\r\n")[2])["pid"]) not in pids
+    finally:
+        stuck.close()
+        for c in connections:
+            c.close()

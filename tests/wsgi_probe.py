@@ -1,11 +1,13 @@
 """A WSGI application for the worker-class tests (``tests/test_server.py``): served by a real
 ``gunicorn -k messaging.server.GeventWorker``, it answers every path with what the serving process reports of
-itself."""
+itself; ``/spin?ms=N`` first keeps the process busy for N milliseconds without yielding (a request that holds its
+worker's event loop)."""
 
 from __future__ import annotations
 
 import gc
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,6 +15,10 @@ import orjson
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    if environ.get("PATH_INFO") == "/spin":
+        until = time.perf_counter() + int(environ.get("QUERY_STRING", "ms=0").partition("=")[2]) / 1000
+        while time.perf_counter() < until:
+            pass
     body = orjson.dumps({"pid": os.getpid(), "frozen": gc.get_freeze_count()})
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
