@@ -122,8 +122,8 @@ class Balance:
     """The open connections of each worker of one gunicorn master, in a shared anonymous mapping made when this
     module is imported: by the master, before it forks the workers, which then share it. A worker takes slot
     ``age % SLOTS`` (gunicorn numbers its workers as it forks them) and writes its pid and open-connection count
-    there; it clears the slot when it stops. Anything imported after a fork (a process not forked by the master
-    that imported this) sees only itself and never defers."""
+    there; it clears the slot when it stops. A process that imported this module itself, not through a master
+    that forked it, has a mapping of its own: it sees no other worker and never defers."""
 
     SLOTS = 64
     SLOT = struct.Struct("qq")  # pid, open connections
