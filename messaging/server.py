@@ -175,9 +175,10 @@ class Server(PyWSGIServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.access_log_on = access_log_on(self.log.cfg)
-        self.balance = BALANCE if self.log.cfg.workers > 1 and BALANCE.slot is not None else None
-        if self.log.cfg.workers > 1:  # as gunicorn's own gevent worker: one connection per wake-up
+        several = self.log.cfg.workers > 1
+        if several:  # as gunicorn's own gevent worker: one connection per wake-up
             self.max_accept = 1
+        self.balance = BALANCE if several and BALANCE.slot is not None else None
         self.open_connections = 0
         self._take_one = False  # after a deferral: take the next waiting connection, however busy this worker is
         self._resume: Any = None
