@@ -12,14 +12,15 @@ import orjson
 from flask import Response, g, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
-from messaging import fast_lane
+from concierge import worker_metrics
+from messaging import deadline, fast_lane
 from messaging.api_document import finish_document
 from messaging.config import load_settings
 from messaging.db import db
 from messaging.errors import NotFound, Unprocessable, register_error_handlers, validation_problem
 from messaging.health import bp as health_bp
 from messaging.health import init_metrics
-from messaging.http import AUTHENTICATED_BLUEPRINTS, parse_json_body, request_id
+from messaging.http import AUTHENTICATED_BLUEPRINTS, add_security_headers, parse_json_body, request_id
 from messaging.limits import apply_limits, init_limits
 from messaging.live import install_live_updates
 from messaging.queue import celery_init_app
@@ -56,6 +57,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     db.init_app(app)
     install_live_updates(app)
     celery_init_app(app)
+    worker_metrics.install(app)  # the Celery worker's exporter, started when a worker is ready
     register_error_handlers(app)
     _register_request_hooks(app)
     init_metrics(app)
@@ -63,7 +65,8 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     _register_blueprints(app)
     apply_limits(app)
     _register_cli(app)
-    fast_lane.install(app)  # last: it wraps the finished application
+    fast_lane.install(app)  # it wraps the finished application
+    deadline.install(app)  # last: its bound covers the fast lane too
     return app
 
 
@@ -96,6 +99,8 @@ def _register_request_hooks(app: OpenAPI) -> None:
         if "request_id" in g:
             response.headers["X-Request-Id"] = g.request_id
         return response
+
+    app.after_request(add_security_headers)
 
 
 def _register_blueprints(app: OpenAPI) -> None:

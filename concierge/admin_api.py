@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from concierge import admin
 from messaging.auth import current_principal
+from messaging.csv_cells import csv_cell
 from messaging.db import get_session
 from messaging.http import JSON_OPTIONS, api_blueprint, json_response
 from messaging.idempotency import idempotent
@@ -141,9 +142,14 @@ def _chain(first: list[dict[str, Any]], rest: Iterator[list[dict[str, Any]]]) ->
 
 CSV_COLUMNS = ["id", "createdAt", "senderType", "userId", "message", "originKind", "eventId", "eventType",
                "questionMessageId", "intent", "edits"]
+# What the service makes itself — its message ids (nanoids: 1 in 64 starts with "-", yet letters, digits, "_" and
+# "-" call nothing), times, fixed words, counts — is written exactly; every other cell may hold text from outside.
+EXACT_CSV_COLUMNS = frozenset({"id", "createdAt", "senderType", "originKind", "questionMessageId", "edits"})
 
 
 def _csv(first: list[dict[str, Any]], rest: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
+    """The CSV export: every cell but those of :data:`EXACT_CSV_COLUMNS` through
+    :func:`messaging.csv_cells.csv_cell`, so no formula runs when it is opened in a spreadsheet."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
@@ -151,12 +157,14 @@ def _csv(first: list[dict[str, Any]], rest: Iterator[list[dict[str, Any]]]) -> I
         for m in batch:
             origin = m.get("origin") or {}
             created = m["createdAt"]
-            writer.writerow([
+            cells = (
                 m["id"], created.isoformat() if hasattr(created, "isoformat") else created, m["senderType"],
                 m["userId"] or "", m["message"], origin.get("kind", ""), origin.get("eventId") or "",
                 origin.get("eventType") or "", origin.get("questionMessageId") or "", origin.get("intent") or "",
                 len(m.get("edits", [])),
-            ])
+            )
+            writer.writerow([cell if column in EXACT_CSV_COLUMNS else csv_cell(cell)
+                             for column, cell in zip(CSV_COLUMNS, cells, strict=True)])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -186,7 +194,7 @@ def reply(path: TranscriptPath, body: ReplyIn) -> Response:
     """An admin replies as a person (the admin is the message's author)."""
     session = get_session()
     message = admin.reply_as_human(session, path.conversationId, current_principal().user_id, body.message)
-    session.commit()
+    # Committed by @idempotent, with the response it replays.
     return json_response(message, 201)
 
 

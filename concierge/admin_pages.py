@@ -4,11 +4,15 @@
   SameSite=Strict cookie scoped to ``/admin`` (``Secure`` when the request came over HTTPS, or always with
   ``ADMIN_COOKIE_SECURE=1``), expiring with the token. Every page verifies it again, so an expired or
   revoked token signs the admin out.
-- **CSRF**: every form carries Flask-WTF's token (kept in the signed session cookie, also SameSite=Strict);
+- **CSRF**: every form carries Flask-WTF's token (kept in the signed session cookie, also HttpOnly,
+  SameSite=Strict, and ``Secure`` when the token cookie is);
   a POST without a valid one is refused with 400 and changes nothing.
 - **Escaping**: Jinja's autoescaping renders everything users wrote as text, and the pages send a
   Content-Security-Policy without any script source, so markup that got through would still not run.
 - No JavaScript: filters are GET forms, actions are POST forms answered with a redirect (303).
+- **Abuse limits**: a reply spends the signed-in admin's ``messages`` budget, shared with the admin API
+  (:mod:`messaging.limits`); once it is spent the reply is refused with the error page (429, ``Retry-After``)
+  and nothing is written.
 """
 
 from __future__ import annotations
@@ -62,23 +66,33 @@ TOKEN_COOKIE = "concierge_admin_token"
 PAGE_SIZE = 25
 MAX_TOKEN_LENGTH = 8192
 EVENT_STATUSES = ("pending", "processing", "processed", "failed", "skipped")
+# The pages' own headers, stricter than every HTML page's (messaging.http.HTML_SECURITY_HEADERS, which adds the
+# rest): no script at all, and nothing kept in caches.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
 
 class AdminOnlySessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, opened only under ``/admin``: the API never reads or signs one."""
+    """Flask's signed-cookie session, opened only under ``/admin``: the API never reads or signs one. Its
+    cookie is ``Secure`` as the token cookie is (:func:`_secure_cookies`), decided per request, which the static
+    ``SESSION_COOKIE_SECURE`` cannot do."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if not request.path.startswith("/admin"):
             return self.make_null_session(app)
         return super().open_session(app, request)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return super().get_cookie_secure(app) or _secure_cookies()
+
+
+def _secure_cookies() -> bool:
+    """Whether the cookies the pages set are ``Secure``: on an HTTPS request, and always with
+    ``ADMIN_COOKIE_SECURE=1`` (TLS ending at a proxy that does not say so)."""
+    return request.is_secure or bool(current_app.config.get("ADMIN_COOKIE_SECURE"))
 
 
 def init_admin_pages(app: Flask) -> None:
@@ -129,6 +143,7 @@ def _guard() -> BaseResponse | None:
         csrf.protect()
     g.admin = _cookie_principal()
     if g.admin is not None:
+        g.principal = g.admin  # the request's caller, as the API's is: the abuse limits key on it (user:<id>)
         db = get_session()
         ensure_user(db, g.admin)
         if db.new or db.dirty or db.in_transaction():
@@ -154,8 +169,10 @@ def _csrf_error(exc: CSRFError) -> tuple[str, int]:
 
 
 @bp.errorhandler(ProblemError)
-def _problem(exc: ProblemError) -> tuple[str, int]:
-    return render_template("admin/error.html", title=exc.title, detail=exc.detail, status=exc.status), exc.status
+def _problem(exc: ProblemError) -> tuple[str, int, dict[str, str]]:
+    """The error's page, with its status and headers (a refused reply's 429 keeps its ``Retry-After``)."""
+    page = render_template("admin/error.html", title=exc.title, detail=exc.detail, status=exc.status)
+    return page, exc.status, exc.headers
 
 
 @bp.errorhandler(HTTPException)
@@ -199,7 +216,7 @@ def login() -> Any:
     response = redirect(next_url, 303)
     response.set_cookie(
         TOKEN_COOKIE, token, expires=int(expires), path="/admin", httponly=True, samesite="Strict",
-        secure=request.is_secure or bool(current_app.config.get("ADMIN_COOKIE_SECURE")),
+        secure=_secure_cookies(),
     )
     session.clear()  # a fresh session (and CSRF token) for the signed-in admin
     return response
@@ -208,7 +225,7 @@ def login() -> Any:
 @bp.post("/logout")
 def logout() -> BaseResponse:
     response = redirect(url_for("admin_pages.login"), 303)
-    response.delete_cookie(TOKEN_COOKIE, path="/admin", httponly=True, samesite="Strict")
+    response.delete_cookie(TOKEN_COOKIE, path="/admin", httponly=True, samesite="Strict", secure=_secure_cookies())
     session.clear()
     return response
 

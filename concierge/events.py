@@ -155,7 +155,7 @@ def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tupl
         entry = outbox_entry(event.id)
         inserted = insert_in_one_statement(driver_cursor(session), intake, entry)
         if inserted:
-            dispatch_now(session, [entry])
+            dispatch_now([entry])
     else:
         inserted = _accept_in_transaction(session, intake.plan, intake.values)
     if not inserted:  # stored before, or by a concurrent delivery of the same id

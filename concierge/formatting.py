@@ -17,6 +17,16 @@ def day(value: dt.date, today: dt.date | None = None) -> str:
     return text
 
 
+def relative_day(value: dt.date, today: dt.date) -> str:
+    """'today, Fri 20 Dec', 'tomorrow, Sat 21 Dec', else 'on Mon 23 Dec': ``today`` is the date where the day
+    is lived (the property's time zone) when the text is written."""
+    if value == today:
+        return f"today, {day(value, today)}"
+    if value == today + dt.timedelta(days=1):
+        return f"tomorrow, {day(value, today)}"
+    return f"on {day(value, today)}"
+
+
 def date_range(check_in: dt.date, check_out: dt.date, today: dt.date | None = None) -> str:
     nights = (check_out - check_in).days
     return f"{day(check_in, today)} – {day(check_out, today)} ({nights} night{'s' if nights != 1 else ''})"

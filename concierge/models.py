@@ -108,19 +108,22 @@ class PlatformEvent(Base):
 
 
 class OutboxEntry(Base):
-    """A task to enqueue, written in the transaction whose commit it depends on.
+    """A task to enqueue, written in the transaction whose commit it depends on (messaging.outbox).
 
-    Sent right after commit; whatever was not (broker down, process killed) the sweeper sends
-    later. Tasks are idempotent, so sending twice is harmless and sending never is impossible.
+    Sent right after commit with its id in the message's headers; done (``done_at``) once the task reports it
+    over, succeeded or failed for good. The sweeper sends what was never sent (broker down, process killed) and,
+    again, what was sent but not done in time (the broker lost it). ``dispatched_at`` is when it was last sent,
+    or, while its task waits to retry, when that retry is due. Tasks are idempotent, so sending twice is harmless
+    and sending never is impossible.
     """
 
     __tablename__ = "outbox"
     __table_args__ = (
         Index(
-            "ix_outbox_pending_created_at",
+            "ix_outbox_unfinished_created_at",
             "created_at",
-            postgresql_where=text("dispatched_at IS NULL"),
-            sqlite_where=text("dispatched_at IS NULL"),
+            postgresql_where=text("done_at IS NULL"),
+            sqlite_where=text("done_at IS NULL"),
         ),
     )
 
@@ -130,6 +133,7 @@ class OutboxEntry(Base):
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
     dispatched_at: Mapped[dt.datetime | None] = mapped_column()
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    done_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class OfferThread(Base):

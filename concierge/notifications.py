@@ -2,7 +2,9 @@
 
 ``plan_notifications`` turns an event's records into one text per recipient. Every figure comes
 from the records; a record that is missing or does not add up raises :class:`EventDataError`,
-which ends the event as ``failed`` with that message instead of writing anything wrong.
+which ends the event as ``failed`` with that message instead of writing anything wrong. Every notice is
+judged and worded at the moment it is written, never at the event's ``occurredAt``: a worker's backlog
+must not make it state a past deadline as ahead.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -118,25 +121,61 @@ def _who(user: UserRecord | None, fallback: str) -> str:
     return user.name if user is not None and user.name else fallback
 
 
-def plan_notifications(facts: EventFacts) -> list[Notification]:
-    _require_applicable(facts)
-    today = facts.occurred_at.date()
+def plan_notifications(facts: EventFacts, now: dt.datetime) -> list[Notification]:
+    """The notes for ``facts`` as written at ``now`` (aware; the moment of writing, not ``occurred_at``): times
+    left are counted from it, and "today" / "tomorrow" are the property's dates at it. EventNotApplicable when
+    the notice no longer applies, its moment having passed among the reasons (:func:`_moment_passed`)."""
+    _require_applicable(facts, now)
     p = facts.property
     handler = _RULES.get(facts.type)
     if handler is None:
         raise EventDataError(f"no notification rule for {facts.type}")
-    return handler(facts, p, today)
+    return handler(facts, p, now, now.astimezone(ZoneInfo(p.timezone)).date())
 
 
-def _require_applicable(f: EventFacts) -> None:
+def _require_applicable(f: EventFacts, now: dt.datetime) -> None:
     if f.type == "offer.expiring" and f.offer is not None and f.offer.status != "Pending":
         raise EventNotApplicable(f"offer {f.offer.id} is {f.offer.status}, no longer pending")
     if f.type in ("trip.check_in_reminder", "trip.check_out_reminder") and f.trip is not None:
         if f.trip.status == "Cancelled":
             raise EventNotApplicable(f"trip {f.trip.id} is cancelled")
+    passed = _moment_passed(f, now)
+    if passed is not None:
+        raise EventNotApplicable(passed)
 
 
-def _offer_rules(f: EventFacts, p: PropertyRecord, today: dt.date) -> list[Notification]:
+def _moment_passed(f: EventFacts, now: dt.datetime) -> str | None:
+    """Why the notice of ``f`` is too late at ``now``, or None while it is timely: a deadline it would state as
+    ahead is past (an offer's expiry, the host's time to answer a request), or what it reminds of has begun
+    (check-in, check-out: the property's time on that day, in its time zone)."""
+    p = f.property
+    if f.type in ("offer.created", "offer.expiring") and f.offer is not None and now >= f.offer.expires_at:
+        return (f"the offer expired before the notice could be written "
+                f"(offer {f.offer.id} expired {fmt.local_moment(f.offer.expires_at, p.timezone)})")
+    if f.type == "request_to_book.created" and f.request is not None:
+        deadline = f.request.created_at + HOST_ANSWER_WINDOW
+        if now >= deadline:
+            return (f"the host's time to answer ended before the notice could be written "
+                    f"(request {f.request.id}: {fmt.local_moment(deadline, p.timezone)})")
+    if f.type == "trip.check_in_reminder" and f.trip is not None:
+        begins = _local_instant(f.trip.check_in, p.check_in_time, p.timezone)
+        if now >= begins:
+            return (f"check-in had begun before the reminder could be written "
+                    f"(trip {f.trip.id}: {fmt.local_moment(begins, p.timezone)})")
+    if f.type == "trip.check_out_reminder" and f.trip is not None:
+        ends = _local_instant(f.trip.check_out, p.check_out_time, p.timezone)
+        if now >= ends:
+            return (f"check-out had passed before the reminder could be written "
+                    f"(trip {f.trip.id}: {fmt.local_moment(ends, p.timezone)})")
+    return None
+
+
+def _local_instant(day: dt.date, clock: str, timezone: str) -> dt.datetime:
+    """``clock`` ("HH:MM") on ``day`` in the zone ``timezone``, as an aware instant."""
+    return dt.datetime.combine(day, dt.time.fromisoformat(clock), tzinfo=ZoneInfo(timezone))
+
+
+def _offer_rules(f: EventFacts, p: PropertyRecord, now: dt.datetime, today: dt.date) -> list[Notification]:
     o = f.offer
     assert o is not None
     dates = fmt.date_range(o.check_in, o.check_out, today)
@@ -148,9 +187,7 @@ def _offer_rules(f: EventFacts, p: PropertyRecord, today: dt.date) -> list[Notif
             f"It expires {expires}."
         )
     elif f.type == "offer.expiring":
-        left = o.expires_at - f.occurred_at
-        if left <= dt.timedelta(0):
-            raise EventDataError(f"offer {o.id} expired at {o.expires_at.isoformat()}, before this reminder")
+        left = o.expires_at - now  # positive: _moment_passed skipped an offer expired by now
         text = (
             f"Your offer for {_place(p)} ({dates}, {price}) expires in {fmt.duration(left)}, "
             f"{expires}. Accept it before then to keep these dates."
@@ -168,7 +205,7 @@ def _offer_rules(f: EventFacts, p: PropertyRecord, today: dt.date) -> list[Notif
     return [Notification(o.traveler_id, "offer", text, offer_id=o.id)]
 
 
-def _request_rules(f: EventFacts, p: PropertyRecord, today: dt.date) -> list[Notification]:
+def _request_rules(f: EventFacts, p: PropertyRecord, _now: dt.datetime, today: dt.date) -> list[Notification]:
     r = f.request
     assert r is not None
     dates = fmt.date_range(r.check_in, r.check_out, today)
@@ -202,7 +239,7 @@ def _request_rules(f: EventFacts, p: PropertyRecord, today: dt.date) -> list[Not
     return [Notification(r.traveler_id, "concierge", outcome)]
 
 
-def _trip_rules(f: EventFacts, p: PropertyRecord, today: dt.date) -> list[Notification]:
+def _trip_rules(f: EventFacts, p: PropertyRecord, _now: dt.datetime, today: dt.date) -> list[Notification]:
     t = f.trip
     assert t is not None
     dates = fmt.date_range(t.check_in, t.check_out, today)
@@ -230,7 +267,7 @@ def _trip_rules(f: EventFacts, p: PropertyRecord, today: dt.date) -> list[Notifi
             Notification(
                 t.traveler_id,
                 "concierge",
-                f"Check-in is tomorrow, {fmt.day(t.check_in, today)}, from {check_in} at {address} "
+                f"Check-in is {fmt.relative_day(t.check_in, today)}, from {check_in} at {address} "
                 f"({p.name}). Have a great trip!",
             )
         ]
@@ -239,7 +276,8 @@ def _trip_rules(f: EventFacts, p: PropertyRecord, today: dt.date) -> list[Notifi
             Notification(
                 t.traveler_id,
                 "concierge",
-                f"A reminder that check-out from {p.name} is on {fmt.day(t.check_out, today)} by {check_out}.",
+                f"A reminder that check-out from {p.name} is {fmt.relative_day(t.check_out, today)}, "
+                f"by {check_out}.",
             )
         ]
     traveler = _who(f.traveler, "The traveler")

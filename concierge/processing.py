@@ -73,18 +73,19 @@ _BEGIN_SQL = (
 )
 
 
-def process_event(session: Session, event_id: str, started: Started) -> str:
+def process_event(session: Session, event_id: str, started: Started, now: dt.datetime | None = None) -> str:
     """Write the event's notifications and finish it, in ``session``'s transaction; returns the final status.
 
-    The notes are planned from the event's records first (they never change once stored). Then the event row is
-    locked (a concurrent run of the same event waits, then finds it finished) and every recipient read with it,
-    so "already notified" read under that lock holds until commit; the unique (event, recipient) key of the
-    origins stays the guarantee."""
+    The notes are planned from the event's records first (they never change once stored), as written at ``now``
+    (default: the current time), however long the event waited: a notice whose moment has passed by then ends
+    the event ``skipped`` with the reason. Then the event row is locked (a concurrent run of the same event
+    waits, then finds it finished) and every recipient read with it, so "already notified" read under that lock
+    holds until commit; the unique (event, recipient) key of the origins stays the guarantee."""
     notes: list[Notification] = []
     outcome: tuple[str, str] | None = None  # (final status, error) without any message
     try:
         facts = parse_facts(started.type, started.occurred_at, started.payload.get("data") or {})
-        notes = plan_notifications(facts)
+        notes = plan_notifications(facts, now or utcnow())
     except EventNotApplicable as exc:
         outcome = ("skipped", str(exc))
     except EventDataError as exc:

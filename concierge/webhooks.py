@@ -117,8 +117,11 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 def deliver(session: Session, delivery_id: str, url: str, secret: str, timeout: float = 5.0) -> str:
     """POST one delivery: "delivered", or "retry" with the error noted on the row (the caller commits
-    the attempt, then retries). Already delivered: no call."""
-    delivery = session.get(WebhookDelivery, delivery_id)
+    the attempt, then retries). Already delivered: no call. On PostgreSQL the row stays locked until the caller
+    commits, so a second copy of the task (redelivered, or sent again by the outbox sweeper) waits, then finds it
+    delivered."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=postgresql)
     if delivery is None or delivery.status != "pending":
         return delivery.status if delivery else "missing"
     delivery.attempts += 1

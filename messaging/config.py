@@ -15,13 +15,17 @@ DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 
 # Periodic work (SPEC §5.3 and §5.5); every task is idempotent, so overlapping runs are harmless.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    "sweep-outbox": {"task": "outbox.sweep", "schedule": 15.0},
+    # Every 5 s: a task the broker lost (Redis emptied) is sent again at most OUTBOX_REDISPATCH_SECONDS + 5 s
+    # after it was sent, so within 30 s of Redis answering again with the default of 20 s.
+    "sweep-outbox": {"task": "outbox.sweep", "schedule": 5.0},
     "sweep-stale-events": {"task": "concierge.sweep_stale_events", "schedule": 60.0},
     "check-in-reminders": {"task": "concierge.schedule_check_in_reminders", "schedule": 300.0},
     "offer-expiry-reminders": {"task": "concierge.schedule_offer_expiry_reminders", "schedule": 300.0},
     "expire-requests-to-book": {"task": "concierge.expire_requests_to_book", "schedule": 300.0},
     "nudge-waiting-hosts": {"task": "concierge.nudge_waiting_hosts", "schedule": 600.0},
     "unread-webhooks": {"task": "concierge.schedule_unread_webhooks", "schedule": 30.0},
+    # Idempotency-Key claims older than 24 h (messaging/idempotency.py); without it the table only grows.
+    "purge-idempotency-keys": {"task": "idempotency.purge", "schedule": 3600.0},
 }
 
 
@@ -30,8 +34,14 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
 def load_settings() -> dict[str, Any]:
     """Build the Flask config mapping from environment variables (see README, "Settings")."""
+    app_env = os.environ.get("APP_ENV", "development")
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'concierge.db'}"
     if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
         database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
@@ -40,7 +50,7 @@ def load_settings() -> dict[str, Any]:
     public_key = os.environ.get("JWT_PUBLIC_KEY") or None
     secret = os.environ.get("JWT_SECRET") or (None if public_key else DEV_JWT_SECRET)
     return {
-        "APP_ENV": os.environ.get("APP_ENV", "development"),
+        "APP_ENV": app_env,
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").upper(),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -52,10 +62,22 @@ def load_settings() -> dict[str, Any]:
         "PORT": _int("PORT", 8000),
         "MAX_CONTENT_LENGTH": _int("MAX_BODY_BYTES", 64 * 1024),
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
-        "DB_POOL_TIMEOUT": float(os.environ.get("DB_POOL_TIMEOUT") or 10),
+        "DB_POOL_TIMEOUT": _seconds("DB_POOL_TIMEOUT", 3),
+        # Bounds on every PostgreSQL connection of the web, worker and beat processes (messaging.db.Timeouts);
+        # 0 turns one off.
+        "DB_CONNECT_TIMEOUT": _seconds("DB_CONNECT_TIMEOUT", 3),
+        "DB_STATEMENT_TIMEOUT": _seconds("DB_STATEMENT_TIMEOUT", 5),
+        "DB_LOCK_TIMEOUT": _seconds("DB_LOCK_TIMEOUT", 2),
+        "DB_KEEPALIVES_IDLE": _int("DB_KEEPALIVES_IDLE", 30),
+        "DB_KEEPALIVES_INTERVAL": _int("DB_KEEPALIVES_INTERVAL", 10),
+        "DB_KEEPALIVES_COUNT": _int("DB_KEEPALIVES_COUNT", 3),
+        # The web tier's bound on one request, a stuck database included (messaging.deadline).
+        "REQUEST_TIMEOUT": _seconds("REQUEST_TIMEOUT", 6),
         # Signs the admin pages' session (CSRF tokens, messages); derived from JWT_SECRET when unset.
         "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
         "ADMIN_COOKIE_SECURE": os.environ.get("ADMIN_COOKIE_SECURE") == "1",
+        # /metrics needs "Authorization: Bearer <this>"; unset, it is served only outside production (health.py).
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
         # The send served beneath Flask (messaging/fast_lane.py); PostgreSQL only.
         "FAST_LANE": os.environ.get("FAST_LANE", "1") not in ("0", "false", "no", "off"),
         # Abuse limits (messaging/limits.py): "N/period" items separated by ";", per user (per token for events).
@@ -63,6 +85,12 @@ def load_settings() -> dict[str, Any]:
         "RATE_LIMIT_MESSAGES": os.environ.get("RATE_LIMIT_MESSAGES") or None,
         "RATE_LIMIT_THREADS": os.environ.get("RATE_LIMIT_THREADS") or None,
         "RATE_LIMIT_EVENTS": os.environ.get("RATE_LIMIT_EVENTS") or None,
+        # Seconds after which the outbox sweeper sends again a task sent but not done (messaging/outbox.py).
+        "OUTBOX_REDISPATCH_SECONDS": _int("OUTBOX_REDISPATCH_SECONDS", 20),
+        # A Celery worker's Prometheus exporter (concierge/worker_metrics.py), 0 = none. On by default in production
+        # only, so the test suite's workers and `make run` (whose worker is in-process) never contend for a port.
+        "WORKER_METRICS_PORT": _int("WORKER_METRICS_PORT", 9808 if app_env == "production" else 0),
+        "WORKER_METRICS_HOST": os.environ.get("WORKER_METRICS_HOST") or "127.0.0.1",
         "PLATFORM_WEBHOOK_URL": os.environ.get("PLATFORM_WEBHOOK_URL") or None,
         "PLATFORM_WEBHOOK_SECRET": os.environ.get("PLATFORM_WEBHOOK_SECRET") or None,
         "CELERY": {

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, exists, func, select, tuple_, update
+from sqlalchemy import delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from concierge.models import ConciergeMessageOrigin, ConciergeThread
@@ -27,6 +27,8 @@ from messaging.models import (
     DirectConversation,
     Message,
     MessageEdit,
+    Offer,
+    Property,
     ReadCursor,
     User,
 )
@@ -114,12 +116,13 @@ def create_conversation(
     caller_id: str,
     participant_ids: list[str],
     name: str | None = None,
-    offer_id: str | None = None,
+    offer_id: int | None = None,
 ) -> tuple[str, bool]:
     """Create a conversation of the caller and ``participant_ids``; returns (id, created).
 
     One other participant, no name and no offer make a direct message: the pair's existing DM is
-    returned instead (anyone of the two who had left it is back in).
+    returned instead (anyone of the two who had left it is back in). An offer must be one the caller is
+    party to (:func:`require_offer_party`, 422 naming ``offerId``).
     """
     others = {p for p in participant_ids if p != caller_id}
     if not others:
@@ -133,10 +136,27 @@ def create_conversation(
             errors=[{"field": "participantIds", "message": f"at most {MAX_PARTICIPANTS - 1} others"}],
         )
     _require_users_exist(session, others, "participantIds")
+    if offer_id is not None:
+        require_offer_party(session, caller_id, offer_id)
     if len(others) == 1 and name is None and offer_id is None:
         return _direct_conversation(session, caller_id, next(iter(others)))
     members = [caller_id, *sorted(others)]
-    return _new_conversation(session, members, name=name, offer_id=offer_id), True
+    stored_offer = str(offer_id) if offer_id is not None else None  # conversations.offer_id is the seed's varchar
+    return _new_conversation(session, members, name=name, offer_id=stored_offer), True
+
+
+def require_offer_party(session: Session, caller_id: str, offer_id: int) -> None:
+    """The offer exists and the caller is its traveler or its property's host; else a 422 naming ``offerId``,
+    the same for an unknown offer and someone else's, so that it does not tell whether the offer exists."""
+    party = session.execute(
+        select(Offer.id)
+        .join(Property, Property.id == Offer.property_id)
+        .where(Offer.id == offer_id, or_(Offer.traveler_id == caller_id, Property.host_id == caller_id))
+    ).first()
+    if party is None:
+        raise Unprocessable(
+            "No such offer of yours.", errors=[{"field": "offerId", "message": "no such offer of yours"}]
+        )
 
 
 def _direct_conversation(session: Session, a: str, b: str) -> tuple[str, bool]:

@@ -17,6 +17,7 @@ from messaging.idempotency import idempotent
 from messaging.live import publish_after_commit, publish_committed, publish_once_committed
 from messaging.outbox import enqueue_after_commit
 from messaging.pagination import CURSOR_MAX_LENGTH, PageQuery, decode_cursor
+from messaging.property_threads import INT32_MAX
 from messaging.read_state import advance_cursor, advance_cursor_in_one_statement
 from messaging.resources import conversations_json
 from messaging.schemas import ApiModel
@@ -51,7 +52,9 @@ class MessagePath(ApiModel):
 class CreateConversationIn(ApiModel):
     participant_ids: list[Annotated[str, USER_ID]] = Field(min_length=1, max_length=svc.MAX_PARTICIPANTS)
     name: str | None = Field(None, min_length=1, max_length=255, pattern=NO_NUL)
-    offer_id: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL)
+    offer_id: int | None = Field(
+        None, strict=True, gt=0, le=INT32_MAX, description="an offer the caller is party to (traveler or host)"
+    )
 
 
 class AddParticipantIn(ApiModel):
@@ -91,7 +94,7 @@ class ParticipantOut(ApiModel):
 class ConversationOut(ApiModel):
     id: str
     name: str | None
-    offer_id: str | None
+    offer_id: int | None
     created_at: str
     is_concierge: bool
     participants: list[ParticipantOut]
@@ -136,7 +139,7 @@ def create_conversation(body: CreateConversationIn) -> Response:
     )
     if created:
         _announce_conversation(session, conversation_id)
-    session.commit()
+    # Committed by @idempotent, with the response it replays.
     return json_response(_conversation(conversation_id), 201 if created else 200)
 
 
@@ -173,7 +176,7 @@ def add_participant(path: ConversationPath, body: AddParticipantIn) -> Response:
     added = svc.add_participant(session, current_principal().user_id, path.id, body.user_id)
     if added:
         _announce_conversation(session, path.id, only=[body.user_id])
-    session.commit()
+    # Committed by @idempotent, with the response it replays.
     return json_response(_conversation(path.id), 201 if added else 200)
 
 
@@ -209,7 +212,7 @@ def post_message(path: ConversationPath, body: MessageIn) -> Response:
     publish_after_commit(session, "message.created", sent.audience, sent.message)
     if sent.concierge_should_answer:
         enqueue_after_commit(session, ANSWER_QUESTION_TASK, sent.message["id"])
-    session.commit()
+    # Committed by @idempotent, with the response it replays.
     return json_response(sent.message, 201)
 
 

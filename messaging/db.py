@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 from flask import Flask, current_app, g
@@ -48,12 +50,71 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a PostgreSQL connection may wait, in seconds; 0 means no bound (for keepalives: the system's
+    default). ``connect``: opening it (libpq's ``connect_timeout``, whole seconds, at least 2). ``statement``,
+    ``lock``: the server ends a statement that runs, or waits for a lock, that long with an error (its
+    transaction fails and commits nothing; the connection stays usable). ``keepalives_idle`` / ``_interval`` /
+    ``_count``: TCP keepalives at both ends (libpq's and the server's settings), so a peer that vanished (host
+    down, network cut) is noticed on a quiet connection: quiet seconds before the first probe, seconds between
+    probes, probes unanswered before the connection is dropped.
+
+    None of these ends a wait on a server that is stopped while its kernel still accepts connections and
+    acknowledges what is sent: the server's timers do not run, and keepalives are answered. That bound is the
+    client's, the web tier's request deadline (:mod:`messaging.deadline`)."""
+
+    connect: float = 3
+    statement: float = 5
+    lock: float = 2
+    keepalives_idle: int = 30
+    keepalives_interval: int = 10
+    keepalives_count: int = 3
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Timeouts:
+        """From the ``DB_*`` settings (README, "Settings"); a missing one keeps its default."""
+        default = cls()
+        return cls(
+            connect=float(config.get("DB_CONNECT_TIMEOUT", default.connect)),
+            statement=float(config.get("DB_STATEMENT_TIMEOUT", default.statement)),
+            lock=float(config.get("DB_LOCK_TIMEOUT", default.lock)),
+            keepalives_idle=int(config.get("DB_KEEPALIVES_IDLE", default.keepalives_idle)),
+            keepalives_interval=int(config.get("DB_KEEPALIVES_INTERVAL", default.keepalives_interval)),
+            keepalives_count=int(config.get("DB_KEEPALIVES_COUNT", default.keepalives_count)),
+        )
+
+    def connect_params(self) -> dict[str, Any]:
+        """libpq connection parameters (the client's side)."""
+        params: dict[str, Any] = {"keepalives": 1, "keepalives_idle": self.keepalives_idle,
+                                  "keepalives_interval": self.keepalives_interval,
+                                  "keepalives_count": self.keepalives_count}
+        if self.connect > 0:
+            params["connect_timeout"] = max(2, math.ceil(self.connect))
+        return params
+
+    def server_options(self) -> str:
+        """Settings for the server's side of each session, as libpq ``options``: set at connection start, so they
+        cost no round trip."""
+        return (f"-c statement_timeout={round(self.statement * 1000)} -c lock_timeout={round(self.lock * 1000)} "
+                f"-c tcp_keepalives_idle={self.keepalives_idle} "
+                f"-c tcp_keepalives_interval={self.keepalives_interval} "
+                f"-c tcp_keepalives_count={self.keepalives_count}")
+
+
 def make_engine(
-    url: str, pool_size: int = 10, max_overflow: int | None = None, pool_timeout: float = 10.0, **options: Any
+    url: str,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    pool_timeout: float = 10.0,
+    timeouts: Timeouts | None = None,
+    **options: Any,
 ) -> Engine:
     """An engine for ``url``. On a server database its pool keeps up to ``pool_size`` connections, opens up to
     ``max_overflow`` more under a burst (closed again as they come back; default: as many again), and makes a
-    caller wait at most ``pool_timeout`` seconds for one (then ``sqlalchemy.exc.TimeoutError``: a 503)."""
+    caller wait at most ``pool_timeout`` seconds for one (then ``sqlalchemy.exc.TimeoutError``: a 503). On
+    PostgreSQL, ``timeouts`` bound every connection's waits (none: libpq's and the server's defaults, for
+    migrations and other one-off tools); a parameter the URL sets itself is left as the URL has it."""
     kwargs: dict[str, Any] = {"future": True, **options}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -65,6 +126,13 @@ def make_engine(
                       pool_timeout=pool_timeout, pool_recycle=1800)
         if url.startswith("postgresql"):
             kwargs["connect_args"] = {"options": _utc_options(url)}
+            if timeouts is not None:
+                given = make_url(url).query
+                kwargs["connect_args"] = {
+                    **{name: value for name, value in timeouts.connect_params().items() if name not in given},
+                    # Before the URL's own options, which so win over these.
+                    "options": f"{timeouts.server_options()} {_utc_options(url)}",
+                }
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -108,8 +176,11 @@ class Database:
 
     def init_app(self, app: Flask) -> None:
         url, pool_size = app.config["DATABASE_URL"], app.config.get("DB_POOL_SIZE", 10)
-        timeout = float(app.config.get("DB_POOL_TIMEOUT", 10))
-        engine = make_engine(url, pool_size, pool_timeout=timeout)
+        timeout = float(app.config.get("DB_POOL_TIMEOUT", 3))
+        # Every process of the service (web, worker, beat) builds its engines here, so all their connections
+        # carry these bounds.
+        bounds = Timeouts.from_config(app.config)
+        engine = make_engine(url, pool_size, pool_timeout=timeout, timeouts=bounds)
         factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
         # PostgreSQL: a second pool whose connections stay in autocommit, for driver_cursor().
         autocommit = None
@@ -123,7 +194,7 @@ class Database:
             # planning the hot statements afresh before psycopg prepared them again; with DB_POOL_SIZE and no
             # overflow, the requests of a process holding more than 8 connections waited for one, which showed
             # in the inbox page's p95 (24-31 against 27-40 ms in alternating runs).
-            autocommit = make_engine(url, 2 * pool_size, max_overflow=0, pool_timeout=timeout,
+            autocommit = make_engine(url, 2 * pool_size, max_overflow=0, pool_timeout=timeout, timeouts=bounds,
                                      isolation_level="AUTOCOMMIT")
             event.listen(autocommit, "connect", _no_memoize)
         app.extensions["db"] = {"engine": engine, "sessionmaker": factory, "autocommit_engine": autocommit}
@@ -163,7 +234,8 @@ def driver_cursor(session: Session) -> AbstractContextManager[Any]:
 
     What SQLAlchemy would do on an error is done here: a driver error comes out as SQLAlchemy's (so the error
     handlers answer it like any other database error: 503 when the database is unreachable), and a connection
-    found dead is invalidated, so the pool never hands it out again."""
+    found dead, or interrupted by an exception that is not an error (a request deadline's ``gevent.Timeout``:
+    its protocol state is unknown), is invalidated, so the pool never hands it out again."""
     return _driver_cursor(_state(), session if session.in_transaction() else None)
 
 
@@ -195,6 +267,10 @@ def _driver_cursor(state: dict[str, Any], session: Session | None) -> Iterator[A
         raise DBAPIError.instance(
             None, None, exc, DBAPI_ERRORS, connection_invalidated=disconnected, dialect=dialect
         ) from exc
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and fairy is not None:
+            fairy.invalidate(exc)  # no ROLLBACK on the way back to the pool: it would wait on the same server
+        raise
     finally:
         if pooled is not None and fairy is not None:
             fairy.close()  # back to the pool
@@ -204,9 +280,15 @@ def is_postgresql() -> bool:
     return bool(_state()["engine"].dialect.name == "postgresql")
 
 
-def _close_session(_exc: BaseException | None) -> None:
+def _close_session(exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
-    if session is not None:
+    if session is None:
+        return
+    if exc is not None and not isinstance(exc, Exception):
+        # Ended by a request deadline (gevent.Timeout) or the like: its connection is discarded, not rolled back,
+        # since a ROLLBACK would wait, with no deadline left, on the server that did not answer.
+        session.invalidate()
+    else:
         session.close()
 
 

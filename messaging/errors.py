@@ -82,23 +82,30 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extensions: Mapping[str, Any] | None = None,
 ) -> Response:
+    body = problem_document(status, title, detail, slug=slug, request_id=g.get("request_id"))
+    if errors:
+        body["errors"] = list(errors)
+    if extensions:
+        body.update({k: v for k, v in extensions.items() if k not in body})
+    response = Response(orjson.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def problem_document(
+    status: int, title: str, detail: str, *, slug: str | None = None, request_id: str | None = None
+) -> dict[str, Any]:
+    """The problem details object (RFC 9457) itself, for a response made outside a request context too."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + (slug or str(status)),
         "title": title,
         "status": status,
         "detail": detail,
     }
-    if errors:
-        body["errors"] = list(errors)
-    if extensions:
-        body.update({k: v for k, v in extensions.items() if k not in body})
-    request_id = g.get("request_id")
     if request_id:
         body["requestId"] = request_id
-    response = Response(orjson.dumps(body), status=status, content_type=PROBLEM_CONTENT_TYPE)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    return body
 
 
 def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -147,9 +154,11 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("integrity error request_id=%s: %s", g.get("request_id"), exc.orig)
         return problem_response(409, "Conflict", "The request conflicts with the current state.", slug="conflict")
 
+    # A database that is down, slow or stuck is an operational condition the 503 tells the client about, not a
+    # fault in the service: a warning, not an error.
     @app.errorhandler(OperationalError)
     def _db_down(exc: DBAPIError) -> Response:
-        log.error("database unavailable request_id=%s: %s", g.get("request_id"), exc.orig)
+        log.warning("database unavailable request_id=%s: %s", g.get("request_id"), exc.orig)
         return problem_response(
             503, "Service unavailable", "The database is unavailable; try again shortly.",
             slug="unavailable", headers={"Retry-After": "1"},
@@ -157,7 +166,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(PoolTimeout)
     def _pool_exhausted(exc: PoolTimeout) -> Response:
-        log.error("no database connection free request_id=%s: %s", g.get("request_id"), exc)
+        log.warning("no database connection free request_id=%s: %s", g.get("request_id"), exc)
         return problem_response(
             503, "Service unavailable", "The service is busy; try again shortly.",
             slug="unavailable", headers={"Retry-After": "1"},

@@ -41,8 +41,12 @@ handing one over is simply letting the application answer it:
   takes part (the page of a conversation with nothing after a cursor), else the application answers it (404,
   or the just-in-time user: a new user is created, a deleted one is 401);
 * **inbox** is the lane's only for a user this process has seen lately (``KnownUsers``, which the application's
-  just-in-time user check fills and deleting a user empties): it runs the view's statement and body builder
-  (:func:`messaging.conversations.inbox_body`).
+  just-in-time user check fills, deleting a user empties, and which trusts a lookup for
+  :data:`messaging.auth.USER_RECHECK_SECONDS` only, so a user deleted through another process is the
+  application's — 401 — within that time): it runs the view's statement and body builder
+  (:func:`messaging.conversations.inbox_body`). The other routes need no such memory: deleting a user removes
+  their participations and threads in the same transaction, so from its commit the lane finds nothing of theirs
+  and hands the request over.
 
 Handing over keeps the outcome the application would have given:
 
@@ -233,7 +237,7 @@ class FastLane:
                 if principal is not None else None)
         if principal is None or text is None or len(conversation_id) > 21:
             return self.inner(environ, start_response)
-        if not self._counted(environ, "messages", f"user:{principal}"):
+        if not self._counted(environ, "conversations.post_message", f"user:{principal}"):
             return self.inner(environ, start_response)
         # NotFound: the application's 404 (or 401 for a deleted user); None: a concierge conversation, posted the
         # general way.
@@ -278,7 +282,9 @@ class FastLane:
         writer = caller.user_id if caller is not None and caller.role in self.writer_roles else None
         text = (self._accepted(raw, self.reply_in, lambda m, _: property_threads.clean_property_message(m.message))
                 if writer is not None else None)
-        if writer is None or text is None or not self._counted(environ, "messages", f"user:{writer}"):
+        if writer is None or text is None:
+            return self.inner(environ, start_response)
+        if not self._counted(environ, "property_threads.reply_in_property_thread", f"user:{writer}"):
             return self.inner(environ, start_response)
         # NotFound: the application's 404 (or 401 for a deleted user).
         replied = self._written(environ, lambda: property_threads.run_reply_statement(autocommit_cursor(self.db),
@@ -301,7 +307,7 @@ class FastLane:
         caller = self._principal(token)
         intake = (self._accepted(raw, self.event_in, events.prepare_intake)
                   if caller is not None and caller.role == "service" else None)
-        if intake is None or not self._counted(environ, "events", token_key_of(token)):
+        if intake is None or not self._counted(environ, "events.post_event", token_key_of(token)):
             return self.inner(environ, start_response)
         entry = events.outbox_entry(intake.values["id"])
         # A problem: a reference the event does not carry is missing (422). Not inserted: a repeated delivery (200)
@@ -331,13 +337,14 @@ class FastLane:
             environ[RAISE] = exc
             return HAND_OVER
 
-    def _counted(self, environ: dict[str, Any], kind: str, key: str) -> bool:
-        """Count the request against the abuse limit, marking it counted for the application should the lane hand
-        it over; False when the limit refused it (or the count failed): the error is left for the application to
-        answer (:data:`RAISE`)."""
+    def _counted(self, environ: dict[str, Any], endpoint: str, key: str) -> bool:
+        """Count the request against the abuse limits of the view it stands for (``endpoint``, as the application
+        does: :data:`messaging.limits.LIMITED_ENDPOINTS`), marking it counted for the application should the lane
+        hand it over; False when a limit refused it (or the count failed): the error is left for the application
+        to answer (:data:`RAISE`)."""
         try:
             if self.limits is not None:
-                self.limits.count(kind, key)
+                self.limits.count_request(endpoint, key)
         except Exception as exc:  # noqa: BLE001 - the 429 (or anything unforeseen) answered by the application
             environ[RAISE] = exc
             return False
@@ -433,6 +440,7 @@ def _respond_raw(start_response: StartResponse, status: str, body: bytes, enviro
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),
             ("X-Request-Id", request_id(environ.get("HTTP_X_REQUEST_ID", ""))),
+            ("X-Content-Type-Options", "nosniff"),  # as on every response of the application (add_security_headers)
         ],
     )
     return body

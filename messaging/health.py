@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
+import os
 import time
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
+from messaging.auth import bearer_token
 from messaging.db import get_engine
-from messaging.errors import problem_response
+from messaging.errors import NotFound, Unauthorized, problem_response
 
 bp = Blueprint("health", __name__)
 # In the WSGI environ: when messaging.fast_lane began a request it then handed over (timed from there).
@@ -73,7 +77,26 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    """Prometheus text for a scraper sending ``Authorization: Bearer <METRICS_TOKEN>`` (401 otherwise). With no
+    ``METRICS_TOKEN`` set it is open outside production (development, tests) and 404 in production."""
+    expected = current_app.config.get("METRICS_TOKEN")
+    if not expected:
+        if current_app.config.get("APP_ENV") == "production":
+            raise NotFound("No such resource.")
+    elif not hmac.compare_digest((bearer_token() or "").encode(), expected.encode()):
+        raise Unauthorized("A valid metrics bearer token is required.")
+    return Response(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_registry() -> CollectorRegistry:
+    """What ``/metrics`` reports. With ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn.conf.py sets it for the web
+    tier), the metrics every process of the server wrote there: counters and histograms summed over the live and
+    the exited ones, ``livesum`` gauges over the live ones. Otherwise this process's own (:data:`REGISTRY`)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
 
 
 def init_metrics(app: Flask) -> None:

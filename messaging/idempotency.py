@@ -1,26 +1,34 @@
 """`Idempotency-Key` on creating POSTs (SPEC §2): the first response is replayed, nothing is created twice.
 
-Put ``@idempotent`` under the route decorator (``@bp.post(...)`` then ``@idempotent``). Without the
-header the view runs as usual. With it, the (caller, key) pair is claimed in ``idempotency_keys``
-before the view runs:
+Put ``@idempotent`` under the route decorator (``@bp.post(...)`` then ``@idempotent``). The decorator commits
+the view's transaction, so the view leaves it open (it does not call ``session.commit()``). Without the header
+the view runs as usual and its transaction is committed when it returns. With it, the (caller, key) pair is
+claimed in ``idempotency_keys`` in the request's own transaction, before the view runs:
 
 * a completed claim with the same request (method, path and raw body) → its status and body are
   replayed with ``Idempotent-Replayed: true``, and the view does not run;
 * the same key with a different request → 422;
-* a claim still in progress (a concurrent duplicate, or a request being served right now) → 409.
+* a claim of a request being served right now → the duplicate waits for that request's outcome (PostgreSQL
+  holds the key of an uncommitted insert) and then finds its claim, or claims the key itself if it rolled back;
+  after the lock timeout (``DB_LOCK_TIMEOUT``) it answers 409 with ``Retry-After``.
 
-The claim is inserted and committed in its own short transaction, on a session of its own, so a
-concurrent duplicate sees it at once; of two concurrent inserts exactly one wins (``ON CONFLICT DO
-NOTHING`` on the primary key) and the other answers 409. After the view returns a status below 500,
-that status and body are stored on the claim. When the view raises or answers 5xx nothing was created
-(the view commits last), so the claim is deleted and a retry with the same key runs the view again.
+The view then runs in that transaction, and its response, if below 500, is stored on the claim in that
+transaction too, before the decorator commits. **The claim, the view's work and the stored response commit
+together or not at all**, so a request interrupted anywhere — an exception, a lost connection, the web tier's
+request deadline (:mod:`messaging.deadline`), a killed process — leaves a retry with the same key one of two
+states, never half of one:
+
+* nothing committed: there is no claim, and the retry runs the view: the work is done once;
+* all of it committed: the retry replays the stored response: the work was done once, and the client gets the
+  first result.
+
+(Its COMMIT sent to a server that has not answered: the server decides when it resumes, and until then the claim is
+a request in progress to a retry, which waits for it as above.) A view that raises or answers 5xx is rolled back
+with its claim, so a retry runs it again.
 
 Claims live 24 hours: an older one is treated as absent and overwritten, and
-``purge_expired_idempotency_keys`` (for a periodic task) deletes them using the ``created_at`` index.
-
-Residual window, accepted: if the process dies between the view's commit and storing its response,
-the claim stays "in progress" — retries with that key get 409 until it expires, 24 hours later — but
-nothing is ever created twice. Closing it would need the response stored in the view's own transaction.
+``purge_expired_idempotency_keys`` deletes them using the ``created_at`` index (hourly, the beat task
+``idempotency.purge``).
 
 Replays carry the stored status and body only (``application/json``, or ``application/problem+json``
 for 4xx); other headers of the first response are not kept.
@@ -30,15 +38,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
 from flask import Response, current_app, request
 from pydantic import ConfigDict, Field
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from messaging.auth import current_principal
@@ -46,8 +54,6 @@ from messaging.db import get_session, utcnow
 from messaging.errors import Conflict, Unprocessable
 from messaging.models import IdempotencyKey
 from messaging.schemas import CachedSchemaModel
-
-log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -83,42 +89,44 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def purge_expired_idempotency_keys(session: Session, now: dt.datetime) -> int:
-    """Delete claims older than 24 h; returns how many. The caller commits."""
-    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < now - KEY_TTL))
+def purge_expired_idempotency_keys(session: Session, now: dt.datetime, limit: int | None = None) -> int:
+    """Delete claims older than 24 h, or only the ``limit`` oldest of them; returns how many. The caller commits."""
+    expired = IdempotencyKey.created_at < now - KEY_TTL
+    statement = delete(IdempotencyKey).execution_options(synchronize_session=False)
+    if limit is None:
+        statement = statement.where(expired)
+    else:
+        oldest = (select(IdempotencyKey.owner_id, IdempotencyKey.key).where(expired)
+                  .order_by(IdempotencyKey.created_at).limit(limit))
+        statement = statement.where(tuple_(IdempotencyKey.owner_id, IdempotencyKey.key).in_(oldest))
+    result = session.execute(statement)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def idempotent(view: F) -> F:
-    """Make a creating POST view honour ``Idempotency-Key`` (see the module docstring)."""
+    """Make a creating POST view honour ``Idempotency-Key``, and commit its transaction (see the module
+    docstring). A view that raises is left to the request's teardown, which rolls its transaction back."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if documents_header:
             kwargs.pop("header", None)
+        session = get_session()
         key = request.headers.get(HEADER)
         if key is None:
-            return view(*args, **kwargs)
+            return _commit(session, current_app.make_response(view(*args, **kwargs)))
         _check_key(key)
         owner = current_principal().user_id
         fingerprint = request_fingerprint(request.method, request.path, request.get_data(cache=True))
 
-        stored = _claim(owner, key, fingerprint)
+        stored = _claim(session, owner, key, fingerprint)
         if stored is not None:
+            session.rollback()  # the claim's statements wrote nothing: end the transaction they began
             return _answer_from(stored, fingerprint)
-
-        try:
-            response = current_app.make_response(view(*args, **kwargs))
-        except BaseException:
-            _abandon_view_transaction()
-            _release(owner, key, fingerprint)
-            raise
-        if response.status_code >= 500:
-            _abandon_view_transaction()
-            _release(owner, key, fingerprint)
-        else:
-            _store(owner, key, fingerprint, response)
-        return response
+        response = current_app.make_response(view(*args, **kwargs))
+        if response.status_code < 500:
+            _store(session, owner, key, fingerprint, response)
+        return _commit(session, response)
 
     # Add the header to the OpenAPI document unless the view declares its own header model.
     documents_header = "header" not in view.__annotations__
@@ -135,11 +143,6 @@ def _check_key(key: str) -> None:
         )
 
 
-def _new_session() -> Session:
-    # Not the request's session: the claim must be committed on its own, before the view runs.
-    return cast(Session, current_app.extensions["db"]["sessionmaker"]())
-
-
 def _dialect_insert(session: Session, model: Any) -> Any:
     """INSERT with ON CONFLICT for the session's database (PostgreSQL or the embedded SQLite).
 
@@ -153,9 +156,23 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def _claim(owner: str, key: str, fingerprint: str) -> IdempotencyKey | None:
-    """Claim (owner, key) for this request: None when claimed, else the live claim found in its place."""
-    session = _new_session()
+def _commit(session: Session, response: Response) -> Response:
+    """Commit the view's transaction, or roll it back if the view answered 5xx (nothing it wrote stands)."""
+    if response.status_code >= 500:
+        session.rollback()
+    else:
+        session.commit()
+    return response
+
+
+# PostgreSQL's lock_not_available: the lock timeout ended a wait for another transaction's claim.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _claim(session: Session, owner: str, key: str, fingerprint: str) -> Row[Any] | None:
+    """Claim (owner, key) in the request's transaction: None when claimed, else the claim committed in its place
+    (its fingerprint, response status and body). Waiting for a claim another request holds uncommitted ends, at
+    the lock timeout, in 409."""
     try:
         for _ in range(_CLAIM_ATTEMPTS):
             now = utcnow()
@@ -167,15 +184,15 @@ def _claim(owner: str, key: str, fingerprint: str) -> IdempotencyKey | None:
                 .on_conflict_do_nothing()
                 .returning(IdempotencyKey.key)
             ).first()
-            session.commit()
             if inserted is not None:
                 return None
             existing = session.execute(
-                select(IdempotencyKey).where(IdempotencyKey.owner_id == owner, IdempotencyKey.key == key)
-            ).scalar_one_or_none()
-            session.commit()
+                select(IdempotencyKey.request_fingerprint, IdempotencyKey.response_status,
+                       IdempotencyKey.response_body, IdempotencyKey.created_at)
+                .where(IdempotencyKey.owner_id == owner, IdempotencyKey.key == key)
+            ).first()
             if existing is None:
-                continue  # released in between: try inserting again
+                continue  # purged in between: try inserting again
             if _aware(existing.created_at) >= now - KEY_TTL:
                 return existing
             # Expired: take it over, unless someone else just did (then look again).
@@ -189,15 +206,17 @@ def _claim(owner: str, key: str, fingerprint: str) -> IdempotencyKey | None:
                 .values(**fresh)
                 .execution_options(synchronize_session=False)
             )
-            session.commit()
             if taken.rowcount:  # type: ignore[attr-defined]
                 return None
-        raise Conflict(f"A request with this {HEADER} is being processed; retry later.", headers=RETRY_SOON)
-    finally:
-        session.close()
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        session.rollback()
+        raise Conflict(f"A request with this {HEADER} is being processed; retry later.", headers=RETRY_SOON) from exc
+    raise Conflict(f"A request with this {HEADER} is being processed; retry later.", headers=RETRY_SOON)
 
 
-def _answer_from(stored: IdempotencyKey, fingerprint: str) -> Response:
+def _answer_from(stored: Row[Any], fingerprint: str) -> Response:
     if stored.request_fingerprint != fingerprint:
         raise Unprocessable(
             f"This {HEADER} was already used with a different request.",
@@ -214,51 +233,15 @@ def _answer_from(stored: IdempotencyKey, fingerprint: str) -> Response:
     return response
 
 
-def _store(owner: str, key: str, fingerprint: str, response: Response) -> None:
-    session = _new_session()
-    try:
-        session.execute(
-            update(IdempotencyKey)
-            .where(
-                IdempotencyKey.owner_id == owner,
-                IdempotencyKey.key == key,
-                IdempotencyKey.request_fingerprint == fingerprint,
-            )
-            .values(response_status=response.status_code, response_body=response.get_data(as_text=True))
-            .execution_options(synchronize_session=False)
+def _store(session: Session, owner: str, key: str, fingerprint: str, response: Response) -> None:
+    """Put the response on the claim, in the view's transaction: it commits with what the view wrote."""
+    session.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.owner_id == owner,
+            IdempotencyKey.key == key,
+            IdempotencyKey.request_fingerprint == fingerprint,
         )
-        session.commit()
-    except Exception:
-        # What was created stays created and the caller gets its response; the claim stays in
-        # progress (retries 409) until it expires — the window the module docstring describes.
-        session.rollback()
-        log.exception("could not store the response for %s %r of %r", HEADER, key, owner)
-    finally:
-        session.close()
-
-
-def _abandon_view_transaction() -> None:
-    # The failed view's uncommitted work is discarded at teardown anyway; doing it now drops its
-    # locks, which would otherwise block the release below (SQLite locks the whole database).
-    get_session().rollback()
-
-
-def _release(owner: str, key: str, fingerprint: str) -> None:
-    session = _new_session()
-    try:
-        session.execute(
-            delete(IdempotencyKey)
-            .where(
-                IdempotencyKey.owner_id == owner,
-                IdempotencyKey.key == key,
-                IdempotencyKey.request_fingerprint == fingerprint,
-                IdempotencyKey.response_status.is_(None),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-    except Exception:
-        session.rollback()
-        log.exception("could not release %s %r of %r", HEADER, key, owner)
-    finally:
-        session.close()
+        .values(response_status=response.status_code, response_body=response.get_data(as_text=True))
+        .execution_options(synchronize_session=False)
+    )

@@ -11,11 +11,17 @@ the limits of each) cost more than the counting itself on the hottest route.
 - **After authentication**: a limited view counts when it runs, after the blueprint authenticated the caller,
   so an anonymous request is 401 and never spends anyone's budget. The key is the user (every token of one
   user shares a budget) or, for event intake, the token itself (a SHA-256 of it).
-- **One budget per kind**: posting in conversations, in property threads and as an admin share the
-  ``messages`` budget; creating conversations and opening property threads share ``threads``.
-- A refused request is 429 problem details with ``Retry-After`` (seconds until the window lets one through)
-  and changes nothing. If Redis is unreachable the limits fall back to per-process memory for 30 seconds at a
-  time, logged, rather than refusing or failing requests.
+- **One budget per kind**: every way a user posts a message — in a conversation, in a property thread, as an
+  admin from the API or from the admin pages (keyed by the signed-in admin) — spends the ``messages`` budget;
+  creating conversations and opening property threads share ``threads``. An endpoint may count against several
+  kinds (:data:`LIMITED_ENDPOINTS`), in order: opening a property thread always posts its first message, so
+  every call counts against ``threads`` and ``messages``, whether it creates the thread (201) or reuses it
+  (200) — which it is cannot be known before the view writes. A request refused by a later kind (or a later
+  limit of one kind) has still spent the earlier ones.
+- A refused request is 429 problem details with ``Retry-After`` (seconds until the window lets one through;
+  on the admin pages, their HTML error page with the same status and header) and changes nothing. If Redis
+  is unreachable the limits fall back to per-process memory for 30 seconds at a time, logged, rather than
+  refusing or failing requests.
 """
 
 from __future__ import annotations
@@ -49,14 +55,16 @@ LIMITS = {
     "events": ("RATE_LIMIT_EVENTS", "6000/minute"),
 }
 
-# The limited views (endpoint → kind); a new creating route belongs here too.
-LIMITED_ENDPOINTS = {
-    "conversations.post_message": "messages",
-    "property_threads.reply_in_property_thread": "messages",
-    "admin.reply": "messages",
-    "conversations.create_conversation": "threads",
-    "property_threads.open_property_thread": "threads",
-    "events.post_event": "events",
+# The limited views (endpoint → the kinds it counts against, in order); a new creating route belongs here too.
+# messaging.fast_lane counts the routes it serves from this table as well.
+LIMITED_ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "conversations.post_message": ("messages",),
+    "property_threads.reply_in_property_thread": ("messages",),
+    "admin.reply": ("messages",),
+    "admin_pages.reply": ("messages",),
+    "conversations.create_conversation": ("threads",),
+    "property_threads.open_property_thread": ("threads", "messages"),
+    "events.post_event": ("events",),
 }
 
 
@@ -108,6 +116,12 @@ class AbuseLimits:
                     headers={"Retry-After": str(self._retry_after(limiter, item, kind, key))},
                 )
 
+    def count_request(self, endpoint: str, key: str) -> None:
+        """Count one request to a limited ``endpoint`` for ``key`` against each of its kinds
+        (:data:`LIMITED_ENDPOINTS`); 429 at the first one exhausted."""
+        for kind in LIMITED_ENDPOINTS[endpoint]:
+            self.count(kind, key)
+
     def _limiter(self) -> SlidingWindowCounterRateLimiter:
         return self.local if time.monotonic() < self._shared_down_until else self.shared
 
@@ -128,21 +142,22 @@ def init_limits(app: Flask) -> None:
 
 def apply_limits(app: Flask) -> None:
     """Wrap the limited views (after the blueprints are registered): each counts when it runs, i.e. after the
-    blueprint has authenticated the caller. Nothing is wrapped when ``RATE_LIMITS_ENABLED`` is off."""
+    blueprint has authenticated the caller (``g.principal``: the bearer token's, or the admin pages' signed-in
+    admin) and before the view writes. Nothing is wrapped when ``RATE_LIMITS_ENABLED`` is off."""
     if not app.config.get("RATE_LIMITS_ENABLED", True):
         return
-    for endpoint, kind in LIMITED_ENDPOINTS.items():
-        app.view_functions[endpoint] = _limited(app.view_functions[endpoint], kind)
+    for endpoint in LIMITED_ENDPOINTS:
+        app.view_functions[endpoint] = _limited(app.view_functions[endpoint], endpoint)
 
 
-def _limited(view: Callable[..., Any], kind: str) -> Callable[..., Any]:
-    key = token_key if kind == "events" else user_key
+def _limited(view: Callable[..., Any], endpoint: str) -> Callable[..., Any]:
+    key = token_key if "events" in LIMITED_ENDPOINTS[endpoint] else user_key
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not request.environ.get(LIMIT_COUNTED):  # a request the fast lane counted already, then handed over
             limits = cast(AbuseLimits, current_app.extensions[LIMITER])
-            limits.count(kind, key())
+            limits.count_request(endpoint, key())
         return view(*args, **kwargs)
 
     return wrapper

@@ -147,7 +147,7 @@ def open_property_thread(path: PropertyPath, body: OpenThreadIn) -> Response:
         trip_id=body.trip_id,
     )
     _publish(session, "property_message.created", thread["id"], thread["lastMessage"])
-    session.commit()
+    # Committed by @idempotent, with the response it replays.
     return json_response(thread, 201 if created else 200)
 
 
@@ -193,7 +193,7 @@ def reply_in_property_thread(path: IdPath, body: PropertyMessageIn) -> Response:
     session = get_session()
     message = svc.reply(session, path.id, _writer_id(), body.message)
     _publish(session, "property_message.created", path.id, message)
-    session.commit()
+    # Committed by @idempotent, with the response it replays.
     return json_response(message, 201)
 
 

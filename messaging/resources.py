@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from concierge.models import ConciergeMessageOrigin, ConciergeThread
 from messaging.models import Conversation, ConversationParticipant, ConversationStats, Message, ReadCursor, User
+from messaging.property_threads import INT32_MAX
 
 MESSAGE_COLUMNS = (
     Message.id,
@@ -125,13 +126,23 @@ def conversation_json(r: Any, participants: list[dict[str, Any]]) -> dict[str, A
     return {
         "id": cid,
         "name": name,
-        "offerId": offer_id,
+        "offerId": offer_id_json(offer_id),
         "createdAt": created_at,
         "isConcierge": bool(is_concierge),
         "participants": participants,
         "lastMessage": last_message,
         "unreadCount": max(0, message_count - (read_count or 0)),
     }
+
+
+def offer_id_json(stored: str | None) -> int | None:
+    """A conversation's ``offerId``: its ``conversations.offer_id`` (the seed's varchar) as the integer key of
+    ``offers``, or None when it holds none (null, or a value that is not an offer id, stored before offers
+    were checked)."""
+    if stored is None or not (stored.isascii() and stored.isdigit()):
+        return None
+    value = int(stored)
+    return value if 0 < value <= INT32_MAX else None
 
 
 def participants_by_conversation(

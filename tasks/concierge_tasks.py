@@ -2,15 +2,19 @@
 
 Every task is idempotent (a unique constraint stops a second effect), acknowledged late, and
 retried with exponential backoff on transient errors (database or broker unreachable); an event
-whose last try fails ends ``failed`` with the error recorded, for an admin to retry.
+whose last try fails ends ``failed`` with the error recorded, for an admin to retry. A task sent
+through the outbox reports its row done when it is over (messaging.queue), so the sweeper sends
+again only what the broker lost.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 
 from celery import shared_task
+from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -63,8 +67,9 @@ def answer_question(self, message_id: str) -> str:  # type: ignore[no-untyped-de
 
 @shared_task(name="outbox.sweep", acks_late=True)
 def sweep_outbox_task() -> int:
+    redispatch_after = dt.timedelta(seconds=current_app.config["OUTBOX_REDISPATCH_SECONDS"])
     with session_scope() as session:
-        return sweep_outbox(session)
+        return sweep_outbox(session, redispatch_after=redispatch_after)
 
 
 @shared_task(name="concierge.sweep_stale_events", acks_late=True)

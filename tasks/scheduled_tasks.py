@@ -1,7 +1,8 @@
-"""Periodic tasks (Celery beat): reminders, expiring requests to book, host nudges, the platform webhook.
+"""Periodic tasks (Celery beat): reminders, expiring requests to book, host nudges, the platform webhook, and the
+purge of expired Idempotency-Key claims.
 
-Each is idempotent (deterministic event ids, unique origins, unique (user, hour) deliveries), so an
-overlapping or repeated run changes nothing.
+Each is idempotent (deterministic event ids, unique origins, unique (user, hour) deliveries; a purge deletes only
+what is expired), so an overlapping or repeated run changes nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from flask import current_app
 
 from concierge import scheduling, webhooks
 from messaging.db import session_scope, utcnow
+from messaging.idempotency import purge_expired_idempotency_keys
 from tasks.concierge_tasks import TRANSIENT
 
 log = logging.getLogger(__name__)
 # 1 s, 2 s, 4 s … capped at 10 minutes: fifteen retries keep trying for a little over an hour.
 WEBHOOK_MAX_RETRIES = 15
 WEBHOOK_BACKOFF_CAP = 600
+# Expired Idempotency-Key claims deleted per transaction: a large backlog is worked through in short statements.
+PURGE_BATCH = 5000
 
 
 def webhook_backoff(retries: int) -> float:
@@ -42,6 +46,19 @@ def schedule_offer_expiry_reminders() -> int:
 def expire_requests_to_book() -> int:
     with session_scope() as session:
         return scheduling.expire_requests_to_book(session, utcnow())
+
+
+@shared_task(name="idempotency.purge", acks_late=True)
+def purge_idempotency_keys() -> int:
+    """Delete every Idempotency-Key claim expired when the run starts, :data:`PURGE_BATCH` per transaction; returns
+    how many."""
+    now, purged = utcnow(), 0
+    while True:
+        with session_scope() as session:
+            deleted = purge_expired_idempotency_keys(session, now, limit=PURGE_BATCH)
+        purged += deleted
+        if deleted < PURGE_BATCH:
+            return purged
 
 
 @shared_task(name="concierge.nudge_waiting_hosts", acks_late=True)

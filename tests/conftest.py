@@ -7,7 +7,9 @@ REQUIRE_SERVICES=1 (CI), where they fail instead.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -186,6 +188,55 @@ def auth(token: TokenFactory) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {token(sub, role, **claims)}"}
 
     return make
+
+
+# Where the service logs (Flask's app logger is "app"), and Celery's loggers for a task run inline (a task that
+# raised, a task logger): an ERROR record on any of them fails the test unless the test expected it.
+SERVICE_LOGGERS = ("app", "messaging", "concierge", "tasks", "celery.app.trace", "celery.task")
+
+
+class _ErrorRecords(logging.Handler):
+    """Keeps the ERROR (and worse) records that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def expected_errors() -> list[str]:
+    """The ERROR records this test expects, as regular expressions searched for in each record's message: the
+    test appends to the list (or is marked ``@pytest.mark.expect_errors(pattern, ...)``)."""
+    return []
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_errors(request: pytest.FixtureRequest, expected_errors: list[str]) -> Iterator[None]:
+    """Fail the test if the service logged an ERROR it did not expect, from its setup to its teardown. Expected:
+    records matching a pattern of ``expected_errors`` or of the ``expect_errors`` marker; the marker without
+    patterns expects any."""
+    handler = _ErrorRecords()
+    loggers = [logging.getLogger(name) for name in SERVICE_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    marker = request.node.get_closest_marker("expect_errors")
+    if marker is not None and not marker.args:
+        return
+    patterns = [*(marker.args if marker is not None else ()), *expected_errors]
+    unexpected = [record for record in handler.records
+                  if not any(re.search(pattern, record.getMessage()) for pattern in patterns)]
+    if unexpected:
+        logged = "\n".join(f"  {r.name} {r.levelname}: {r.getMessage()}" for r in unexpected)
+        pytest.fail(f"unexpected ERROR log records (expect them with expected_errors or "
+                    f"@pytest.mark.expect_errors):\n{logged}", pytrace=False)
 
 
 def sql_count(app: Any) -> Callable[[], Any]:

@@ -206,10 +206,10 @@ class RedisServer(ManagedProcess):
 
 
 class WebServer(ManagedProcess):
-    """``gunicorn 'app:create_app()'`` on a free port. ``threads`` > 1 uses the gthread worker class, so
-    one worker process handles requests concurrently; ``worker_class`` overrides (e.g. the production command's
-    ``messaging.server.GeventWorker``); ``options`` are more gunicorn options; ``app`` is the WSGI application to
-    serve (the service's by default)."""
+    """``gunicorn 'app:create_app()'`` on a free port, with the production settings of ``gunicorn.conf.py``
+    (gunicorn reads it from the project root, its working directory); ``worker_class`` overrides the worker
+    class; ``options`` are more gunicorn options; ``app`` is the WSGI application to serve (the service's by
+    default)."""
 
     name = "gunicorn"
 
@@ -322,7 +322,8 @@ def service_env(database_url: str, redis_url: str | None, **extra: str) -> dict[
     Variables that would change the service's behaviour under test (APP_ENV, JWT_PUBLIC_KEY, …) are dropped.
     """
     drop = {"REDIS_URL", "DATABASE_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "APP_ENV",
-            "PORT", "HOST", "PLATFORM_WEBHOOK_URL", "PLATFORM_WEBHOOK_SECRET", "CELERY_VISIBILITY_TIMEOUT"}
+            "PORT", "HOST", "PLATFORM_WEBHOOK_URL", "PLATFORM_WEBHOOK_SECRET", "CELERY_VISIBILITY_TIMEOUT",
+            "METRICS_TOKEN"}
     env = {name: value for name, value in os.environ.items() if name not in drop}
     # The abuse limits have their own tests (test_rate_limits.py); here they would only cut load tests short.
     env.update(DATABASE_URL=database_url, JWT_SECRET=TEST_JWT_SECRET, PYTHONUNBUFFERED="1", DB_POOL_SIZE="5",

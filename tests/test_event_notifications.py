@@ -4,13 +4,15 @@ right message to the right people with the facts formatted for people — or a r
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from concierge import processing
 from concierge.models import ConciergeMessageOrigin, OfferThread, OutboxEntry, PlatformEvent
-from messaging.db import get_session
+from messaging.db import get_session, session_scope, utcnow
 from tasks.concierge_tasks import process_event
 
 HOST = {"id": "host-1", "name": "Helena", "role": "host"}
@@ -52,18 +54,33 @@ CASES: dict[str, tuple[str, dict[str, Any], dict[str, list[str]]]] = {
 }
 
 
+# The events' occurredAt, and when the worker writes their notices unless a test says otherwise.
+OCCURRED_AT = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
+# A reminder of check-in tomorrow is written the day before it (check-in 20 Dec, in Lisbon).
+WRITTEN_AT = {"trip.check_in_reminder": dt.datetime(2026, 12, 19, 10, 0, tzinfo=dt.UTC)}
+
+
 def event(event_type: str, key: str, record: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
     return {
         "id": event_id or f"ev-{event_type}",
         "type": event_type,
-        "occurredAt": "2026-12-01T09:30:00Z",
+        "occurredAt": OCCURRED_AT.isoformat(),
         "data": {"host": HOST, "traveler": TRAVELER, "property": PROPERTY, key: copy.deepcopy(record)},
     }
 
 
-def run(app: Any, event_id: str) -> str:
+def run(app: Any, event_id: str, now: dt.datetime | None = None) -> str:
+    """Process the event as the concierge.process_event task does; with ``now``, its notices are written at that
+    moment (the task's two steps, with the moment given), else by the task itself at the current time."""
     with app.app_context():
-        return str(process_event.run(event_id))
+        if now is None:
+            return str(process_event.run(event_id))
+        with session_scope() as session:
+            started = processing.begin_processing(session, event_id)
+        if started is None:
+            return "nothing to do"
+        with session_scope() as session:
+            return processing.process_event(session, event_id, started, now)
 
 
 @pytest.mark.parametrize("event_type", sorted(CASES))
@@ -80,7 +97,7 @@ def test_each_event_type_tells_the_right_people_the_right_facts(
         entry = get_session().execute(select(OutboxEntry)).scalar_one()
         assert entry.task_name == "concierge.process_event" and entry.args == [body["id"]]
 
-    assert run(app, body["id"]) == "processed"
+    assert run(app, body["id"], WRITTEN_AT.get(event_type, OCCURRED_AT)) == "processed"
     assert run(app, body["id"]) == "nothing to do"  # a redelivery changes nothing
     stored = client.get(f"/v1/events/{body['id']}", headers=service).json
     assert stored["status"] == "processed" and stored["attempts"] == 1
@@ -94,7 +111,7 @@ def test_each_event_type_tells_the_right_people_the_right_facts(
                 assert thread is not None
                 conversation_id = thread.conversation_id
             conversation = client.get(f"/v1/conversations/{conversation_id}", headers=headers).json
-            assert conversation["offerId"] == str(OFFER["id"])
+            assert conversation["offerId"] == OFFER["id"]
         else:
             conversation = client.get("/v1/concierge", headers=headers).json
             conversation_id = conversation["id"]
@@ -235,6 +252,101 @@ def test_events_that_no_longer_apply_are_skipped(app: Any, client: Any, auth: An
         assert client.get(f"/v1/events/{body['id']}", headers=service).json["messages"] == []
 
 
+def _written(app: Any, client: Any, auth: Any, body: dict[str, Any], now: dt.datetime | None) -> dict[str, Any]:
+    """Post ``body``, process it with its notices written at ``now`` (None: by the task, at the current time),
+    and return the event as ``GET /v1/events/{id}`` shows it."""
+    service = auth("platform", "service")
+    assert client.post("/v1/events", json=body, headers=service).status_code == 202
+    run(app, body["id"], now)
+    return dict(client.get(f"/v1/events/{body['id']}", headers=service).json)
+
+
+def _no_concierge_message(app: Any) -> bool:
+    with app.app_context():
+        return get_session().execute(select(func.count()).select_from(ConciergeMessageOrigin)).scalar() == 0
+
+
+def test_an_expiry_warning_written_after_the_offer_expired_is_skipped_with_the_reason(
+    app: Any, client: Any, auth: Any
+) -> None:
+    """The worker came back after the offer's expiresAt (18:00 on 2 Dec): nothing is sent, and the event says
+    why; an offer.created written that late is skipped the same way (its expiry would be stated as ahead)."""
+    late = dt.datetime(2026, 12, 2, 18, 1, tzinfo=dt.UTC)
+    for event_type in ("offer.expiring", "offer.created"):
+        stored = _written(app, client, auth, event(event_type, "offer", OFFER), late)
+        assert stored["status"] == "skipped" and stored["messages"] == []
+        assert "the offer expired before the notice could be written" in stored["lastError"]
+        assert "Wed 2 Dec at 18:00 (Europe/Lisbon)" in stored["lastError"]
+    assert _no_concierge_message(app)
+
+
+def test_an_expiry_warning_counts_the_time_left_from_the_moment_it_is_written(
+    app: Any, client: Any, auth: Any
+) -> None:
+    """occurredAt was the day before; written 3 hours before the expiry, it says 3 hours, not 1 day 11 hours."""
+    stored = _written(app, client, auth, event("offer.expiring", "offer", OFFER),
+                      dt.datetime(2026, 12, 2, 15, 0, tzinfo=dt.UTC))
+    assert stored["status"] == "processed"
+    [note] = stored["messages"]
+    assert "expires in 3 hours," in note["message"], note["message"]
+
+
+def test_the_worker_judges_a_notice_at_the_current_time(app: Any, client: Any, auth: Any) -> None:
+    """Through the task itself (the current time, no moment given): a warning that waited a day is worded from
+    now, and one whose offer expired a minute ago is skipped."""
+    now = utcnow().replace(microsecond=0)
+    soon = {**OFFER, "id": 80, "expiresAt": (now + dt.timedelta(hours=3, seconds=30)).isoformat()}
+    waited = event("offer.expiring", "offer", soon, "ev-waited")
+    waited["occurredAt"] = (now - dt.timedelta(days=1)).isoformat()
+    stored = _written(app, client, auth, waited, None)
+    assert stored["status"] == "processed", stored
+    assert "expires in 3 hours," in stored["messages"][0]["message"]
+
+    gone = {**OFFER, "id": 81, "expiresAt": (now - dt.timedelta(minutes=1)).isoformat()}
+    late = event("offer.expiring", "offer", gone, "ev-late")
+    late["occurredAt"] = (now - dt.timedelta(hours=2)).isoformat()
+    stored = _written(app, client, auth, late, None)
+    assert stored["status"] == "skipped" and stored["messages"] == []
+    assert "the offer expired before the notice could be written" in stored["lastError"]
+
+
+def test_a_check_in_reminder_is_worded_and_judged_when_it_is_written(app: Any, client: Any, auth: Any) -> None:
+    """Check-in is 20 Dec from 16:00 in Lisbon. The reminder posted on the 19th says "tomorrow" only if written
+    that day; written on the 20th before 16:00 it says "today"; after 16:00 it is skipped with the reason."""
+    def reminder(trip_id: int) -> dict[str, Any]:  # one trip each: one reminder per trip is sent at most
+        body = event("trip.check_in_reminder", "trip", {**TRIP, "id": trip_id}, f"ev-{trip_id}")
+        return {**body, "occurredAt": "2026-12-19T10:00:00Z"}
+
+    stored = _written(app, client, auth, reminder(81), dt.datetime(2026, 12, 19, 22, 0, tzinfo=dt.UTC))
+    assert "Check-in is tomorrow, Sun 20 Dec, from 16:00" in stored["messages"][0]["message"]
+
+    stored = _written(app, client, auth, reminder(82), dt.datetime(2026, 12, 20, 9, 0, tzinfo=dt.UTC))
+    text = stored["messages"][0]["message"]
+    assert "Check-in is today, Sun 20 Dec, from 16:00" in text and "tomorrow" not in text
+
+    stored = _written(app, client, auth, reminder(83), dt.datetime(2026, 12, 20, 16, 5, tzinfo=dt.UTC))
+    assert stored["status"] == "skipped" and stored["messages"] == []
+    assert "check-in had begun before the reminder could be written" in stored["lastError"]
+    assert "Sun 20 Dec at 16:00 (Europe/Lisbon)" in stored["lastError"]
+
+    checkout = event("trip.check_out_reminder", "trip", {**TRIP, "id": 84}, "ev-checked-out")
+    stored = _written(app, client, auth, checkout, dt.datetime(2026, 12, 23, 11, 30, tzinfo=dt.UTC))
+    assert stored["status"] == "skipped" and "check-out had passed" in stored["lastError"]
+
+
+def test_tomorrow_is_the_propertys_tomorrow_when_the_reminder_is_written(app: Any, client: Any, auth: Any) -> None:
+    """At 12:00 UTC on 19 Dec it is already 01:00 on the 20th in Auckland: check-in on the 21st is tomorrow
+    there (though the day after tomorrow in UTC), and check-in on the 20th is today."""
+    auckland = {**PROPERTY, "timezone": "Pacific/Auckland"}
+    written_at = dt.datetime(2026, 12, 19, 12, 0, tzinfo=dt.UTC)
+    for trip_id, check_in, says in ((90, "2026-12-21", "tomorrow, Mon 21 Dec"),
+                                    (91, "2026-12-20", "today, Sun 20 Dec")):
+        body = event("trip.check_in_reminder", "trip", {**TRIP, "id": trip_id, "checkIn": check_in}, f"ev-{trip_id}")
+        body["data"]["property"] = auckland
+        stored = _written(app, client, auth, body, written_at)
+        assert f"Check-in is {says}, from 16:00" in stored["messages"][0]["message"], stored
+
+
 def test_a_failed_event_can_be_retried(app: Any, client: Any, auth: Any) -> None:
     from concierge.processing import retry_failed_event
     from messaging.db import session_scope
@@ -250,6 +362,7 @@ def test_a_failed_event_can_be_retried(app: Any, client: Any, auth: Any) -> None
     assert client.get("/v1/events/ev-r", headers=service).json["attempts"] == 2
 
 
+@pytest.mark.expect_errors(r"event ev-stuck failed after 7 tries")
 def test_an_event_that_keeps_failing_transiently_ends_failed_then_retries_cleanly(
     pg_app: Any, pg_client: Any, auth: Any
 ) -> None:

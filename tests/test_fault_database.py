@@ -1,10 +1,11 @@
-"""PostgreSQL restarted under load (issue: faults survived).
+"""PostgreSQL restarted under load, or stuck (issue: faults survived).
 
 A private PostgreSQL server (its own data directory and port, so the shared one is never touched)
 serves a real gunicorn API while clients keep posting messages. The server is stopped and started
 again in the middle: requests during the outage get 503 problem details (never a 500 or a hang),
 the API recovers by itself (no restart), and every message that was acknowledged (201) is in the
-database afterwards, exactly once.
+database afterwards, exactly once. Or it is frozen (SIGSTOP): the production web tier answers 503
+within its request deadline, and retries with an Idempotency-Key write each message once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -28,6 +31,7 @@ import requests
 from messaging.auth import mint_token
 from messaging.cli import upgrade_database
 from tests.conftest import REQUIRE_SERVICES, TEST_JWT_SECRET
+from tests.helpers_processes import Processes, processes, service_env, wait_until  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +80,40 @@ class PrivatePostgres:
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
+    def _postmaster(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    @staticmethod
+    def _children(parent: int) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                # /proc/<pid>/stat is "pid (comm) state ppid …", and comm may hold spaces: read after its ")".
+                if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):  # the process ended meanwhile
+                continue
+        return found
+
+    def freeze(self) -> None:
+        """SIGSTOP the server and its processes: the kernel still accepts connections and acknowledges what is
+        sent, but nothing answers and no server-side timeout fires. The postmaster first: it forks no more."""
+        postmaster = self._postmaster()
+        os.kill(postmaster, signal.SIGSTOP)
+        for pid in self._children(postmaster):
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        postmaster = self._postmaster()
+        for pid in self._children(postmaster):
+            os.kill(pid, signal.SIGCONT)
+        os.kill(postmaster, signal.SIGCONT)
+
     def cleanup(self) -> None:
+        try:
+            self.thaw()  # a frozen server would not stop
+        except (OSError, ValueError):
+            pass
         try:
             self.stop()
         except subprocess.CalledProcessError:
@@ -237,3 +274,113 @@ def test_a_database_restart_under_load_loses_nothing_acknowledged(private_pg: Pr
             (conversation,),
         ).fetchone()
     assert last_read in stored and 0 < read_count <= len(stored)
+
+
+# A deferred trigger that makes the COMMIT of a message saying this sleep, so the server can be frozen while it
+# holds a COMMIT it received: the transaction commits when the server resumes, after its client has given up.
+IN_DOUBT = "in doubt"
+SLOW_COMMIT_SQL = f"""
+CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON messages DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+  WHEN (NEW.message = '{IN_DOUBT}') EXECUTE FUNCTION slow_commit();
+"""
+Answer = tuple[str, float, requests.Response | Exception]
+
+
+def _timed(answers: list[Answer], method: str, url: str, **kwargs: Any) -> threading.Thread:
+    """A thread making one request; it appends (what, seconds taken, response or exception) to ``answers``."""
+
+    def call() -> None:
+        started = time.monotonic()
+        try:
+            answer: requests.Response | Exception = requests.request(method, url, timeout=20, **kwargs)
+        except requests.RequestException as exc:
+            answer = exc
+        answers.append((f"{method} {url.split('/v1', 1)[-1]}", time.monotonic() - started, answer))
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread
+
+
+def test_a_stuck_database_is_answered_503_within_the_deadline_and_retries_write_once(
+    private_pg: PrivatePostgres, processes: Processes  # noqa: F811 - the fixture
+) -> None:
+    """PostgreSQL frozen (SIGSTOP) under the production web tier (gunicorn.conf.py's gevent worker, default
+    settings): every request — the fast lane's and the application's, those holding a connection and those
+    waiting for one, and a POST whose COMMIT the server had received — is answered 503 problem details with
+    Retry-After within the request deadline, not held for as long as the database is stuck. Thawed, the API
+    recovers by itself, and each timed-out POST retried with its Idempotency-Key makes exactly one message: the
+    one whose COMMIT was in doubt replays its first answer (it committed when the server resumed), the other runs
+    once. A live-update stream outlives the deadline. Nothing is logged as an ERROR."""
+    upgrade_database(private_pg.url)
+    deadline = 6.0  # REQUEST_TIMEOUT's default
+    web = processes.web(service_env(private_pg.url, None, LIVE_HEARTBEAT_SECONDS="1"))
+    alice, bob = _token("alice"), _token("bob")
+    requests.get(f"{web.base}/v1/me", headers=bob, timeout=5).raise_for_status()
+    conversation = requests.post(
+        f"{web.base}/v1/conversations", json={"participantIds": ["bob"]}, headers=alice, timeout=5
+    ).json()["id"]
+    send = f"{web.base}/v1/conversations/{conversation}/messages"
+    assert requests.post(send, json={"message": "before"}, headers=alice, timeout=5).status_code == 201
+
+    # A live-update stream is not cut by the request deadline: it still delivers well past it.
+    with requests.get(f"{web.base}/v1/stream", headers=bob, stream=True, timeout=5) as stream:
+        assert stream.status_code == 200
+        opened, lines = time.monotonic(), stream.iter_lines()
+        while time.monotonic() < opened + deadline + 2:
+            next(lines)  # a keepalive at least every second; StopIteration if the stream ended
+
+    answers: list[Answer] = []
+    with psycopg.connect(private_pg.url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(SLOW_COMMIT_SQL)
+        in_doubt = _timed(answers, "POST", send, json={"message": IN_DOUBT},
+                          headers={**alice, "Idempotency-Key": "k-in-doubt"})
+        # The trigger runs when the transaction commits: the server has the POST's COMMIT.
+        wait_until(lambda: conn.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'").fetchone(),
+                   10, 0.01, "the POST's commit to reach the server")
+    private_pg.freeze()
+    try:
+        threads = [
+            in_doubt,
+            _timed(answers, "POST", send, json={"message": "frozen"}, headers={**alice, "Idempotency-Key": "k-frozen"}),
+            _timed(answers, "POST", send, json={"message": "lane"}, headers=alice),  # the fast lane's send
+            _timed(answers, "GET", f"{send}?limit=5", headers=bob),  # the fast lane's history page
+            _timed(answers, "GET", f"{web.base}/v1/conversations", headers=bob),
+            # More than the pools hold (DB_POOL_SIZE=5): some wait for a connection and never get one.
+            *[_timed(answers, "GET", f"{web.base}/v1/me", headers=bob) for _ in range(16)],
+        ]
+        for thread in threads:
+            thread.join(30)
+    finally:
+        private_pg.thaw()
+
+    assert len(answers) == len(threads)
+    for what, elapsed, answer in answers:
+        assert isinstance(answer, requests.Response), (what, answer)
+        assert answer.status_code == 503, (what, answer.status_code, answer.text[:200])
+        assert answer.headers["Content-Type"] == "application/problem+json" and answer.headers["Retry-After"]
+        assert elapsed < deadline + 2.5, (what, elapsed)  # the deadline, and scheduling on a busy machine
+
+    wait_until(lambda: requests.get(f"{web.base}/v1/me", headers=bob, timeout=5).status_code == 200, 30, 0.2,
+               "the API to recover")
+    replay = requests.post(send, json={"message": IN_DOUBT}, headers={**alice, "Idempotency-Key": "k-in-doubt"},
+                           timeout=10)
+    assert replay.status_code == 201 and replay.headers.get("Idempotent-Replayed") == "true", replay.text
+    retried = [requests.post(send, json={"message": "frozen"}, headers={**alice, "Idempotency-Key": "k-frozen"},
+                             timeout=10) for _ in range(2)]
+    assert [r.status_code for r in retried] == [201, 201] and retried[1].headers["Idempotent-Replayed"] == "true"
+    assert retried[0].json() == retried[1].json()
+
+    with psycopg.connect(private_pg.url.replace("+psycopg", ""), autocommit=True) as conn:
+        stored = {text: [row[0] for row in conn.execute(
+            "SELECT id FROM messages WHERE conversation_id = %s AND message = %s", (conversation, text))]
+            for text in (IN_DOUBT, "frozen")}
+        counted = conn.execute("SELECT message_count FROM conversation_stats WHERE conversation_id = %s",
+                               (conversation,)).fetchone()
+        total = conn.execute("SELECT count(*) FROM messages WHERE conversation_id = %s", (conversation,)).fetchone()
+    assert stored == {IN_DOUBT: [replay.json()["id"]], "frozen": [retried[0].json()["id"]]}
+    assert counted is not None and total is not None and counted[0] == total[0]
+    log = web.log_text()
+    assert "request deadline" in log, web.log_tail()  # logged as a warning
+    assert "ERROR" not in log, web.log_tail()

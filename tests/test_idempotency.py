@@ -61,8 +61,7 @@ def build_app(url: str, **config: Any) -> Any:
             return json_response({"error": "upstream"}, 503)
         if probe["pause"] is not None:
             probe["pause"]()
-        session.commit()
-        return json_response(ProbeOut(id=conversation.id, name=body.name), 201)
+        return json_response(ProbeOut(id=conversation.id, name=body.name), 201)  # @idempotent commits
 
     app.register_api(bp)
     return app
@@ -164,6 +163,7 @@ def test_a_key_younger_than_24_hours_still_replays(probe, probe_app, auth):
     assert conversation_count(probe_app) == 1
 
 
+@pytest.mark.expect_errors(r"^unhandled error request_id=\S+ POST /v1/idempotency-probe/conversations$")
 def test_a_view_that_raises_releases_the_key(probe, probe_app, auth):
     probe_app.config["PROBE"]["raise"] = 1
     broken = post(probe, auth("u1"), "k-raise")
@@ -266,6 +266,39 @@ def test_concurrent_duplicates_create_exactly_once(pg_url, token):
         assert replay.status_code == 201
         assert replay.headers["Idempotent-Replayed"] == "true"
         assert replay.data == fresh[0][1]
+    finally:
+        conftest._wipe(app)
+        with app.app_context():
+            from messaging.db import get_engine
+
+            get_engine().dispose()
+
+
+def test_a_duplicate_waits_for_the_request_holding_the_key_then_answers_409(pg_url, token):
+    """A request holding the key in its open transaction (here another session, as a request still being served
+    would): the duplicate waits for its outcome up to the lock timeout, then answers 409 with Retry-After and
+    writes nothing; once the holder rolls back, the key is free and the next try runs the view once."""
+    import psycopg
+
+    from messaging.idempotency import request_fingerprint
+
+    app = build_app(pg_url, DB_LOCK_TIMEOUT=0.3)
+    try:
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {token('holder')}", "Idempotency-Key": "held"}
+        assert client.get("/v1/me", headers=headers).status_code == 200
+        fingerprint = request_fingerprint("POST", PATH, b'{"name":"held"}')
+        with psycopg.connect(pg_url.replace("+psycopg", "")) as holder:
+            holder.execute("INSERT INTO idempotency_keys (owner_id, key, request_fingerprint, created_at) "
+                           "VALUES ('holder', 'held', %s, now())", (fingerprint,))
+            waited = client.post(PATH, data=b'{"name":"held"}', content_type="application/json", headers=headers)
+            assert waited.status_code == 409 and waited.headers["Retry-After"] == "1", waited.json
+            assert waited.content_type == "application/problem+json"
+            holder.rollback()
+        assert app.config["PROBE"]["calls"] == 0 and conversation_count(app) == 0
+        created = client.post(PATH, data=b'{"name":"held"}', content_type="application/json", headers=headers)
+        assert created.status_code == 201 and "Idempotent-Replayed" not in created.headers
+        assert app.config["PROBE"]["calls"] == 1 and conversation_count(app) == 1
     finally:
         conftest._wipe(app)
         with app.app_context():

@@ -13,7 +13,7 @@ from sqlalchemy import delete, text
 
 from messaging import conversations as svc
 from messaging.db import get_session
-from messaging.models import User
+from messaging.models import Offer, Property, User
 from messaging.pagination import decode_cursor
 
 AWKWARD = [
@@ -274,8 +274,12 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
     with pg_app.app_context():
         session = get_session()
         session.add(User(id="gone", name="Gone", role="guest"))
+        session.add(Property(id=70, host_id="bob", name="Casa", city="Lisbon"))
         session.flush()
-        offer, _ = svc.create_conversation(session, "ana", ["bob", "gone"], offer_id="offer-7")
+        session.add(Offer(id=7, property_id=70, traveler_id="ana", check_in=dt.date(2026, 12, 1),
+                          check_out=dt.date(2026, 12, 5), total_price_cents=100_00, currency="USD", status="Pending"))
+        session.flush()
+        offer, _ = svc.create_conversation(session, "ana", ["bob", "gone"], offer_id=7)
         svc.post_message(session, offer, "gone", 'last words "quoted" \\ 😀')
         svc.concierge_conversation_id(session, "ana")
         session.execute(delete(User).where(User.id == "gone"))
@@ -319,7 +323,7 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
         everything = orjson.loads(svc.inbox_json(session, "ana", 50, None, driver=True))["items"]
         kinds = {(c["lastMessage"] or {}).get("senderType") for c in everything}
         assert kinds == {None, "user", "concierge", "deleted"}
-        assert any(c["isConcierge"] for c in everything) and any(c["offerId"] == "offer-7" for c in everything)
+        assert any(c["isConcierge"] for c in everything) and any(c["offerId"] == 7 for c in everything)
 
 
 def test_every_session_runs_in_utc_and_reads_times_as_utc(pg_app):

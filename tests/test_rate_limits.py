@@ -13,9 +13,12 @@ from sqlalchemy import func, select
 
 from app import create_app
 from messaging.db import get_session
-from messaging.models import Conversation, Message
+from messaging.models import Conversation, Message, PropertyConversation, PropertyMessage
 from tests import conftest
+from tests.test_admin_api import _booked
+from tests.test_admin_pages import _csrf, _sign_in
 from tests.test_event_notifications import TRIP, event
+from tests.test_property_threads import OTHER_PROPERTY, PROPERTY, open_thread, seed
 
 LIMITS = {"RATE_LIMITS_ENABLED": True, "RATE_LIMIT_MESSAGES": "3/minute", "RATE_LIMIT_THREADS": "2/minute",
           "RATE_LIMIT_EVENTS": "2/minute"}
@@ -25,6 +28,15 @@ LIMITS = {"RATE_LIMITS_ENABLED": True, "RATE_LIMIT_MESSAGES": "3/minute", "RATE_
 def limited(database_url: str) -> Iterator[Any]:
     """The app with small limits, counting in memory (one process)."""
     app = create_app(conftest.test_config(database_url, **LIMITS))
+    yield app
+    conftest._wipe(app)
+
+
+@pytest.fixture
+def few_messages(database_url: str) -> Iterator[Any]:
+    """The app with a budget of two messages and a roomy one for threads, counting in memory."""
+    app = create_app(conftest.test_config(database_url, **{**LIMITS, "RATE_LIMIT_MESSAGES": "2/minute",
+                                                           "RATE_LIMIT_THREADS": "20/minute"}))
     yield app
     conftest._wipe(app)
 
@@ -82,6 +94,55 @@ def test_opening_threads_is_limited_per_user(limited: Any, auth: Any) -> None:
     assert _count(limited, Conversation) == conversations
     assert client.post("/v1/conversations", json={"participantIds": ["u3"]},
                        headers=auth("u1", "guest")).status_code == 201
+
+
+def _thread_rows(app: Any) -> tuple[int, int, int]:
+    return _count(app, PropertyConversation), _count(app, PropertyMessage), _count(app, Message)
+
+
+def test_opening_a_property_thread_spends_the_messages_budget_too(few_messages: Any, auth: Any) -> None:
+    """Every call posts a first message, whether it creates the thread or reuses it: once the user's messages
+    budget is spent (here by a thread, a conversation and a reply), neither writes anything."""
+    app, client = few_messages, few_messages.test_client()
+    seed(app)
+    thread = open_thread(client, auth)
+    assert thread.status_code == 201, thread.json
+    dm = client.post("/v1/conversations", json={"participantIds": ["t2"]}, headers=auth("t1")).json["id"]
+    sent = client.post(f"/v1/conversations/{dm}/messages", json={"message": "hi"}, headers=auth("t1"))
+    assert sent.status_code == 201, sent.json
+    before = _thread_rows(app)
+    _assert_limited(client.post(f"/v1/property-conversations/{thread.json['id']}/messages", json={"message": "and"},
+                                headers=auth("t1")))
+    _assert_limited(open_thread(client, auth, prop=OTHER_PROPERTY))  # would create a thread
+    _assert_limited(open_thread(client, auth, prop=PROPERTY, message="Me again"))  # would reuse it (200)
+    assert _thread_rows(app) == before
+    assert open_thread(client, auth, user="t2").status_code == 201  # another traveler's budget is their own
+
+
+def test_admin_replies_from_the_api_and_the_pages_share_the_admins_messages_budget(
+    few_messages: Any, auth: Any, token: Any
+) -> None:
+    app, api = few_messages, few_messages.test_client()
+    _booked(app, api, auth)
+    conversation = api.get("/v1/concierge", headers=auth("trav-1", "guest")).json["id"]
+    api_url, page_url = f"/v1/admin/transcripts/{conversation}/messages", f"/admin/transcripts/{conversation}"
+    admin_a, admin_b = app.test_client(), app.test_client()
+    _sign_in(admin_a, token("root-a", "admin"))
+    _sign_in(admin_b, token("root-b", "admin"))
+    csrf_a = _csrf(admin_a.get(page_url).get_data(as_text=True))
+    csrf_b = _csrf(admin_b.get(page_url).get_data(as_text=True))
+
+    assert api.post(api_url, json={"message": "From the API"}, headers=auth("root-a", "admin")).status_code == 201
+    assert admin_a.post(page_url + "/reply", data={"csrf_token": csrf_a, "message": "From the page"}).status_code == 303
+    before = _count(app, Message)
+    _assert_limited(api.post(api_url, json={"message": "API again"}, headers=auth("root-a", "admin")))
+    refused = admin_a.post(page_url + "/reply", data={"csrf_token": csrf_a, "message": "Page again"})
+    assert refused.status_code == 429 and refused.content_type.startswith("text/html")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60 and "Too many requests" in refused.get_data(as_text=True)
+    assert _count(app, Message) == before
+    # Admin B has a budget of their own.
+    assert admin_b.post(page_url + "/reply", data={"csrf_token": csrf_b, "message": "Rita here"}).status_code == 303
+    assert _count(app, Message) == before + 1
 
 
 def test_event_intake_is_limited_per_token(limited: Any, token: Any) -> None:

@@ -20,7 +20,7 @@ from messaging.models import (
     Trip,
     User,
 )
-from tasks.concierge_tasks import process_event
+from tests.test_event_notifications import run
 
 # 2026-12-01 12:00 UTC is 2026-12-02 01:00 in Auckland and 2026-12-01 04:00 in Los Angeles.
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -53,10 +53,13 @@ def _seed(app: Any) -> None:
         ])
 
 
-def _process_all(app: Any) -> list[str]:
+def _process_all(app: Any, now: dt.datetime = NOW) -> list[str]:
+    """Process the pending events in id order, their notices written at ``now``."""
     with app.app_context():
-        ids = list(get_session().scalars(select(PlatformEvent.id).where(PlatformEvent.status == "pending")))
-        return [str(process_event.run(i)) for i in ids]
+        ids = list(get_session().scalars(
+            select(PlatformEvent.id).where(PlatformEvent.status == "pending").order_by(PlatformEvent.id)))
+        get_session().close()
+    return [run(app, i, now) for i in ids]
 
 
 def _concierge_texts(app: Any, user_id: str) -> list[str]:
@@ -169,3 +172,42 @@ def test_nothing_is_due_yet(app: Any) -> None:
         assert scheduling.schedule_offer_expiry_reminders(s, earlier) == 0
         assert scheduling.expire_requests_to_book(s, earlier) == 0
         assert scheduling.nudge_waiting_hosts(s, earlier) == 0
+
+
+def test_expiry_warnings_processed_after_a_backlog_are_judged_when_written(app: Any) -> None:
+    """The scheduler found both at NOW; the worker, back after a 2-minute outage, writes at NOW + 2 minutes: the
+    offer that expired meanwhile gets no warning (skipped, with the reason), the other says what is left then."""
+    _seed(app)
+    with app.app_context(), session_scope() as s:
+        for offer_id, left in ((1, dt.timedelta(minutes=1)), (2, dt.timedelta(hours=5))):
+            s.add(Offer(id=offer_id, property_id=2, traveler_id="tom", check_in=dt.date(2026, 12, 20),
+                        check_out=dt.date(2026, 12, 22), total_price_cents=50000, currency="USD",
+                        status="Pending", expires_at=NOW + left))
+    with app.app_context(), session_scope() as s:
+        assert scheduling.schedule_offer_expiry_reminders(s, NOW) == 2
+    assert _process_all(app, NOW + dt.timedelta(minutes=2)) == ["skipped", "processed"]
+    with app.app_context():
+        s = get_session()
+        expired = s.get(PlatformEvent, f"scheduler:offer.expiring:1:{(NOW + dt.timedelta(minutes=1)).isoformat()}")
+        assert expired is not None and expired.status == "skipped"
+        assert "the offer expired before the notice could be written" in (expired.last_error or "")
+        texts = list(s.scalars(select(Message.message).where(Message.user_id.is_(None))))
+        s.close()
+    assert len(texts) == 1 and "expires in 4 hours 58 minutes" in texts[0], texts
+
+
+def test_check_in_reminders_processed_after_a_backlog_are_judged_when_written(app: Any) -> None:
+    """Found at NOW, written at 00:30 UTC on 3 Dec: Los Angeles' check-in (2 Dec, 16:00 there) has begun, so its
+    reminder is skipped with the reason; Auckland's (3 Dec, 15:00 there) is that day, so it says "today"."""
+    _seed(app)
+    with app.app_context(), session_scope() as s:
+        assert scheduling.schedule_check_in_reminders(s, NOW) == 2
+    assert _process_all(app, dt.datetime(2026, 12, 3, 0, 30, tzinfo=dt.UTC)) == ["processed", "skipped"]
+    with app.app_context():
+        s = get_session()
+        los_angeles = s.get(PlatformEvent, "scheduler:trip.check_in_reminder:2:2026-12-02")
+        assert los_angeles is not None and los_angeles.status == "skipped"
+        assert "check-in had begun before the reminder could be written" in (los_angeles.last_error or "")
+        s.close()
+    [text] = _concierge_texts(app, "tom")
+    assert "Check-in is today, Thu 3 Dec, from 15:00 at 1 Queen St" in text, text

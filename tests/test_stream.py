@@ -297,7 +297,8 @@ def call(base: str, method: str, path: str, token: str | None = None, body: Any 
 
 
 class SseClient:
-    """Reads an event stream in a thread: events and comments land in a queue as they arrive."""
+    """Reads an event stream in a thread: events and comments land in a queue as they arrive; the last id seen
+    (events' and the opening's) is kept as a browser keeps it for its reconnection."""
 
     def __init__(
         self,
@@ -318,6 +319,8 @@ class SseClient:
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
         self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.last_event_id: str | None = None  # as a browser's EventSource keeps it
+        self.opened = threading.Event()  # the opening block has been read
         self.conn.request("GET", path, headers=headers)
         self._sock = self.conn.sock  # getresponse() lets go of it when the server speaks HTTP/1.0
         # The server resolves the stream position before it answers: once the headers are here,
@@ -346,6 +349,7 @@ class SseClient:
                     name, _, value = text.partition(":")
                     fields[name] = value.removeprefix(" ")
                 elif "event" in fields or "data" in fields:
+                    self.last_event_id = fields.get("id", self.last_event_id)
                     self.queue.put({
                         "event": fields.get("event"),
                         "id": fields.get("id"),
@@ -353,7 +357,9 @@ class SseClient:
                         "at": time.monotonic(),
                     })
                     fields = {}
-                else:
+                else:  # a block without data dispatches nothing, but its id is the client's to resume from
+                    self.last_event_id = fields.get("id", self.last_event_id)
+                    self.opened.set()
                     fields = {}
         except (OSError, ValueError, http.client.HTTPException):
             pass

@@ -1,7 +1,7 @@
-"""A WSGI application for the worker-class tests (``tests/test_server.py``): served by a real
-``gunicorn -k messaging.server.GeventWorker``, it answers every path with what the serving process reports of
-itself; ``/spin?ms=N`` first keeps the process busy for N milliseconds without yielding (a request that holds its
-worker's event loop)."""
+"""A WSGI application for the web tier's tests (``tests/test_http_front.py``): served by a real gunicorn with
+``gunicorn.conf.py``, it answers every path with what the serving process reports of itself; ``/spin?ms=N``
+first keeps the process busy for N milliseconds without yielding (a request that holds its worker's event
+loop)."""
 
 from __future__ import annotations
 
