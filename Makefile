@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LINT_PATHS := app.py messaging concierge tasks
 
-.PHONY: venv install run test lint bench fuzz
+.PHONY: venv install lock run test lint bench fuzz
 
 venv: $(STAMP)
 install: $(STAMP)
@@ -20,9 +20,22 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 
+# requirements-dev.txt is the whole locked set (runtime and dev tools, every version hashed); production
+# installs requirements.txt alone, also with --require-hashes.
 $(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements-dev.txt
 	@touch $@
+
+# Direct dependencies live in requirements.in / requirements-dev.in; this recompiles the locks from them
+# (pip-tools in a scratch venv, never in .venv). Run it after editing a .in file and commit all four files.
+PIPTOOLS_VENV ?= /tmp/piptools
+PIP_COMPILE := $(PIPTOOLS_VENV)/bin/pip-compile --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+lock:
+	@test -x $(PIPTOOLS_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(PIPTOOLS_VENV) && \
+		$(PIPTOOLS_VENV)/bin/pip install -q pip==25.3 pip-tools==7.6.2; }
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
 
 run: $(STAMP)
 	$(BIN)/python -m messaging.embedded

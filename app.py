@@ -1,21 +1,23 @@
 """Application factory: configuration, extensions, blueprints, error handlers and CLI commands.
 
-``celery_app`` at the bottom is what ``celery -A app.celery_app worker`` runs.
+``celery_app`` (built on first use) is what ``celery -A app.celery_app worker`` runs.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 import orjson
+from celery import Celery
 from flask import Response, g, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
 from concierge import worker_metrics
 from messaging import deadline, fast_lane
 from messaging.api_document import finish_document
-from messaging.config import load_settings
+from messaging.config import celery_settings, load_settings
 from messaging.db import db
 from messaging.errors import NotFound, Unprocessable, register_error_handlers, validation_problem
 from messaging.health import bp as health_bp
@@ -37,6 +39,11 @@ class ConciergeAPI(OpenAPI):
 
 
 def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
+    """The application, from the environment's settings (README, "Settings") updated with ``config``.
+
+    Raises RuntimeError when a required setting is missing (``DATABASE_URL``, a PostgreSQL URL; ``REDIS_URL``) or
+    refused (the default JWT secret in production).
+    """
     app = ConciergeAPI(
         __name__,
         info=Info(title="Concierge messaging API", version="1.0.0"),
@@ -50,6 +57,17 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     if config:
         app.config.update(config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if not str(app.config.get("DATABASE_URL") or "").startswith("postgresql"):
+        raise RuntimeError("DATABASE_URL must be set to a PostgreSQL URL (postgresql://user@host:5432/name); "
+                           "`make run` starts a private server and sets it")
+    if not app.config.get("REDIS_URL"):
+        raise RuntimeError("REDIS_URL must be set: Celery's broker, the live updates and the abuse limits live in "
+                           "Redis (`make run` starts a private one)")
+    if "CELERY" not in (config or {}):
+        # Celery's broker follows REDIS_URL and REDIS_KEY_PREFIX as given here, not only as the environment had them.
+        app.config["CELERY"] = celery_settings(
+            app.config["REDIS_URL"], app.config.get("REDIS_KEY_PREFIX") or "", app.config["CELERY_VISIBILITY_TIMEOUT"]
+        )
     if app.config["APP_ENV"] == "production" and app.config.get("JWT_SECRET_IS_DEFAULT"):
         raise RuntimeError("JWT_SECRET or JWT_PUBLIC_KEY must be set when APP_ENV=production")
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"))
@@ -132,4 +150,14 @@ def _register_cli(app: OpenAPI) -> None:
     register_commands(app)
 
 
-celery_app = create_app().extensions["celery"]
+@functools.cache
+def _celery_app() -> Celery:
+    return create_app().extensions["celery"]  # type: ignore[no-any-return]
+
+
+def __getattr__(name: str) -> Any:
+    """``app.celery_app``: the Celery app of an application built from the environment, on first use rather than
+    at import, so that importing this module needs no settings."""
+    if name == "celery_app":
+        return _celery_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,7 +45,7 @@ def list_transcripts(
     Driven by ``conversation_stats`` in ``last_activity_at`` order (its index), keeping the rows that are a
     concierge thread or an offer thread, so a page reads about ``limit`` rows whatever the table's size; the
     ``needsHuman=true`` filter starts from the partial index of taken-over threads instead, and the text
-    search from the trigram index on messages (PostgreSQL).
+    search from the trigram index on messages.
     """
     s, ct = ConversationStats, ConciergeThread
     is_offer_thread = exists().where(OfferThread.conversation_id == s.conversation_id)

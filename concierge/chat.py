@@ -43,10 +43,11 @@ def answer_question(session: Session, message_id: str) -> str:
     ).first()
     if question is None:
         return "skipped: no such message"
-    query = select(ConciergeThread).where(ConciergeThread.conversation_id == question.conversation_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()  # one answer at a time per thread: the counter stays right
-    thread = session.execute(query).scalar_one_or_none()
+    thread = session.execute(
+        select(ConciergeThread)
+        .where(ConciergeThread.conversation_id == question.conversation_id)
+        .with_for_update()  # one answer at a time per thread: the counter stays right
+    ).scalar_one_or_none()
     if thread is None or question.user_id is None or question.user_id != thread.user_id:
         return "skipped: not a question to the concierge"
     if _answered(session, message_id):

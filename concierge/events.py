@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from concierge import records
 from concierge.models import ConciergeMessageOrigin, PlatformEvent
 from concierge.notifications import EVENT_TYPES, subject_key
-from messaging.db import driver_cursor, is_postgresql, utcnow
+from messaging.db import driver_cursor, utcnow
 from messaging.errors import Conflict, NotFound, Unprocessable
 from messaging.ids import new_id
 from messaging.models import Message, User
@@ -148,10 +148,11 @@ def prepare_intake(event: EventIn, body: dict[str, Any]) -> Intake:
 def accept_event(session: Session, event: EventIn, body: dict[str, Any]) -> tuple[PlatformEvent, bool]:
     """Store a new event (True) or return the stored one for a repeated delivery (False).
 
-    The same id with a different body is a 409. The outbox entry commits with the event; on PostgreSQL all of
-    it is one statement (:func:`insert_in_one_statement`)."""
+    The same id with a different body is a 409. The outbox entry commits with the event: outside a transaction
+    all of it is one statement in autocommit (:func:`insert_in_one_statement`), sent at once; inside one (an
+    ``Idempotency-Key`` claim) it is written in the caller's transaction and sent after its commit."""
     intake = prepare_intake(event, body)
-    if is_postgresql() and not session.in_transaction():
+    if not session.in_transaction():
         entry = outbox_entry(event.id)
         inserted = insert_in_one_statement(driver_cursor(session), intake, entry)
         if inserted:
@@ -177,7 +178,7 @@ def outbox_entry(event_id: str) -> OutboxItem:
 
 
 def _accept_in_transaction(session: Session, plan: RecordsPlan, values: dict[str, Any]) -> bool:
-    """The general path, in the caller's transaction; False when the event was already stored."""
+    """The intake in the caller's transaction; False when the event was already stored."""
     if session.get(PlatformEvent, values["id"]) is not None:
         return False
     records.require(session, plan.lookups)
@@ -192,7 +193,7 @@ def _accept_in_transaction(session: Session, plan: RecordsPlan, values: dict[str
 
 
 def insert_in_one_statement(cursor_cm: AbstractContextManager[Any], intake: Intake, entry: OutboxItem) -> bool:
-    """PostgreSQL: the event, its outbox entry ``entry``, the people put back and every record upserted in one
+    """The event, its outbox entry ``entry``, the people put back and every record upserted in one
     statement on ``cursor_cm`` (a cursor in autocommit) — atomic by itself, one round trip. The event is
     inserted only if every looked-up reference exists and its id is new, and everything else only if the event
     was; the same statement reports the stored event's hash and which references were missing, so nothing is

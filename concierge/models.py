@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -31,7 +30,7 @@ class ConciergeThread(Base):
     __table_args__ = (
         # The admins' "needs a human" list: only taken-over threads are in it.
         Index("ix_concierge_threads_needs_human", "conversation_id",
-              postgresql_where=text("needs_human"), sqlite_where=text("needs_human")),
+              postgresql_where=text("needs_human")),
     )
 
     conversation_id: Mapped[str] = mapped_column(
@@ -73,7 +72,6 @@ class ConciergeMessageOrigin(Base):
 
 
 EVENT_STATUSES = ("pending", "processing", "processed", "failed", "skipped")
-Json = JSON().with_variant(JSONB(), "postgresql")
 
 
 class PlatformEvent(Base):
@@ -89,14 +87,13 @@ class PlatformEvent(Base):
             "ix_platform_events_unfinished_updated_at",
             "updated_at",
             postgresql_where=text("status IN ('pending', 'processing')"),
-            sqlite_where=text("status IN ('pending', 'processing')"),
         ),
     )
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(64), nullable=False)
     occurred_at: Mapped[dt.datetime] = mapped_column(nullable=False)
-    payload: Mapped[dict] = mapped_column(Json, nullable=False)  # type: ignore[type-arg]
+    payload: Mapped[dict] = mapped_column(JSONB, nullable=False)  # type: ignore[type-arg]
     payload_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     source: Mapped[str] = mapped_column(String(16), nullable=False, server_default="platform")
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
@@ -123,13 +120,12 @@ class OutboxEntry(Base):
             "ix_outbox_unfinished_created_at",
             "created_at",
             postgresql_where=text("done_at IS NULL"),
-            sqlite_where=text("done_at IS NULL"),
         ),
     )
 
     id: Mapped[str] = mapped_column(String(21), primary_key=True)
     task_name: Mapped[str] = mapped_column(String(128), nullable=False)
-    args: Mapped[list] = mapped_column(Json, nullable=False)  # type: ignore[type-arg]
+    args: Mapped[list] = mapped_column(JSONB, nullable=False)  # type: ignore[type-arg]
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
     dispatched_at: Mapped[dt.datetime | None] = mapped_column()
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

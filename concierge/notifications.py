@@ -99,8 +99,6 @@ def parse_facts(event_type: str, occurred_at: dt.datetime, data: dict[str, Any])
         raise EventDataError(f"the {key} is for traveler {subject.traveler_id} but data.traveler is {traveler.id}")
     if host is not None and host.id != prop.host_id:
         raise EventDataError(f"data.host is {host.id} but property {prop.id} is hosted by {prop.host_id}")
-    if occurred_at.tzinfo is None:  # SQLite hands timestamps back without their (UTC) offset
-        occurred_at = occurred_at.replace(tzinfo=dt.UTC)
     return EventFacts(
         type=event_type,
         occurred_at=occurred_at,

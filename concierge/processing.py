@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from concierge.models import ConciergeMessageOrigin, ConciergeThread, OfferThread, PlatformEvent
+from concierge.models import OfferThread, PlatformEvent
 from concierge.notifications import (
     EventDataError,
     EventNotApplicable,
@@ -24,9 +24,9 @@ from concierge.notifications import (
     plan_notifications,
 )
 from messaging.conversations import _new_conversation, concierge_conversation_id, post_concierge_message
-from messaging.db import driver_cursor, is_postgresql, utcnow
+from messaging.db import driver_cursor, utcnow
 from messaging.live import publish_after_commit
-from messaging.models import Conversation, User
+from messaging.models import Conversation
 from messaging.outbox import enqueue_after_commit
 from messaging.upsert import insert_ignore
 
@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 
 FINAL_STATUSES = frozenset({"processed", "skipped", "failed"})
 STALE_AFTER = dt.timedelta(minutes=2)
-
-
-# Core statements on the table (not the ORM entity): no ORM bulk-update machinery for a one-row change.
-EVENTS = cast(Table, PlatformEvent.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +46,14 @@ class Started:
 
 
 def begin_processing(session: Session, event_id: str) -> Started | None:
-    """Mark the event as being processed (one more attempt), in one statement committed at once (in autocommit
-    on PostgreSQL), so the attempt counts even if the worker dies while processing; the event as stored, or
-    None if there is nothing to do (no such event, or it is finished)."""
-    if is_postgresql() and not session.in_transaction():
-        with driver_cursor(session) as cursor:
-            cursor.execute(_BEGIN_SQL, (utcnow(), event_id, sorted(FINAL_STATUSES)))
-            row = cursor.fetchone()
-        return Started(*row) if row is not None else None
-    started = session.execute(
-        update(EVENTS)
-        .where(EVENTS.c.id == event_id, EVENTS.c.status.not_in(FINAL_STATUSES))
-        .values(status="processing", attempts=EVENTS.c.attempts + 1, updated_at=utcnow())
-        .returning(EVENTS.c.type, EVENTS.c.occurred_at, EVENTS.c.payload)
-    ).first()
-    return Started(*started) if started is not None else None
+    """Mark the event as being processed (one more attempt), in one statement — committed at once, in autocommit,
+    unless ``session`` has a transaction open (then it is the caller's to commit) — so the attempt counts even if
+    the worker dies while processing; the event as stored, or None if there is nothing to do (no such event, or
+    it is finished)."""
+    with driver_cursor(session) as cursor:
+        cursor.execute(_BEGIN_SQL, (utcnow(), event_id, sorted(FINAL_STATUSES)))
+        row = cursor.fetchone()
+    return Started(*row) if row is not None else None
 
 
 _BEGIN_SQL = (
@@ -107,15 +96,8 @@ def process_event(session: Session, event_id: str, started: Started, now: dt.dat
 
 def _finish(session: Session, event_id: str, status: str, error: str | None) -> str:
     now = utcnow()
-    if is_postgresql():
-        with driver_cursor(session) as cursor:
-            cursor.execute(_FINISH_SQL, (status, error, now, now, event_id))
-        return status
-    session.execute(
-        update(EVENTS)
-        .where(EVENTS.c.id == event_id)
-        .values(status=status, last_error=error, updated_at=now, processed_at=now)
-    )
+    with driver_cursor(session) as cursor:
+        cursor.execute(_FINISH_SQL, (status, error, now, now, event_id))
     return status
 
 
@@ -143,25 +125,10 @@ def _lock(session: Session, event_id: str, wanted: set[str]) -> tuple[str | None
     """Lock the event row in the session's transaction and read, in the same query, each wanted recipient that
     is a known user: their concierge conversation and whether this event already notified them. Returns the
     event's status (None: no such event) and the recipients found."""
-    if is_postgresql():
-        session.connection()  # in the session's transaction
-        with driver_cursor(session) as cursor:
-            cursor.execute(_LOCK_SQL, {"eid": event_id, "ids": sorted(wanted)})
-            rows = cursor.fetchall()
-    else:
-        users, threads, origins = User.__table__, ConciergeThread.__table__, ConciergeMessageOrigin.__table__
-        status = session.execute(select(EVENTS.c.status).where(EVENTS.c.id == event_id)).scalar()
-        notified = (
-            select(origins.c.message_id)
-            .where(origins.c.event_id == event_id, origins.c.recipient_id == users.c.id)
-            .exists()
-        )
-        found = session.execute(
-            select(users.c.id, threads.c.conversation_id, notified)
-            .select_from(users.outerjoin(threads, threads.c.user_id == users.c.id))
-            .where(users.c.id.in_(wanted))
-        ).all()
-        rows = [(status, *row) for row in found] or [(status, None, None, None)]
+    session.connection()  # in the session's transaction
+    with driver_cursor(session) as cursor:
+        cursor.execute(_LOCK_SQL, {"eid": event_id, "ids": sorted(wanted)})
+        rows = cursor.fetchall()
     if not rows:
         return None, {}
     return rows[0][0], {row[1]: Recipient(row[2], bool(row[3])) for row in rows if row[1] is not None}

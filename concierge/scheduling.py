@@ -30,10 +30,6 @@ NUDGE_LOOKBACK = dt.timedelta(days=7)  # older unanswered inquiries are not nudg
 SOURCE = "scheduler"
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-
-
 def _clock(value: dt.time) -> str:
     return f"{value:%H:%M}"
 
@@ -72,15 +68,15 @@ def _trip_record(t: Trip) -> dict[str, Any]:
 def _offer_record(o: Offer) -> dict[str, Any]:
     return {"id": o.id, "propertyId": o.property_id, "travelerId": o.traveler_id, "checkIn": o.check_in.isoformat(),
             "checkOut": o.check_out.isoformat(), "totalPriceCents": o.total_price_cents, "currency": o.currency,
-            "status": o.status, "expiresAt": _utc(o.expires_at).isoformat() if o.expires_at else None}
+            "status": o.status, "expiresAt": o.expires_at.isoformat() if o.expires_at else None}
 
 
 def _request_record(r: RequestToBook) -> dict[str, Any]:
     return {"id": r.id, "propertyId": r.property_id, "travelerId": r.traveler_id,
             "checkIn": r.check_in.isoformat(), "checkOut": r.check_out.isoformat(), "numGuests": r.num_guests,
             "totalPriceCents": r.total_price_cents, "currency": r.currency, "status": r.status,
-            "createdAt": _utc(r.created_at).isoformat(),
-            "resolvedAt": _utc(r.resolved_at).isoformat() if r.resolved_at else None}
+            "createdAt": r.created_at.isoformat(),
+            "resolvedAt": r.resolved_at.isoformat() if r.resolved_at else None}
 
 
 def schedule_check_in_reminders(session: Session, now: dt.datetime) -> int:
@@ -118,7 +114,7 @@ def schedule_offer_expiry_reminders(
     ).all()
     created = 0
     for offer, prop in rows:
-        event_id = f"scheduler:offer.expiring:{offer.id}:{_utc(offer.expires_at).isoformat()}"
+        event_id = f"scheduler:offer.expiring:{offer.id}:{offer.expires_at.isoformat()}"
         data = _data(session, prop, offer.traveler_id, "offer", _offer_record(offer))
         created += record_internal_event(session, event_id, "offer.expiring", now, data, SOURCE)
     return created
@@ -132,10 +128,8 @@ def expire_requests_to_book(session: Session, now: dt.datetime) -> int:
         .order_by(RequestToBook.created_at)
         .limit(BATCH)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
     expired = 0
-    for request in session.execute(query).scalars().all():
+    for request in session.execute(query.with_for_update(skip_locked=True)).scalars().all():
         request.status = "Expired"
         request.resolved_at = now
         prop = session.get(Property, request.property_id)

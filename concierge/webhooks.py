@@ -117,17 +117,14 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 def deliver(session: Session, delivery_id: str, url: str, secret: str, timeout: float = 5.0) -> str:
     """POST one delivery: "delivered", or "retry" with the error noted on the row (the caller commits
-    the attempt, then retries). Already delivered: no call. On PostgreSQL the row stays locked until the caller
-    commits, so a second copy of the task (redelivered, or sent again by the outbox sweeper) waits, then finds it
-    delivered."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=postgresql)
+    the attempt, then retries). Already delivered: no call. The row stays locked until the caller commits, so a
+    second copy of the task (redelivered, or sent again by the outbox sweeper) waits, then finds it delivered."""
+    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if delivery is None or delivery.status != "pending":
         return delivery.status if delivery else "missing"
     delivery.attempts += 1
-    created = delivery.created_at if delivery.created_at.tzinfo else delivery.created_at.replace(tzinfo=dt.UTC)
     body = orjson.dumps({"id": delivery.id, "type": EVENT_TYPE, "userId": delivery.user_id,
-                         "unreadCount": delivery.unread_count, "createdAt": created.isoformat()})
+                         "unreadCount": delivery.unread_count, "createdAt": delivery.created_at.isoformat()})
     timestamp = int(time.time())
     request = urllib.request.Request(  # noqa: S310 - the URL is the operator's configuration
         url,

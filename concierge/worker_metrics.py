@@ -104,8 +104,6 @@ class BacklogCollector(Collector):
 def _age(now: dt.datetime, then: dt.datetime | None) -> float:
     if then is None:
         return 0.0
-    if then.tzinfo is None:  # SQLite hands back naive UTC
-        then = then.replace(tzinfo=dt.UTC)
     return max(0.0, (now - then).total_seconds())
 
 

@@ -216,7 +216,7 @@ def ensure_user(session: Session, principal: Principal, *, recheck: bool = False
 
 
 def _user_exists(session: Session, user_id: str) -> bool:
-    """On PostgreSQL the lookup runs in autocommit on its own pooled connection: one round trip, and the
+    """Outside a transaction the lookup runs in autocommit on its own pooled connection: one round trip, and the
     request's session starts no transaction for a user who exists (BEGIN and COMMIT would be two more)."""
     if not _autocommit_lookups(session):
         return session.get(User, user_id) is not None
@@ -225,7 +225,7 @@ def _user_exists(session: Session, user_id: str) -> bool:
 
 
 def existing_users(session: Session, user_ids: Collection[str]) -> set[str]:
-    """Which of ``user_ids`` have a user row, in one statement (on PostgreSQL in autocommit, as
+    """Which of ``user_ids`` have a user row, in one statement (in autocommit outside a transaction, as
     :func:`_user_exists`)."""
     statement = select(User.id).where(User.id.in_(list(user_ids)))
     if not _autocommit_lookups(session):
@@ -236,7 +236,7 @@ def existing_users(session: Session, user_ids: Collection[str]) -> set[str]:
 
 def _autocommit_lookups(session: Session) -> bool:
     bind = session.get_bind()
-    return isinstance(bind, Engine) and bind.dialect.name == "postgresql" and not session.in_transaction()
+    return isinstance(bind, Engine) and not session.in_transaction()
 
 
 def authenticate(token: str | None = None) -> Principal:

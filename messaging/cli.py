@@ -30,8 +30,6 @@ def alembic_config(database_url: str | None = None) -> Config:
 def upgrade_database(database_url: str, revision: str = "head") -> None:
     from alembic import command
 
-    if database_url.startswith("sqlite:///"):
-        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(database_url), revision)
 
 

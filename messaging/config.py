@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+# make run's private servers and beat schedule live here (INSTANCE_DIR overrides: the runner's own test).
+INSTANCE_DIR = Path(os.environ.get("INSTANCE_DIR") or Path(__file__).resolve().parent.parent / "instance")
 
 # Used only when JWT_SECRET / JWT_PUBLIC_KEY are both unset, so `make run` works out of the box.
 # It is printed at start-up and refused when APP_ENV=production.
@@ -42,10 +43,12 @@ def _seconds(name: str, default: float) -> float:
 def load_settings() -> dict[str, Any]:
     """Build the Flask config mapping from environment variables (see README, "Settings")."""
     app_env = os.environ.get("APP_ENV", "development")
-    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{INSTANCE_DIR / 'concierge.db'}"
-    if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
+    # No default: `make run` (messaging.embedded) starts a private PostgreSQL and sets it; create_app refuses none.
+    database_url = os.environ.get("DATABASE_URL") or None
+    if database_url and (database_url.startswith("postgresql://") or database_url.startswith("postgres://")):
         database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
     redis_url = os.environ.get("REDIS_URL") or None
+    key_prefix = os.environ.get("REDIS_KEY_PREFIX", "")
     visibility_timeout = _int("CELERY_VISIBILITY_TIMEOUT", 300)
     public_key = os.environ.get("JWT_PUBLIC_KEY") or None
     secret = os.environ.get("JWT_SECRET") or (None if public_key else DEV_JWT_SECRET)
@@ -54,6 +57,10 @@ def load_settings() -> dict[str, Any]:
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO").upper(),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
+        # Starts every Redis key the service writes (live streams, abuse limits, Celery's queues): deployments
+        # sharing one Redis never meet.
+        "REDIS_KEY_PREFIX": key_prefix,
+        "CELERY_VISIBILITY_TIMEOUT": visibility_timeout,
         "JWT_SECRET": secret,
         "JWT_SECRET_IS_DEFAULT": secret == DEV_JWT_SECRET,
         "JWT_PUBLIC_KEY": public_key,
@@ -78,7 +85,7 @@ def load_settings() -> dict[str, Any]:
         "ADMIN_COOKIE_SECURE": os.environ.get("ADMIN_COOKIE_SECURE") == "1",
         # /metrics needs "Authorization: Bearer <this>"; unset, it is served only outside production (health.py).
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
-        # The send served beneath Flask (messaging/fast_lane.py); PostgreSQL only.
+        # The hottest routes served beneath Flask (messaging/fast_lane.py).
         "FAST_LANE": os.environ.get("FAST_LANE", "1") not in ("0", "false", "no", "off"),
         # Abuse limits (messaging/limits.py): "N/period" items separated by ";", per user (per token for events).
         "RATE_LIMITS_ENABLED": os.environ.get("RATE_LIMITS_ENABLED", "1") not in ("0", "false", "no", "off"),
@@ -93,37 +100,44 @@ def load_settings() -> dict[str, Any]:
         "WORKER_METRICS_HOST": os.environ.get("WORKER_METRICS_HOST") or "127.0.0.1",
         "PLATFORM_WEBHOOK_URL": os.environ.get("PLATFORM_WEBHOOK_URL") or None,
         "PLATFORM_WEBHOOK_SECRET": os.environ.get("PLATFORM_WEBHOOK_SECRET") or None,
-        "CELERY": {
-            # No REDIS_URL: the embedded default, an in-process broker served by a worker thread.
-            "broker_url": redis_url or "memory://localhost/",
-            # kombu's Redis transport, keeping one client per channel (messaging/broker.py); other schemes
-            # (rediss://, sentinel://) keep the transport kombu picks for them.
-            "broker_transport": "messaging.broker:Transport" if (redis_url or "").startswith("redis://") else None,
-            "result_backend": None,
-            "task_ignore_result": True,
-            "task_acks_late": True,
-            "task_reject_on_worker_lost": True,
-            "worker_prefetch_multiplier": 1,
-            "broker_connection_retry_on_startup": True,
-            # Intake must answer while Redis is down: fail a publish fast, the outbox sweeper retries.
-            "broker_transport_options": {
-                "visibility_timeout": visibility_timeout,
-                # kombu looks for unacknowledged messages past that timeout only every interval × throttle
-                # seconds (10 × 10 by default, and once when a worker connects), so a killed worker's tasks
-                # would wait up to 100 s more whatever the timeout: look at least every timeout / 2 (≤ 10 s).
-                "unacked_restore_interval": max(1, min(10, visibility_timeout // 2)),
-                "unacked_restore_throttle": 1,
-                "socket_connect_timeout": 1,
-                "socket_timeout": 5,
-            },
-            "broker_connection_timeout": 1,
-            "task_publish_retry_policy": {
-                "max_retries": 1,
-                "interval_start": 0,
-                "interval_step": 0.1,
-                "interval_max": 0.2,
-            },
-            "beat_schedule": BEAT_SCHEDULE,
-            "imports": ("tasks.concierge_tasks", "tasks.scheduled_tasks"),
+        "CELERY": celery_settings(redis_url, key_prefix, visibility_timeout),
+    }
+
+
+def celery_settings(redis_url: str | None, key_prefix: str = "", visibility_timeout: int = 300) -> dict[str, Any]:
+    """The Celery settings of an app whose broker is ``redis_url``, every key it writes under ``key_prefix``
+    (``REDIS_KEY_PREFIX``); ``visibility_timeout`` is ``CELERY_VISIBILITY_TIMEOUT``."""
+    return {
+        "broker_url": redis_url,
+        # kombu's Redis transport, keeping one client per channel (messaging/broker.py); other schemes
+        # (rediss://, sentinel://) keep the transport kombu picks for them.
+        "broker_transport": "messaging.broker:Transport" if (redis_url or "").startswith("redis://") else None,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        # Intake must answer while Redis is down: fail a publish fast, the outbox sweeper retries.
+        "broker_transport_options": {
+            "visibility_timeout": visibility_timeout,
+            # kombu prefixes every key it writes (queues, unacked messages, bindings) with it.
+            "global_keyprefix": key_prefix,
+            # kombu looks for unacknowledged messages past that timeout only every interval × throttle
+            # seconds (10 × 10 by default, and once when a worker connects), so a killed worker's tasks
+            # would wait up to 100 s more whatever the timeout: look at least every timeout / 2 (≤ 10 s).
+            "unacked_restore_interval": max(1, min(10, visibility_timeout // 2)),
+            "unacked_restore_throttle": 1,
+            "socket_connect_timeout": 1,
+            "socket_timeout": 5,
         },
+        "broker_connection_timeout": 1,
+        "task_publish_retry_policy": {
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.1,
+            "interval_max": 0.2,
+        },
+        "beat_schedule": BEAT_SCHEDULE,
+        "imports": ("tasks.concierge_tasks", "tasks.scheduled_tasks"),
     }

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from concierge.models import ConciergeMessageOrigin, ConciergeThread
+from concierge.models import ConciergeThread
 from messaging import pg_reads
-from messaging.db import driver_cursor, is_postgresql, utcnow
+from messaging.db import driver_cursor, utcnow
 from messaging.errors import Forbidden, NotFound, Unprocessable
 from messaging.http import JSON_OPTIONS
 from messaging.ids import new_id
@@ -32,11 +32,10 @@ from messaging.models import (
     ReadCursor,
     User,
 )
-from messaging.pagination import Page, Position, encode_cursor, history_page, position_literal
+from messaging.pagination import Page, Position, encode_cursor, history_page
 from messaging.read_state import READ_BY_EVERYONE_ELSE, advance_cursor, mark_read_by_everyone, start_cursor
 from messaging.resources import (
     conversation_json,
-    conversations_json,
     message_json,
     message_position,
     select_messages,
@@ -274,20 +273,23 @@ def post_message(
     *,
     origin: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Append a message and return it (SPEC §4 Message). ``author_id`` None is the concierge,
-    which must then pass ``origin`` (the event or question behind it)."""
+    """Append a message and return it (SPEC §4 Message), in the caller's transaction. ``author_id`` None is the
+    concierge, which must then pass ``origin`` (the event or question behind it): one statement
+    (:data:`_POST_CONCIERGE_SQL`). A person's message is written in several statements, for the cases the one
+    statement send (:func:`send_user_message`) leaves to it: a concierge conversation, an admin's reply."""
     body = clean_message_text(text)
     message_id = new_id()
     now = utcnow()
-    if author_id is None and origin is None:
-        raise ValueError("a concierge message needs its origin")
-    if author_id is None and is_postgresql():
-        _post_concierge_message(session, conversation_id, message_id, body, now, origin or {})
+    if author_id is None:
+        if origin is None:
+            raise ValueError("a concierge message needs its origin")
+        _post_concierge_message(session, conversation_id, message_id, body, now, origin)
         return _message(message_id, conversation_id, None, body, now)
+    if origin is not None:
+        raise ValueError("only a concierge message has an origin")
     # Locks in the order every writer takes them: the author's cursor and the unread messages (moving the cursor
     # marks some read), the counters, and the inbox entries last, with the counters' UPDATE.
-    if author_id is not None:
-        _lock_cursor_and_unread(session, conversation_id, author_id)
+    _lock_cursor_and_unread(session, conversation_id, author_id)
     message_count = 1 + session.execute(
         select(ConversationStats.message_count)
         .where(ConversationStats.conversation_id == conversation_id)
@@ -305,11 +307,7 @@ def post_message(
         )
     )
     session.flush()  # no relationship() orders these inserts: the message must exist first
-    if origin is not None:
-        session.add(ConciergeMessageOrigin(message_id=message_id, **origin))
-        session.flush()
-    if author_id is not None:
-        advance_cursor(session, conversation_id, author_id, newest=(message_id, now, message_count))
+    advance_cursor(session, conversation_id, author_id, (message_id, now, message_count))
     session.execute(
         update(ConversationStats)
         .where(ConversationStats.conversation_id == conversation_id)
@@ -323,9 +321,6 @@ def post_concierge_message(
 ) -> tuple[dict[str, Any], list[str]]:
     """A concierge message (SPEC §4 Message) and who is in its conversation (for the live update), in the
     caller's transaction."""
-    if not is_postgresql():
-        message = post_message(session, conversation_id, None, text, origin=origin)
-        return message, participant_ids(session, conversation_id)
     body = clean_message_text(text)
     message_id = new_id()
     now = utcnow()
@@ -333,7 +328,7 @@ def post_concierge_message(
     return _message(message_id, conversation_id, None, body, now), audience
 
 
-# PostgreSQL: a concierge message (no author, so no read cursor moves), its origin and the counters in one
+# A concierge message (no author, so no read cursor moves), its origin and the counters in one
 # statement, in the caller's transaction, returning the conversation's participants. A second message for the
 # same (event, recipient) breaks the origin's unique key and the whole statement is undone, as the ORM's three
 # statements were.
@@ -391,7 +386,7 @@ class Sent:
     concierge_should_answer: bool  # posted by the owner of a concierge chat the bot still answers
 
 
-# PostgreSQL: the whole send is this one statement, run in autocommit — no BEGIN or COMMIT round trips, and a
+# The whole send is this one statement, run in autocommit — no BEGIN or COMMIT round trips, and a
 # single statement is atomic by itself. Every part sees the same snapshot (taken before the statement), so
 # ``old`` is the author's cursor before this message. The parts:
 #   member    the author is a participant (else nothing is written: 404), and whether this is a concierge
@@ -454,10 +449,10 @@ def send_user_message(session: Session, conversation_id: str, author_id: str, te
     if len(conversation_id) > 21:
         raise NotFound("No such conversation.")
     body = clean_message_text(text)
-    if is_postgresql():
-        sent = _send_in_one_statement(session, conversation_id, author_id, body)
-        if sent is not None:
-            return sent
+    sent = _send_in_one_statement(session, conversation_id, author_id, body)
+    if sent is not None:
+        return sent
+    # A concierge conversation: posted in the caller's transaction, with the outbox row that asks the bot to answer.
     require_participant(session, conversation_id, author_id)
     message = post_message(session, conversation_id, author_id, body)
     return Sent(
@@ -515,56 +510,28 @@ def history(
     limit: int,
     before: Position | None = None,
     after: Position | None = None,
-    *,
-    driver: bool | None = None,
 ) -> Page:
     """A page of messages, oldest→newest within the page.
 
     Without ``after`` the page is the newest messages (before ``before``) and ``nextCursor``
     pages to older ones; with ``after`` it is the oldest messages after that position and
-    ``nextCursor`` (passed again as ``after``) pages to newer ones. ``driver`` (by default: on PostgreSQL)
-    reads the rows with one prepared statement straight from psycopg (:mod:`messaging.pg_reads`).
+    ``nextCursor`` (passed again as ``after``) pages to newer ones. The rows are read with one prepared
+    statement straight from psycopg (:mod:`messaging.pg_reads`).
     """
     if len(conversation_id) > 21:
         raise NotFound("No such conversation.")
-    if driver if driver is not None else is_postgresql():
-        with driver_cursor(session) as cursor:
-            rows = pg_reads.history_rows(cursor, caller_id, conversation_id, limit + 1, before, after)
-    else:
-        rows = _history_rows(session, caller_id, conversation_id, limit + 1, before, after)
+    with driver_cursor(session) as cursor:
+        rows = pg_reads.history_rows(cursor, caller_id, conversation_id, limit + 1, before, after)
     if not rows:  # the membership check rode along with the page; only an empty page needs asking why
         require_participant(session, conversation_id, caller_id)
     return history_page(rows, limit, after, message_json, message_position)
 
 
-def _history_rows(
-    session: Session, caller_id: str, conversation_id: str, count: int, before: Position | None, after: Position | None
-) -> list[Any]:
-    member = exists().where(
-        ConversationParticipant.conversation_id == conversation_id, ConversationParticipant.user_id == caller_id
-    )
-    key = tuple_(Message.created_at, Message.id)
-    query = select_messages().where(Message.conversation_id == conversation_id, member)
-    if after is not None:
-        query = query.where(key > position_literal(*after)).order_by(Message.created_at, Message.id)
-    else:
-        if before is not None:
-            query = query.where(key < position_literal(*before))
-        query = query.order_by(Message.created_at.desc(), Message.id.desc())
-    return list(session.execute(query.limit(count)).all())
-
-
-def inbox_json(
-    session: Session, user_id: str, limit: int, before: Position | None, *, driver: bool | None = None
-) -> bytes:
-    """The inbox response body. ``driver`` (by default: on PostgreSQL) reads the page in one statement straight
-    from psycopg (:mod:`messaging.pg_reads`); otherwise the ids, then the conversations, through SQLAlchemy."""
-    if driver if driver is not None else is_postgresql():
-        with driver_cursor(session) as cursor:
-            return inbox_body(pg_reads.inbox_rows(cursor, user_id, limit + 1, before), limit)
-    ids, next_cursor = inbox_ids(session, user_id, limit, before)
-    items = conversations_json(session, user_id, ids)
-    return orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS)
+def inbox_json(session: Session, user_id: str, limit: int, before: Position | None) -> bytes:
+    """The inbox response body: the caller's conversations by latest activity (last message, else creation),
+    newest first, read in one statement straight from psycopg (:mod:`messaging.pg_reads`)."""
+    with driver_cursor(session) as cursor:
+        return inbox_body(pg_reads.inbox_rows(cursor, user_id, limit + 1, before), limit)
 
 
 def inbox_body(rows: list[tuple[Any, ...]], limit: int) -> bytes:
@@ -583,30 +550,6 @@ def _inbox_participants(row: tuple[Any, ...]) -> list[dict[str, Any]]:
         {"userId": u, "name": n, "lastReadAt": at}
         for u, n, at in zip(user_ids or (), names or (), read_ats or (), strict=True)
     ]
-
-
-def inbox_ids(session: Session, user_id: str, limit: int, before: Position | None) -> tuple[list[str], str | None]:
-    """The caller's conversations by latest activity (last message, else creation), newest first."""
-    p, s = ConversationParticipant, ConversationStats
-    # Starting from the user's participations (index on user_id) and looking each conversation's
-    # activity up by primary key keeps the cost to this user's conversations, whatever the table
-    # size (a join lets the planner choose to scan all of conversation_stats).
-    activity = (
-        select(s.last_activity_at).where(s.conversation_id == p.conversation_id).scalar_subquery()
-    )
-    query = (
-        select(p.conversation_id, activity.label("last_activity_at"))
-        .where(p.user_id == user_id)
-        .order_by(activity.desc(), p.conversation_id.desc())
-        .limit(limit + 1)
-    )
-    if before is not None:
-        query = query.where(tuple_(activity, p.conversation_id) < position_literal(*before))
-    rows = session.execute(query).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].last_activity_at, rows[-1].conversation_id) if more else None
-    return [r.conversation_id for r in rows], next_cursor
 
 
 def unread_conversation_messages(session: Session, user_id: str) -> int:
@@ -643,31 +586,16 @@ def concierge_conversation_id(session: Session, user_id: str, *, known_missing: 
         ).scalar()
         if existing is not None:
             return str(existing)
-    if is_postgresql():
-        created = _new_concierge_conversation(session, user_id)
-        if created is not None:
-            return created
-        return str(  # a concurrent call made it first
-            session.execute(select(ConciergeThread.conversation_id).where(ConciergeThread.user_id == user_id))
-            .scalar_one()
-        )
-    candidate = _new_conversation(session, [user_id], name="Concierge")
-    inserted = insert_ignore(
-        session,
-        ConciergeThread,
-        {"conversation_id": candidate, "user_id": user_id, "needs_human": False, "misunderstandings": 0},
-    )
-    if inserted:
-        return candidate
-    session.execute(delete(Conversation).where(Conversation.id == candidate))
-    return str(
-        session.execute(select(ConciergeThread.conversation_id).where(ConciergeThread.user_id == user_id)).scalar_one()
+    created = _new_concierge_conversation(session, user_id)
+    if created is not None:
+        return created
+    return str(  # a concurrent call made it first
+        session.execute(select(ConciergeThread.conversation_id).where(ConciergeThread.user_id == user_id))
+        .scalar_one()
     )
 
 
-
-
-# PostgreSQL: a user's concierge conversation in one statement, in the caller's transaction — the thread row
+# A user's concierge conversation in one statement, in the caller's transaction — the thread row
 # first (its unique user_id decides a race: the loser writes nothing and gets nothing back), then the
 # conversation, its counters, the participation and the read cursor, each only if the thread row went in (the
 # foreign keys are checked at the end of the statement; the inbox entry comes from the participation's trigger).

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from messaging import conversations as svc
 from messaging.auth import USER_ROLES, current_principal
-from messaging.db import driver_cursor, get_session, is_postgresql, read_session
+from messaging.db import driver_cursor, get_session, read_session
 from messaging.errors import NotFound
 from messaging.http import api_blueprint, json_response, no_content, user_implied
 from messaging.idempotency import idempotent
@@ -18,7 +18,7 @@ from messaging.live import publish_after_commit, publish_committed, publish_once
 from messaging.outbox import enqueue_after_commit
 from messaging.pagination import CURSOR_MAX_LENGTH, PageQuery, decode_cursor
 from messaging.property_threads import INT32_MAX
-from messaging.read_state import advance_cursor, advance_cursor_in_one_statement
+from messaging.read_state import advance_cursor_in_one_statement
 from messaging.resources import conversations_json
 from messaging.schemas import ApiModel
 
@@ -26,7 +26,7 @@ bp = api_blueprint(
     "conversations", __name__, "Conversations", "Direct, group and offer conversations", roles=USER_ROLES
 )
 
-# PostgreSQL text cannot hold NUL (SQLite can): a NUL in a body field is a 422, never a database error.
+# PostgreSQL text cannot hold NUL: a NUL in a body field is a 422, never a database error.
 NO_NUL = r"^[^\x00]*$"
 USER_ID = Field(min_length=1, max_length=255, pattern=NO_NUL)
 ANSWER_QUESTION_TASK = "concierge.answer_question"
@@ -234,11 +234,8 @@ def mark_read(path: ConversationPath, body: ReadIn) -> Response:
     user_id = current_principal().user_id
     if len(path.id) > 21:
         raise NotFound("No such conversation.")
-    if is_postgresql():  # one statement; in autocommit (no transaction open) it is committed when it returns
-        result, audience = advance_cursor_in_one_statement(driver_cursor(session), path.id, user_id, body.up_to)
-    else:
-        result = advance_cursor(session, path.id, user_id, body.up_to)  # 404 unless a participant
-        audience = svc.participant_ids(session, path.id) if result.moved else []
+    # One statement; in autocommit (no transaction open) it is committed when it returns.
+    result, audience = advance_cursor_in_one_statement(driver_cursor(session), path.id, user_id, body.up_to)
     if result.moved:
         read = {"conversationId": path.id, "userId": user_id, "lastReadAt": result.last_read_at}
         publish_once_committed(session, "conversation.read", audience, read)

@@ -10,15 +10,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from flask import Flask, current_app, g
+from psycopg import Error as DBAPI_ERRORS  # the driver's error base class, for driver_cursor
 from sqlalchemy import TIMESTAMP, MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-try:  # the driver's error base class, for driver_cursor (psycopg is installed wherever PostgreSQL is used)
-    from psycopg import Error as DBAPI_ERRORS
-except ImportError:  # pragma: no cover
-    DBAPI_ERRORS = Exception  # type: ignore[misc,assignment]
+from messaging import green
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -32,18 +30,6 @@ NAMING_CONVENTION = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dt.datetime: TIMESTAMP(timezone=True)}
-
-
-def dialect_filter(dialect_name: str) -> Any:
-    """Alembic's ``include_object`` for comparing the models with a database of ``dialect_name``: an index
-    declared for some dialects only (``info={"dialects": (...)}`` with a matching ``ddl_if``) is left out
-    of the comparison elsewhere."""
-
-    def include(obj: Any, _name: str | None, type_: str, _reflected: bool, _compare_to: Any) -> bool:
-        dialects = getattr(obj, "info", {}).get("dialects") if type_ == "index" else None
-        return not dialects or dialect_name in dialects
-
-    return include
 
 
 def utcnow() -> dt.datetime:
@@ -110,33 +96,31 @@ def make_engine(
     timeouts: Timeouts | None = None,
     **options: Any,
 ) -> Engine:
-    """An engine for ``url``. On a server database its pool keeps up to ``pool_size`` connections, opens up to
-    ``max_overflow`` more under a burst (closed again as they come back; default: as many again), and makes a
-    caller wait at most ``pool_timeout`` seconds for one (then ``sqlalchemy.exc.TimeoutError``: a 503). On
-    PostgreSQL, ``timeouts`` bound every connection's waits (none: libpq's and the server's defaults, for
-    migrations and other one-off tools); a parameter the URL sets itself is left as the URL has it."""
-    kwargs: dict[str, Any] = {"future": True, **options}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
-    else:
-        # No pre-ping (a round trip per checkout): a connection found dead raises a disconnect
-        # error, answered 503, and SQLAlchemy then invalidates the whole pool, so one request per
-        # process sees a database restart and the next ones reconnect.
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size if max_overflow is None else max_overflow,
-                      pool_timeout=pool_timeout, pool_recycle=1800)
-        if url.startswith("postgresql"):
-            kwargs["connect_args"] = {"options": _utc_options(url)}
-            if timeouts is not None:
-                given = make_url(url).query
-                kwargs["connect_args"] = {
-                    **{name: value for name, value in timeouts.connect_params().items() if name not in given},
-                    # Before the URL's own options, which so win over these.
-                    "options": f"{timeouts.server_options()} {_utc_options(url)}",
-                }
-    engine = create_engine(url, **kwargs)
-    if url.startswith("sqlite"):
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+    """An engine for the PostgreSQL database at ``url``. Its pool keeps up to ``pool_size`` connections, opens up
+    to ``max_overflow`` more under a burst (closed again as they come back; default: as many again), and makes a
+    caller wait at most ``pool_timeout`` seconds for one (then ``sqlalchemy.exc.TimeoutError``: a 503).
+    ``timeouts`` bound every connection's waits (none: libpq's and the server's defaults, for migrations and
+    other one-off tools); a parameter the URL sets itself is left as the URL has it."""
+    # No pre-ping (a round trip per checkout): a connection found dead raises a disconnect error, answered 503,
+    # and SQLAlchemy then invalidates the whole pool, so one request per process sees a database restart and the
+    # next ones reconnect.
+    kwargs: dict[str, Any] = {
+        "future": True,
+        **options,
+        "pool_size": pool_size,
+        "max_overflow": pool_size if max_overflow is None else max_overflow,
+        "pool_timeout": pool_timeout,
+        "pool_recycle": 1800,
+        "connect_args": {"options": _utc_options(url)},
+    }
+    if timeouts is not None:
+        given = make_url(url).query
+        kwargs["connect_args"] = {
+            **{name: value for name, value in timeouts.connect_params().items() if name not in given},
+            # Before the URL's own options, which so win over these.
+            "options": f"{timeouts.server_options()} {_utc_options(url)}",
+        }
+    return create_engine(url, **kwargs)
 
 
 def _utc_options(url: str) -> str:
@@ -148,15 +132,6 @@ def _utc_options(url: str) -> str:
     given = make_url(url).query.get("options")
     given = " ".join(given) if isinstance(given, tuple) else given
     return f"{given} -c TimeZone=UTC" if given else "-c TimeZone=UTC"
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # Foreign keys are off by default in SQLite; the seed's cascades depend on them.
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
 
 
 def _no_memoize(dbapi_conn: Any, _record: Any) -> None:
@@ -182,21 +157,16 @@ class Database:
         bounds = Timeouts.from_config(app.config)
         engine = make_engine(url, pool_size, pool_timeout=timeout, timeouts=bounds)
         factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
-        # PostgreSQL: a second pool whose connections stay in autocommit, for driver_cursor().
-        autocommit = None
-        if engine.dialect.name == "postgresql":
-            from messaging import green  # local: psycopg is imported only where PostgreSQL is used
-
-            green.install()  # under gunicorn's gevent worker: psycopg waits on gevent's hub directly
-            # Up to twice DB_POOL_SIZE kept open, no overflow: the most the usual pool-plus-overflow reached, but
-            # never opened and closed again under load. With overflow (closed as it came back), a send load of 16
-            # connections on two processes of 8 made PostgreSQL start about ten backends a second, each one
-            # planning the hot statements afresh before psycopg prepared them again; with DB_POOL_SIZE and no
-            # overflow, the requests of a process holding more than 8 connections waited for one, which showed
-            # in the inbox page's p95 (24-31 against 27-40 ms in alternating runs).
-            autocommit = make_engine(url, 2 * pool_size, max_overflow=0, pool_timeout=timeout, timeouts=bounds,
-                                     isolation_level="AUTOCOMMIT")
-            event.listen(autocommit, "connect", _no_memoize)
+        green.install()  # under gunicorn's gevent worker: psycopg waits on gevent's hub directly
+        # A second pool whose connections stay in autocommit, for driver_cursor(). Up to twice DB_POOL_SIZE kept
+        # open, no overflow: the most the usual pool-plus-overflow reached, but never opened and closed again
+        # under load. With overflow (closed as it came back), a send load of 16 connections on two processes of 8
+        # made PostgreSQL start about ten backends a second, each one planning the hot statements afresh before
+        # psycopg prepared them again; with DB_POOL_SIZE and no overflow, the requests of a process holding more
+        # than 8 connections waited for one, which showed in the inbox page's p95.
+        autocommit = make_engine(url, 2 * pool_size, max_overflow=0, pool_timeout=timeout, timeouts=bounds,
+                                 isolation_level="AUTOCOMMIT")
+        event.listen(autocommit, "connect", _no_memoize)
         app.extensions["db"] = {"engine": engine, "sessionmaker": factory, "autocommit_engine": autocommit}
         app.teardown_appcontext(_close_session)
 
@@ -217,17 +187,17 @@ def get_session() -> Session:
 
 
 def read_session() -> Session:
-    """The request's session for a view that only reads. On PostgreSQL its statements run in autocommit: no
-    BEGIN and ROLLBACK around them, two round trips fewer per request. Nothing is lost by it: under READ
-    COMMITTED each statement sees its own snapshot inside a transaction too."""
+    """The request's session for a view that only reads. Its statements run in autocommit: no BEGIN and ROLLBACK
+    around them, two round trips fewer per request. Nothing is lost by it: under READ COMMITTED each statement
+    sees its own snapshot inside a transaction too."""
     session = get_session()
-    if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+    if not session.in_transaction():
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return session
 
 
 def driver_cursor(session: Session) -> AbstractContextManager[Any]:
-    """A binary psycopg cursor (PostgreSQL only) for the few statements hot enough to skip SQLAlchemy's
+    """A binary psycopg cursor for the few statements hot enough to skip SQLAlchemy's
     execution layer (:mod:`messaging.pg_reads`, the send). Inside a transaction of ``session`` it runs on that
     transaction's connection; otherwise on a connection of the autocommit pool, where a statement commits by
     itself and no session, BEGIN or isolation switch is involved.
@@ -274,10 +244,6 @@ def _driver_cursor(state: dict[str, Any], session: Session | None) -> Iterator[A
     finally:
         if pooled is not None and fairy is not None:
             fairy.close()  # back to the pool
-
-
-def is_postgresql() -> bool:
-    return bool(_state()["engine"].dialect.name == "postgresql")
 
 
 def _close_session(exc: BaseException | None) -> None:

@@ -1,11 +1,13 @@
 """The embedded default (`make run`): API, Celery worker and Celery beat in one process, on this machine.
 
-Migrates the database, seeds the demo data set, then serves HTTP on HOST:PORT (threaded, so open live-update
-streams each hold a thread, not the server) while a real Celery ``WorkController`` consumes the app's Celery in
-a background thread and ``celery.beat.Service`` ticks in another. With no REDIS_URL the broker is ``memory://``,
-which exists only inside this process, so the worker must live here too; with REDIS_URL set the same code
-consumes from Redis. SIGINT or SIGTERM stops the server, then beat, then the worker (warm: running tasks
-finish). Production runs these as separate processes instead (README, "Production").
+With no ``DATABASE_URL`` it starts a private PostgreSQL (data in ``instance/postgres``), and with no
+``REDIS_URL`` a private Redis (``instance/redis``), both from pip-installed packages
+(:mod:`messaging.local_servers`); the service uses them as it uses production's servers. It migrates the
+database, seeds the demo data set, then serves HTTP on HOST:PORT (threaded, so open live-update streams each hold
+a thread, not the server) while a real Celery ``WorkController`` consumes from Redis in a background thread and
+``celery.beat.Service`` ticks in another. SIGINT or SIGTERM stops the server, then beat, then the worker (warm:
+running tasks finish), then the private servers. Production runs these as separate processes instead (README,
+"Production").
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from messaging.auth import mint_token
 from messaging.cli import upgrade_database
 from messaging.config import INSTANCE_DIR
+from messaging.local_servers import LocalPostgres, LocalRedis
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,33 @@ def say(line: str) -> None:
         sys.stdout.flush()
 
 
+def start_private_servers() -> list[LocalPostgres | LocalRedis]:
+    """Start a private PostgreSQL and Redis for the settings not given, and point the settings at them."""
+    started: list[LocalPostgres | LocalRedis] = []
+    if not os.environ.get("DATABASE_URL"):
+        postgres = LocalPostgres(INSTANCE_DIR / "postgres")
+        postgres.start()
+        started.append(postgres)
+        os.environ["DATABASE_URL"] = postgres.database_url("concierge")
+        say(f"PostgreSQL: a private server, data in {INSTANCE_DIR / 'postgres'}")
+    if not os.environ.get("REDIS_URL"):
+        redis_server = LocalRedis(INSTANCE_DIR / "redis")
+        os.environ["REDIS_URL"] = redis_server.start()
+        started.append(redis_server)
+        say(f"Redis: a private server on {os.environ['REDIS_URL']}, data in {INSTANCE_DIR / 'redis'}")
+    return started
+
+
 def main() -> int:
+    servers = start_private_servers()
+    try:
+        return serve()
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def serve() -> int:
     from app import create_app
     from concierge import demo_data
     from messaging.db import session_scope
@@ -59,9 +88,6 @@ def main() -> int:
         upgrade_database(app.config["DATABASE_URL"])
     except Exception:
         log.exception("could not migrate the database")
-        if app.config["DATABASE_URL"].startswith("sqlite"):
-            say("The SQLite database could not be migrated. If it is a development database left by an older "
-                "schema, delete it (and its -wal/-shm files) and run again.")
         return 1
     # Alembic's env.py applies alembic.ini's logging (root at WARNING); put the service's level back.
     logging.basicConfig(level=app.config.get("LOG_LEVEL") or os.environ.get("LOG_LEVEL", "INFO"), force=True)
@@ -74,9 +100,6 @@ def main() -> int:
     server = make_server(host, port, app, threaded=True)  # binds now: a busy port fails before anything starts
 
     celery: Celery = app.extensions["celery"]
-    if celery.conf.broker_url.startswith("memory://"):
-        # The in-process broker is polled, not pushed: poll often so a task starts promptly.
-        celery.conf.broker_transport_options = {**celery.conf.broker_transport_options, "polling_interval": 0.1}
 
     stop = threading.Event()
     _install_signal_handlers(stop)

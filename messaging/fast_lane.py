@@ -60,9 +60,6 @@ Handing over keeps the outcome the application would have given:
   the commit), the error is passed to the application (:data:`RAISE`), which answers it exactly as its own
   (429 with ``Retry-After``, 503, …) without running the view: nothing is ever written twice. A read's
   failure is passed the same way, so the caller gets the one answer a failed read gets (503).
-
-Only PostgreSQL has the one-statement send and intake and the driver reads; on SQLite the lane is not
-installed.
 """
 
 from __future__ import annotations
@@ -447,8 +444,8 @@ def _respond_raw(start_response: StartResponse, status: str, body: bytes, enviro
 
 
 def install(app: Flask) -> None:
-    """Put the lane in front of ``app.wsgi_app`` (PostgreSQL only; ``FAST_LANE=0`` leaves it out)."""
-    if not app.config.get("FAST_LANE", True) or app.extensions["db"]["autocommit_engine"] is None:
+    """Put the lane in front of ``app.wsgi_app`` (``FAST_LANE=0`` leaves it out)."""
+    if not app.config.get("FAST_LANE", True):
         return
     app.wsgi_app = FastLane(app, app.wsgi_app)  # type: ignore[method-assign]
 

@@ -6,6 +6,7 @@ import hmac
 import os
 import time
 
+import redis
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -47,13 +48,8 @@ def check_database() -> str | None:
 
 
 def check_broker() -> str | None:
-    url = current_app.config.get("REDIS_URL")
-    if not url:
-        return None  # the in-process broker lives as long as this process
-    import redis
-
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        client = redis.Redis.from_url(current_app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=1)
         client.ping()
         client.close()
         return None

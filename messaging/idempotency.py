@@ -45,7 +45,7 @@ from typing import Any, TypeVar, cast
 from flask import Response, current_app, request
 from pydantic import ConfigDict, Field
 from sqlalchemy import Row, delete, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -143,19 +143,6 @@ def _check_key(key: str) -> None:
         )
 
 
-def _dialect_insert(session: Session, model: Any) -> Any:
-    """INSERT with ON CONFLICT for the session's database (PostgreSQL or the embedded SQLite).
-
-    The claim uses RETURNING to learn whether it inserted: SQLAlchemy 2 does not report an
-    INSERT's rowcount on PostgreSQL unless asked (``preserve_rowcount``), so it reads -1."""
-    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(model)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    # SQLite hands timestamps back without their zone; they are stored in UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
 def _commit(session: Session, response: Response) -> Response:
     """Commit the view's transaction, or roll it back if the view answered 5xx (nothing it wrote stands)."""
     if response.status_code >= 500:
@@ -178,8 +165,10 @@ def _claim(session: Session, owner: str, key: str, fingerprint: str) -> Row[Any]
             now = utcnow()
             fresh = {"request_fingerprint": fingerprint, "response_status": None, "response_body": None,
                      "created_at": now}
+            # RETURNING tells whether it inserted: SQLAlchemy 2 reports an INSERT's rowcount on PostgreSQL only
+            # when asked (``preserve_rowcount``), else -1.
             inserted = session.execute(
-                _dialect_insert(session, IdempotencyKey)
+                insert(IdempotencyKey)
                 .values(owner_id=owner, key=key, **fresh)
                 .on_conflict_do_nothing()
                 .returning(IdempotencyKey.key)
@@ -193,7 +182,7 @@ def _claim(session: Session, owner: str, key: str, fingerprint: str) -> Row[Any]
             ).first()
             if existing is None:
                 continue  # purged in between: try inserting again
-            if _aware(existing.created_at) >= now - KEY_TTL:
+            if existing.created_at >= now - KEY_TTL:
                 return existing
             # Expired: take it over, unless someone else just did (then look again).
             taken = session.execute(

@@ -4,8 +4,8 @@ Built on the ``limits`` library (the counters and algorithms Flask-Limiter uses)
 limited views: Flask-Limiter's per-request machinery (a hook on every request, re-resolving and filtering
 the limits of each) cost more than the counting itself on the hottest route.
 
-- **Shared across processes**: counters live in Redis (``REDIS_URL``), so every web process counts against the
-  same budget; without Redis (the embedded default, one process) they live in memory.
+- **Shared across processes**: counters live in Redis (``REDIS_URL``, keys under ``REDIS_KEY_PREFIX``), so every
+  web process counts against the same budget.
 - **Sliding-window counters** (``limits``' ``SlidingWindowCounterRateLimiter``): one Redis round trip per limit
   of a limited request, and no burst of twice the limit at a window's edge as a fixed window allows.
 - **After authentication**: a limited view counts when it runs, after the blueprint authenticated the caller,
@@ -89,9 +89,10 @@ class AbuseLimits:
     """The limits of one application (its settings, its store)."""
 
     def __init__(self, config: Any) -> None:
-        uri = config.get("REDIS_URL") or "memory://"
-        options = {"socket_connect_timeout": 1, "socket_timeout": 1} if uri.startswith("redis") else {}
-        self.shared = SlidingWindowCounterRateLimiter(storage_from_string(uri, key_prefix=KEY_PREFIX, **options))
+        key_prefix = (config.get("REDIS_KEY_PREFIX") or "") + KEY_PREFIX
+        storage = storage_from_string(config["REDIS_URL"], key_prefix=key_prefix, socket_connect_timeout=1,
+                                      socket_timeout=1)
+        self.shared = SlidingWindowCounterRateLimiter(storage)
         self.local = SlidingWindowCounterRateLimiter(MemoryStorage())
         self.items: dict[str, list[RateLimitItem]] = {
             kind: parse_many(str(config.get(setting) or default)) for kind, (setting, default) in LIMITS.items()

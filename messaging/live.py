@@ -5,12 +5,11 @@ Interface used by the rest of the code:
 queues an event for ``user_ids`` on the session; it is published only if and when the session's
 transaction commits (nothing is sent for a rolled-back change, nor for a rolled-back savepoint).
 
-Fan-out happens at publication: every recipient has one stream of their own (``live:user:{id}``), so
-a stream never needs to know which conversations its reader is in, and joining or leaving a
-conversation changes what arrives without reconnecting. ``install_live_updates(app)`` chooses the
-bus — Redis Streams when ``REDIS_URL`` is set (any number of processes and hosts), otherwise an
-in-memory bus that serves the streams of this one process (the embedded default) — stores it in
-``app.extensions["live"]`` and hooks the app's sessionmaker.
+Fan-out happens at publication: every recipient has one Redis stream of their own
+(``{REDIS_KEY_PREFIX}live:user:{id}``), so a stream never needs to know which conversations its reader is in,
+and joining or leaving a conversation changes what arrives without reconnecting. ``install_live_updates(app)``
+builds the bus on ``REDIS_URL`` (any number of processes and hosts), stores it in ``app.extensions["live"]``
+and hooks the app's sessionmaker.
 """
 
 from __future__ import annotations
@@ -19,15 +18,15 @@ import hashlib
 import logging
 import os
 import re
-import threading
-import time
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -178,7 +177,8 @@ _Encoded = tuple[list[str], str, bytes]
 
 
 class RedisLiveBus(LiveBus):
-    """One Redis stream per user: ``XADD live:user:{id} MAXLEN ~ N * type … data …`` and ``EXPIRE``.
+    """One Redis stream per user: ``XADD {key_prefix}live:user:{id} MAXLEN ~ N * type … data …`` and ``EXPIRE``;
+    ``key_prefix`` (``REDIS_KEY_PREFIX``) starts every key the bus writes or reads.
 
     Publishing uses short timeouts and no retries (a commit must not wait on Redis). Readers block
     in ``XREAD BLOCK`` on connections of a pool shared by the process; under gevent each waiting
@@ -202,12 +202,10 @@ class RedisLiveBus(LiveBus):
         maxlen: int = DEFAULT_MAXLEN,
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
         max_block_seconds: float = 60.0,
+        key_prefix: str = "",
     ) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         super().__init__(maxlen, ttl_seconds)
+        self.key_prefix = key_prefix + KEY_PREFIX
         no_retry = Retry(NoBackoff(), 0)
         self._publisher = redis.Redis(
             connection_pool=redis.ConnectionPool.from_url(
@@ -236,9 +234,9 @@ class RedisLiveBus(LiveBus):
         self._pending: list[_Encoded] | None = [] if gevent_patched() else None
         self._flushing = False
 
-    @staticmethod
-    def key(user_id: str) -> str:
-        return KEY_PREFIX + user_id
+    def key(self, user_id: str) -> str:
+        """The Redis key of ``user_id``'s stream."""
+        return self.key_prefix + user_id
 
     def publish_many(self, events: Sequence[QueuedEvent]) -> None:
         # Encoded now: what is published is the data as it is at this call, whenever it goes out.
@@ -356,131 +354,6 @@ def _redis_entry(entry_id: Any, fields: dict[bytes, bytes]) -> LiveEntry:
     return LiveEntry(id=_text(entry_id), type=_text(fields[b"type"]), data=fields[b"data"])
 
 
-# --- in memory (one process) -----------------------------------------------------------------------
-
-
-class _MemoryStream:
-    __slots__ = ("entries", "max_deleted", "touched", "condition", "readers")
-
-    def __init__(self, lock: threading.Lock, maxlen: int) -> None:
-        self.entries: deque[tuple[StreamId, LiveEntry]] = deque(maxlen=maxlen)
-        self.max_deleted: StreamId = ORIGIN
-        self.touched = time.monotonic()
-        self.condition = threading.Condition(lock)
-        self.readers = 0
-
-
-class MemoryLiveBus(LiveBus):
-    """The same semantics as :class:`RedisLiveBus` — ids, bounded replay, gap detection, expiry after
-    ``ttl_seconds`` idle — for the streams of this process only. It is the embedded default (no
-    ``REDIS_URL``): a change committed in another process (a separate Celery worker, a second web
-    worker) never reaches it, so production sets ``REDIS_URL``.
-
-    Unlike Redis's approximate ``MAXLEN ~``, the bound is exact: the newest ``maxlen`` entries.
-    """
-
-    SWEEP_EVERY_SECONDS = 60.0
-
-    def __init__(self, maxlen: int = DEFAULT_MAXLEN, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> None:
-        super().__init__(maxlen, ttl_seconds)
-        self._lock = threading.Lock()
-        self._streams: dict[str, _MemoryStream] = {}
-        self._last_id: StreamId = ORIGIN
-        self._swept = time.monotonic()
-
-    def _next_id(self) -> StreamId:
-        now_ms = time.time_ns() // 1_000_000
-        ms, seq = self._last_id
-        self._last_id = (now_ms, 0) if now_ms > ms else (ms, seq + 1)
-        return self._last_id
-
-    def _stream(self, user_id: str, create: bool) -> _MemoryStream | None:
-        stream = self._streams.get(user_id)
-        now = time.monotonic()
-        if stream is not None and stream.entries and now - stream.touched > self.ttl_seconds:
-            # Expired like a Redis key with a TTL: the object stays for readers waiting on it.
-            stream.entries.clear()
-            stream.max_deleted = ORIGIN
-        if stream is None and create:
-            stream = self._streams[user_id] = _MemoryStream(self._lock, self.maxlen)
-        return stream
-
-    def publish_many(self, events: Sequence[QueuedEvent]) -> None:
-        if not events:
-            return
-        with self._lock:
-            touched: set[str] = set()
-            for queued in events:
-                payload = encode_event(queued.data)
-                for user_id in queued.user_ids:
-                    stream = self._stream(user_id, create=True)
-                    assert stream is not None
-                    if len(stream.entries) == self.maxlen:
-                        stream.max_deleted = stream.entries[0][0]
-                    entry_id = self._next_id()
-                    stream.entries.append((entry_id, LiveEntry(format_stream_id(entry_id), queued.type, payload)))
-                    stream.touched = time.monotonic()
-                    touched.add(user_id)
-            for user_id in touched:
-                self._streams[user_id].condition.notify_all()
-            self._sweep()
-
-    def _sweep(self) -> None:
-        now = time.monotonic()
-        if now - self._swept < self.SWEEP_EVERY_SECONDS:
-            return
-        self._swept = now
-        for user_id in [u for u, s in self._streams.items() if not s.readers and now - s.touched > self.ttl_seconds]:
-            del self._streams[user_id]
-
-    def start(self, user_id: str, last_event_id: str | None) -> StreamStart:
-        with self._lock:
-            stream = self._stream(user_id, create=False)
-            entries = list(stream.entries) if stream is not None else []
-            newest = entries[-1][0] if entries else None
-            newest_id = format_stream_id(newest) if newest else ORIGIN_ID
-            if last_event_id is None:
-                return StreamStart(cursor=newest_id)
-            last = parse_stream_id(last_event_id)
-            if last is None:
-                return StreamStart(cursor=newest_id, reset="unknown-id")
-            if not entries:
-                return StreamStart(cursor=ORIGIN_ID, reset=resume_gap(last, None, None, None))
-            assert stream is not None
-            reason = resume_gap(last, entries[0][0], newest, stream.max_deleted)
-            if reason is not None:
-                return StreamStart(cursor=newest_id, reset=reason)
-            replay = _entries_after(entries, last)
-            return StreamStart(cursor=replay[-1].id if replay else format_stream_id(last), replay=replay)
-
-    def read(self, user_id: str, last_id: str, block_ms: int) -> list[LiveEntry]:
-        after = parse_stream_id(last_id) or ORIGIN
-        deadline = time.monotonic() + max(1, block_ms) / 1000
-        with self._lock:
-            stream = self._stream(user_id, create=True)
-            assert stream is not None
-            stream.readers += 1
-            try:
-                while True:
-                    found = _entries_after(stream.entries, after)
-                    remaining = deadline - time.monotonic()
-                    if found or remaining <= 0:
-                        return found
-                    stream.condition.wait(remaining)
-            finally:
-                stream.readers -= 1
-
-
-def _entries_after(entries: Sequence[tuple[StreamId, LiveEntry]], after: StreamId) -> list[LiveEntry]:
-    newer: list[LiveEntry] = []
-    for key, entry in reversed(entries):
-        if key <= after:
-            break
-        newer.append(entry)
-    newer.reverse()
-    return newer
-
-
 # --- wiring: the bus per app, publication after commit ---------------------------------------------
 
 
@@ -533,16 +406,18 @@ def live_settings() -> dict[str, Any]:
 
 
 def make_bus(config: dict[str, Any]) -> LiveBus:
-    maxlen = int(config["LIVE_STREAM_MAXLEN"])
-    ttl = int(config["LIVE_STREAM_TTL_SECONDS"])
-    if config.get("REDIS_URL"):
-        heartbeat = float(config["LIVE_HEARTBEAT_SECONDS"])
-        return RedisLiveBus(config["REDIS_URL"], maxlen, ttl, max_block_seconds=heartbeat)
-    return MemoryLiveBus(maxlen, ttl)
+    """The bus on ``REDIS_URL``, its keys under ``REDIS_KEY_PREFIX``, with the LIVE_* settings of ``config``."""
+    return RedisLiveBus(
+        config["REDIS_URL"],
+        int(config["LIVE_STREAM_MAXLEN"]),
+        int(config["LIVE_STREAM_TTL_SECONDS"]),
+        max_block_seconds=float(config["LIVE_HEARTBEAT_SECONDS"]),
+        key_prefix=config.get("REDIS_KEY_PREFIX") or "",
+    )
 
 
 def install_live_updates(app: Any) -> LiveBus:
-    """Choose the bus, keep it in ``app.extensions["live"]`` and publish each committed session's
+    """Build the bus, keep it in ``app.extensions["live"]`` and publish each committed session's
     queued events through it (the app's sessionmaker must exist: call after ``db.init_app``)."""
     for name, value in live_settings().items():
         app.config.setdefault(name, value)

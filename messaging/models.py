@@ -156,16 +156,14 @@ class Message(Base):
             "created_at",
             "id",
             postgresql_where=text("NOT read"),
-            sqlite_where=text("NOT read"),
         ),
-        # Serves the admins' text search (ILIKE '%…%') on PostgreSQL; SQLite has no such index and scans.
+        # Serves the admins' text search (ILIKE '%…%').
         Index(
             "ix_messages_message_trgm",
             "message",
             postgresql_using="gin",
             postgresql_ops={"message": "gin_trgm_ops"},
-            info={"dialects": ("postgresql",)},
-        ).ddl_if(dialect="postgresql"),
+        ),
     )
 
     id: Mapped[str] = _id_column()

@@ -20,11 +20,11 @@ from typing import Any
 
 from celery import current_app as current_celery
 from flask import current_app
-from sqlalchemy import Executable, case, event, literal, or_, select, update
+from sqlalchemy import case, event, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from concierge.models import OutboxEntry
-from messaging.db import autocommit_cursor, get_engine, is_postgresql, utcnow
+from messaging.db import autocommit_cursor, utcnow
 from messaging.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -76,17 +76,12 @@ def send(entries: list[OutboxItem]) -> list[str]:
     return sent
 
 
-def _update_alone(sql: str, params: tuple[Any, ...], statement: Executable) -> None:
-    """Run one UPDATE of outbox rows by itself, in autocommit, on a connection of its own — never a session's:
-    after its commit a session can run nothing more, and a task's may have failed. PostgreSQL runs ``sql`` with
-    ``params`` on the autocommit pool (no BEGIN and COMMIT round trips); another database runs ``statement``.
-    Needs an application context."""
-    if is_postgresql():
-        with autocommit_cursor(current_app.extensions["db"]) as cursor:
-            cursor.execute(sql, params)
-        return
-    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(statement)
+def _update_alone(sql: str, params: tuple[Any, ...]) -> None:
+    """Run one UPDATE of outbox rows, ``sql`` with ``params``, by itself on the autocommit pool (no BEGIN and COMMIT
+    round trips) — never on a session's connection: after its commit a session can run nothing more, and a
+    task's may have failed. Needs an application context."""
+    with autocommit_cursor(current_app.extensions["db"]) as cursor:
+        cursor.execute(sql, params)
 
 
 # A row sent for the first time; a row a task marked due to retry, or the sweeper sent again, keeps its time.
@@ -94,14 +89,11 @@ MARK_DISPATCHED_SQL = "UPDATE outbox SET dispatched_at = %s WHERE id = ANY(%s) A
 
 
 def _mark_dispatched(entry_ids: list[str]) -> None:
-    now = utcnow()
-    _update_alone(MARK_DISPATCHED_SQL, (now, entry_ids),
-                  update(OutboxEntry).where(OutboxEntry.id.in_(entry_ids), OutboxEntry.dispatched_at.is_(None))
-                  .values(dispatched_at=now))
+    _update_alone(MARK_DISPATCHED_SQL, (utcnow(), entry_ids))
 
 
 def mark_dispatched_with(cursor_cm: AbstractContextManager[Any], entry_ids: list[str]) -> None:
-    """PostgreSQL: mark entries sent, on ``cursor_cm`` (a cursor in autocommit)."""
+    """Mark entries sent, on ``cursor_cm`` (a cursor in autocommit)."""
     with cursor_cm as cursor:
         cursor.execute(MARK_DISPATCHED_SQL, (utcnow(), entry_ids))
 
@@ -112,9 +104,7 @@ def mark_done(entry_id: str) -> None:
     off. Needs an application context."""
     now = utcnow()
     try:
-        _update_alone("UPDATE outbox SET done_at = %s WHERE id = %s AND done_at IS NULL", (now, entry_id),
-                      update(OutboxEntry).where(OutboxEntry.id == entry_id, OutboxEntry.done_at.is_(None))
-                      .values(done_at=now))
+        _update_alone("UPDATE outbox SET done_at = %s WHERE id = %s AND done_at IS NULL", (now, entry_id))
     except Exception as exc:  # noqa: BLE001 - the task's work stands; the sweeper sends it again
         log.warning("could not mark outbox %s done, it will be sent again: %s", entry_id, exc)
 
@@ -125,9 +115,7 @@ def mark_retrying(entry_id: str, delay: float) -> None:
     backoff longer than that would start a second chain of retries). Best effort, as :func:`mark_done`."""
     due = utcnow() + dt.timedelta(seconds=delay)
     try:
-        _update_alone("UPDATE outbox SET dispatched_at = %s WHERE id = %s AND done_at IS NULL", (due, entry_id),
-                      update(OutboxEntry).where(OutboxEntry.id == entry_id, OutboxEntry.done_at.is_(None))
-                      .values(dispatched_at=due))
+        _update_alone("UPDATE outbox SET dispatched_at = %s WHERE id = %s AND done_at IS NULL", (due, entry_id))
     except Exception as exc:  # noqa: BLE001 - at worst the sweeper sends it again before the retry runs
         log.warning("could not note the retry of outbox %s: %s", entry_id, exc)
 
@@ -191,9 +179,7 @@ def sweep_outbox(
         .order_by(OutboxEntry.created_at)
         .limit(SWEEP_BATCH)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = session.execute(query).all()
+    rows = session.execute(query.with_for_update(skip_locked=True)).all()
     sent = send([(r.id, r.task_name, list(r.args)) for r in rows])
     if sent:
         session.execute(

@@ -64,8 +64,6 @@ def position_literal(at: dt.datetime, row_id: str) -> Any:
 
 
 def encode_cursor(at: dt.datetime, row_id: str) -> str:
-    if at.tzinfo is None:  # SQLite hands back naive UTC
-        at = at.replace(tzinfo=dt.UTC)
     raw = orjson.dumps([at.isoformat(), row_id])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 

@@ -5,15 +5,15 @@ select, computing its cache key, and running 50 rows through the result processo
 fixed text, run on a binary psycopg cursor the caller hands over — the request's session's connection inside
 a transaction, else one from the autocommit pool (:func:`messaging.db.driver_cursor`; the fast lane's
 :func:`messaging.db.autocommit_cursor`); psycopg prepares it server-side after a few runs, so PostgreSQL
-does not plan it again. The rows come back as plain tuples with the general path's columns in its order, so the
-same builders in :mod:`messaging.resources` and the same paging in :mod:`messaging.conversations` shape both.
+does not plan it again. The rows come back as plain tuples with the columns of the SQLAlchemy reads in
+:mod:`messaging.resources` (``select_messages``, ``conversations_json``: the admin pages, one conversation) in
+their order, so the same builders and the same paging shape both.
 
 Measured against the alternatives (one 50-message page, same connection): having PostgreSQL write the JSON
 (``row_to_json`` and ``to_char`` per row) costs the database 3× this statement, more than Python saves;
 SQLAlchemy Core costs the web process about twice these tuples.
 
-SQLite (the embedded default) reads through SQLAlchemy Core; ``tests/test_pg_reads.py`` checks both paths give
-the same JSON for the same rows, page by page.
+``tests/test_pg_reads.py`` checks these pages against the same rows read through SQLAlchemy, page by page.
 """
 
 from __future__ import annotations

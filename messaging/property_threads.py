@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import TIMESTAMP, Select, String, and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
-from messaging.db import driver_cursor, is_postgresql, utcnow
+from messaging.db import driver_cursor, utcnow
 from messaging.errors import Forbidden, NotFound, Unprocessable
 from messaging.ids import new_id
 from messaging.models import (
@@ -47,12 +47,8 @@ PM = PropertyMessage
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    """Every time leaves in UTC (SQLite hands back naive UTC, PostgreSQL the session's zone)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    """Every time leaves in UTC, whatever the zone of the session that read it."""
+    return None if value is None else value.astimezone(dt.UTC)
 
 
 def _looks_like_id(value: str) -> bool:
@@ -448,18 +444,12 @@ def unread_property_messages(session: Session, user_id: str) -> int:
 
 
 def reply(session: Session, thread_id: str, author_id: str, text: str) -> dict[str, Any]:
-    """The traveler or the host posts in the thread; anyone else gets 404. On PostgreSQL in one statement
-    (:data:`_REPLY_SQL`: in autocommit unless the session has a transaction open)."""
+    """The traveler or the host posts in the thread; anyone else gets 404. One statement (:data:`_REPLY_SQL`: in
+    autocommit unless the session has a transaction open)."""
     body = clean_property_message(text)
-    if is_postgresql() and _looks_like_id(thread_id):
-        return _reply_in_one_statement(session, thread_id, author_id, body)
-    require_party(session, thread_id, author_id)
-    message = PropertyMessage(
-        id=new_id(), conversation_id=thread_id, author_id=author_id, message=body, created_at=utcnow()
-    )
-    session.add(message)
-    session.flush()
-    return property_message_json(message)
+    if not _looks_like_id(thread_id):
+        raise NotFound("No such property conversation.")
+    return _reply_in_one_statement(session, thread_id, author_id, body)
 
 
 def _reply_in_one_statement(session: Session, thread_id: str, author_id: str, body: str) -> dict[str, Any]:
@@ -473,10 +463,10 @@ def _reply_in_one_statement(session: Session, thread_id: str, author_id: str, bo
 def run_reply_statement(
     cursor_context: AbstractContextManager[Any], thread_id: str, author_id: str, body: str
 ) -> tuple[dict[str, Any], ThreadParties]:
-    """PostgreSQL: the thread's parties looked up and the message (``body``, already cleaned) inserted only if the
-    author is one of them, in one round trip (the general path: BEGIN, the parties, the INSERT, COMMIT), on the
-    cursor ``cursor_context`` yields (in autocommit unless it is a transaction's). The message as the API shows
-    it and the parties to tell; NotFound, with nothing written, for anyone else or an unknown thread."""
+    """The thread's parties looked up and the message (``body``, already cleaned) inserted only if the author is
+    one of them, in one round trip, on the cursor ``cursor_context`` yields (in autocommit unless it is a
+    transaction's). The message as the API shows it and the parties to tell; NotFound, with nothing written, for
+    anyone else or an unknown thread."""
     message = {"id": new_id(), "conversationId": thread_id, "authorId": author_id, "message": body,
                "readAt": None, "editedAt": None, "createdAt": utcnow()}
     with cursor_context as cursor:

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, tuple_, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from messaging.db import utcnow
 from messaging.errors import NotFound, Unprocessable
-from messaging.models import ConversationParticipant, ConversationStats, Message, ReadCursor
+from messaging.models import ConversationParticipant, Message, ReadCursor
 from messaging.pagination import position_literal
 
 
@@ -35,80 +35,30 @@ def start_cursor(session: Session, conversation_id: str, user_id: str, read_coun
 
 
 def advance_cursor(
-    session: Session,
-    conversation_id: str,
-    user_id: str,
-    up_to_message_id: str | None = None,
-    *,
-    newest: tuple[str, dt.datetime, int] | None = None,
+    session: Session, conversation_id: str, user_id: str, posted: tuple[str, dt.datetime, int]
 ) -> ReadResult:
-    """Move ``user_id``'s cursor forward to ``up_to_message_id`` (or the newest message); never back.
-
-    ``newest`` — (id, created_at, message_count) of a message the caller just posted — saves
-    looking up what the caller already knows.
-    """
-    cursor: Any  # the read_cursors row (None for someone without one)
-    if newest is not None:
-        cursor = session.execute(
-            select(
-                ReadCursor.read_count, ReadCursor.last_read_message_id, ReadCursor.last_read_message_created_at,
-                ReadCursor.last_read_at,
-            ).where(ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == user_id)
-        ).one_or_none()
-        target_id, target_at, message_count = newest
-        read_count = message_count
-    else:
-        # The cursor, the counters and the newest message's time in one lookup; no cursor row
-        # means the caller is not a participant (the cursor goes with the participation).
-        last = aliased(Message)
-        found = session.execute(
-            select(
-                ReadCursor.read_count, ReadCursor.last_read_message_id, ReadCursor.last_read_message_created_at,
-                ReadCursor.last_read_at, ConversationStats.message_count, ConversationStats.last_message_id,
-                last.created_at.label("last_created_at"),
-            )
-            .join(ConversationStats, ConversationStats.conversation_id == ReadCursor.conversation_id)
-            .outerjoin(last, last.id == ConversationStats.last_message_id)
-            .where(ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == user_id)
-        ).one_or_none()
-        if found is None:
-            raise NotFound("No such conversation.")
-        cursor = stats = found
-        message_count = stats.message_count
-        target_id = up_to_message_id or stats.last_message_id
-        if target_id is None:  # no messages yet
-            return ReadResult(0, cursor.last_read_at, False)
-        if target_id == stats.last_message_id:
-            found_at = stats.last_created_at
-        else:
-            found_at = session.execute(
-                select(Message.created_at).where(
-                    Message.id == target_id, Message.conversation_id == conversation_id
-                )
-            ).scalar()
-        if found_at is None:
-            raise _not_a_message_here()
-        target_at = found_at
-        read_count = message_count
-        if target_id != stats.last_message_id:
-            read_count -= session.execute(
-                select(func.count())
-                .select_from(Message)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    tuple_(Message.created_at, Message.id) > position_literal(target_at, target_id),
-                )
-            ).scalar_one()
-    old_count = cursor.read_count if cursor else 0
+    """Move the cursor of ``user_id``, who just posted ``posted`` — (id, created_at, the conversation's message
+    count with it) — to that message, in the caller's transaction; never back (a concurrent move further ahead
+    wins). Someone without a cursor (not a participant: an admin's reply) has nothing moved. Marks read what the
+    cursor crossed that everyone else has read (:func:`mark_read_by_everyone`)."""
+    cursor = session.execute(
+        select(
+            ReadCursor.read_count, ReadCursor.last_read_message_id, ReadCursor.last_read_message_created_at,
+            ReadCursor.last_read_at,
+        ).where(ReadCursor.conversation_id == conversation_id, ReadCursor.user_id == user_id)
+    ).one_or_none()
+    target_id, target_at, message_count = posted
+    if cursor is None:
+        return ReadResult(message_count, None, False)
     old_position = (
         (cursor.last_read_message_created_at, cursor.last_read_message_id)
-        if cursor is not None and cursor.last_read_message_id is not None
+        if cursor.last_read_message_id is not None
         else None
     )
-    if cursor is None or (old_position is not None and _at_or_after(old_position, (target_at, target_id))):
-        return ReadResult(max(0, message_count - old_count), cursor.last_read_at if cursor else None, False)
+    if old_position is not None and old_position >= (target_at, target_id):
+        return ReadResult(max(0, message_count - cursor.read_count), cursor.last_read_at, False)
     now = utcnow()
-    new_count = max(old_count, read_count)
+    new_count = max(cursor.read_count, message_count)
     moved = session.execute(
         update(ReadCursor)
         .where(
@@ -129,7 +79,7 @@ def advance_cursor(
         )
     ).rowcount  # type: ignore[attr-defined]
     if not moved:
-        return ReadResult(max(0, message_count - old_count), cursor.last_read_at, False)
+        return ReadResult(max(0, message_count - cursor.read_count), cursor.last_read_at, False)
     mark_read_by_everyone(session, conversation_id, target_at, target_id, after=old_position)
     return ReadResult(max(0, message_count - new_count), now, True)
 
@@ -144,12 +94,12 @@ def _not_a_message_here() -> Unprocessable:
 def advance_cursor_in_one_statement(
     cursor_context: AbstractContextManager[Any], conversation_id: str, user_id: str, up_to_message_id: str | None
 ) -> tuple[ReadResult, list[str]]:
-    """PostgreSQL: :func:`advance_cursor` (without ``newest``) as the one statement :data:`_READ_SQL`, on the
-    cursor ``cursor_context`` yields — in autocommit, one round trip where the general path takes six (BEGIN,
-    the cursor, its UPDATE, the flags' UPDATE, the participants, COMMIT; two more for an older ``upTo``).
-    Returns the result and, when the cursor moved, the conversation's participants (to tell them); NotFound for
-    a non-participant and Unprocessable for an ``upTo`` that is not a message of the conversation, with nothing
-    written in either case."""
+    """Mark read: move ``user_id``'s cursor forward to ``up_to_message_id`` (or the newest message), never back,
+    and set the seed's ``read`` flag on what it crossed that everyone else has read — the one statement
+    :data:`_READ_SQL`, on the cursor ``cursor_context`` yields (in autocommit: one round trip). Returns the result
+    and, when the cursor moved, the conversation's participants (to tell them); NotFound for a non-participant
+    and Unprocessable for an ``upTo`` that is not a message of the conversation, with nothing written in either
+    case."""
     now = utcnow()
     params = {"cid": conversation_id, "uid": user_id, "upto": up_to_message_id, "now": now}
     with cursor_context as cursor:
@@ -178,7 +128,7 @@ READ_BY_EVERYONE_ELSE = """NOT EXISTS (
                    OR (rc.last_read_message_created_at, rc.last_read_message_id) < (m.created_at, m.id)))"""
 
 
-# What advance_cursor does, in one statement. ``cur``: the caller's cursor with the conversation's counters (no
+# Marking read in one statement. ``cur``: the caller's cursor with the conversation's counters (no
 # row: not a participant). ``target``: the message read up to (no row: ``upTo`` is not a message of this
 # conversation, or there are no messages), with how many messages are at or before it — counted only for a target
 # that is not the newest, over the index range after it. ``moved``: the cursor, only forward; a concurrent read
@@ -225,15 +175,6 @@ SELECT cur.message_count, cur.read_count, cur.last_read_at, target.id IS NOT NUL
   LEFT JOIN target ON true
   LEFT JOIN moved ON true
 """
-
-
-def _at_or_after(a: tuple[dt.datetime, str], b: tuple[dt.datetime, str]) -> bool:
-    a_at, b_at = _utc(a[0]), _utc(b[0])
-    return (a_at, a[1]) >= (b_at, b[1])
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def mark_read_by_everyone(

@@ -9,7 +9,7 @@ from alembic import context
 import concierge.models  # noqa: F401  - registers the concierge tables on Base.metadata
 import messaging.models  # noqa: F401
 from messaging.config import load_settings
-from messaging.db import Base, dialect_filter, make_engine
+from messaging.db import Base, make_engine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -19,11 +19,14 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or load_settings()["DATABASE_URL"]
+    url = config.get_main_option("sqlalchemy.url") or load_settings()["DATABASE_URL"]
+    if not url:
+        raise RuntimeError("No database to migrate: set DATABASE_URL to a PostgreSQL URL")
+    return str(url)
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -44,9 +47,6 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
-        include_object=dialect_filter(connection.dialect.name),
-        # SQLite cannot ALTER most things in place: batch mode rebuilds the table.
-        render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,21 +1,27 @@
-"""Shared fixtures: the app on SQLite and on PostgreSQL, clients, tokens and a clean database per test.
+"""Shared fixtures: the app on PostgreSQL, clients, tokens and a clean database per test.
 
-PostgreSQL and Redis tests skip with a reason when those servers are unreachable, unless
-REQUIRE_SERVICES=1 (CI), where they fail instead.
+The servers: ``TEST_DATABASE_URL`` (a PostgreSQL database whose role may create databases; CI passes the
+machine's) and ``TEST_REDIS_URL``, or else a private PostgreSQL and Redis this run starts from pip-installed
+packages (:mod:`messaging.local_servers`) and stops at its end. Nothing is skipped for want of a server. The run
+creates its own uniquely named databases and drops them at its end; its Redis keys carry its own prefix.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
 import os
 import re
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -23,57 +29,80 @@ from app import create_app
 from messaging.auth import mint_token
 from messaging.cli import upgrade_database
 from messaging.db import Base, get_engine
+from messaging.local_servers import LocalPostgres, LocalRedis
 
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_TEST_DB = os.environ.get("TEST_PG_DATABASE", "concierge_test")
-REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+def _servers() -> tuple[str, str]:
+    """The PostgreSQL admin URL and the Redis URL this run uses, starting private servers for those not given."""
+    database = os.environ.get("TEST_DATABASE_URL") or os.environ.get("TEST_PG_ADMIN_URL")
+    redis_server = os.environ.get("TEST_REDIS_URL")
+    if not database:
+        postgres = LocalPostgres(Path(tempfile.mkdtemp(prefix="concierge-test-pg-")) / "data", temporary=True)
+        database = postgres.start()
+        atexit.register(postgres.stop)
+    if not redis_server:
+        redis_server = LocalRedis().start()
+    return database.replace("postgresql+psycopg://", "postgresql://", 1), redis_server
+
+
+PG_ADMIN_URL, REDIS_TEST_URL = _servers()
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+PG_TEST_DB = os.environ.get("TEST_PG_DATABASE") or f"concierge_test_{RUN_ID}"
+# Every Redis key a test app writes starts with this (REDIS_KEY_PREFIX): runs sharing a Redis never meet.
+REDIS_TEST_PREFIX = f"test-{RUN_ID}:"
 TEST_JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 # Unit tests must not enqueue by accident: this broker fails loudly when used.
 FORGOT_CELERY = "you-forgot-to-mock-celery-in-your-tests://"
+CREATED_DATABASES: set[str] = set()
 
 
 def service_unavailable(what: str, why: object) -> None:
-    message = f"{what} is unreachable ({why}); start it or unset REQUIRE_SERVICES"
-    if REQUIRE_SERVICES:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    pytest.fail(f"{what} is unreachable ({why})", pytrace=False)
 
 
 def pg_database_url(dbname: str) -> str:
-    """Create ``dbname`` if missing and return its SQLAlchemy URL (psycopg 3 driver)."""
+    """Create ``dbname`` if missing (it is dropped when the run ends) and return its SQLAlchemy URL (psycopg 3)."""
     try:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{dbname}"')
+                CREATED_DATABASES.add(dbname)
     except psycopg.OperationalError as exc:
         service_unavailable("PostgreSQL", exc)
     url = make_url(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1)).set(database=dbname)
     return url.render_as_string(hide_password=False)
 
 
-def recreate_pg_database(dbname: str) -> str:
-    url = pg_database_url(dbname)
+def drop_database(dbname: str) -> None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (dbname,),
-        )
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    return url
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    CREATED_DATABASES.discard(dbname)
+
+
+def recreate_pg_database(dbname: str) -> str:
+    """A new, empty ``dbname`` (dropped when the run ends): only ever one this run named itself."""
+    pg_database_url(dbname)
+    drop_database(dbname)
+    return pg_database_url(dbname)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the databases this run created, and delete its Redis keys."""
+    for dbname in sorted(CREATED_DATABASES):
+        try:
+            drop_database(dbname)
+        except psycopg.Error as exc:
+            logging.getLogger(__name__).warning("could not drop %s: %s", dbname, exc)
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    keys = list(client.scan_iter(match=REDIS_TEST_PREFIX + "*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start:start + 1000])
+    client.close()
 
 
 def redis_url() -> str:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
-        client.ping()
-        client.close()
-    except Exception as exc:  # noqa: BLE001
-        service_unavailable("Redis", exc)
+    """The run's Redis (its keys: :data:`REDIS_TEST_PREFIX`)."""
     return REDIS_TEST_URL
 
 
@@ -81,7 +110,8 @@ def test_config(database_url: str, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "TESTING": True,
         "DATABASE_URL": database_url,
-        "REDIS_URL": None,
+        "REDIS_URL": REDIS_TEST_URL,
+        "REDIS_KEY_PREFIX": REDIS_TEST_PREFIX,
         "JWT_SECRET": TEST_JWT_SECRET,
         "JWT_PUBLIC_KEY": None,
         "JWT_ISSUER": None,
@@ -95,24 +125,15 @@ def test_config(database_url: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = Path(tmp_path_factory.mktemp("sqlite")) / "test.db"
-    url = f"sqlite:///{path}"
-    upgrade_database(url)
-    return url
-
-
-@pytest.fixture(scope="session")
 def pg_url() -> str:
     url = recreate_pg_database(PG_TEST_DB)
     upgrade_database(url)
     return url
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Dialect-independent tests run once on each database."""
-    return str(request.getfixturevalue(f"{'sqlite' if request.param == 'sqlite' else 'pg'}_url"))
+@pytest.fixture(scope="session")
+def database_url(pg_url: str) -> str:
+    return pg_url
 
 
 def _wipe(app: Any) -> None:
@@ -139,14 +160,14 @@ def _app_pg(pg_url: str) -> Any:
 
 @pytest.fixture
 def app(_app_any: Any) -> Iterator[Any]:
-    """The app on each database in turn (SQLite, then PostgreSQL), with an empty database."""
+    """The app, with an empty database."""
     yield _app_any
     _wipe(_app_any)
 
 
 @pytest.fixture
 def pg_app(_app_pg: Any) -> Iterator[Any]:
-    """The app on PostgreSQL only, for behaviour that is PostgreSQL's (cascades, concurrency)."""
+    """The app (the same as ``app``; kept for the tests that name it)."""
     yield _app_pg
     _wipe(_app_pg)
 

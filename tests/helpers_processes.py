@@ -25,7 +25,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,7 +37,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, TEST_JWT_SECRET, recreate_pg_database, service_unavailable
+from messaging.local_servers import redis_server_binary
+from tests.conftest import PG_ADMIN_URL, REDIS_TEST_PREFIX, TEST_JWT_SECRET, recreate_pg_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -165,10 +165,7 @@ class RedisServer(ManagedProcess):
     name = "redis-server"
 
     def __init__(self, log_path: Path, port: int | None = None) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            service_unavailable("redis-server", "not found on PATH")
-        assert binary is not None
+        binary = redis_server_binary()
         self.port = port or free_port()
         argv = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -316,18 +313,25 @@ class CeleryBeat(ManagedProcess):
         super().__init__(argv, env, log_path)
 
 
+# Where kombu keeps the default queue of a service started with service_env (under its REDIS_KEY_PREFIX), and the
+# messages a worker took but has not acknowledged.
+QUEUE_KEY = REDIS_TEST_PREFIX + "celery"
+UNACKED_KEY = REDIS_TEST_PREFIX + "unacked"
+
+
 def service_env(database_url: str, redis_url: str | None, **extra: str) -> dict[str, str]:
-    """The environment of a web server or worker: this test's database and Redis, the test JWT secret.
+    """The environment of a web server or worker: this test's database and Redis, the test JWT secret, and the run's
+    Redis key prefix (``REDIS_KEY_PREFIX``, unless ``extra`` gives one: the run deletes its keys at the end).
 
     Variables that would change the service's behaviour under test (APP_ENV, JWT_PUBLIC_KEY, …) are dropped.
     """
-    drop = {"REDIS_URL", "DATABASE_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "APP_ENV",
-            "PORT", "HOST", "PLATFORM_WEBHOOK_URL", "PLATFORM_WEBHOOK_SECRET", "CELERY_VISIBILITY_TIMEOUT",
-            "METRICS_TOKEN"}
+    drop = {"REDIS_URL", "REDIS_KEY_PREFIX", "DATABASE_URL", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER",
+            "JWT_AUDIENCE", "APP_ENV", "PORT", "HOST", "PLATFORM_WEBHOOK_URL", "PLATFORM_WEBHOOK_SECRET",
+            "CELERY_VISIBILITY_TIMEOUT", "METRICS_TOKEN"}
     env = {name: value for name, value in os.environ.items() if name not in drop}
     # The abuse limits have their own tests (test_rate_limits.py); here they would only cut load tests short.
     env.update(DATABASE_URL=database_url, JWT_SECRET=TEST_JWT_SECRET, PYTHONUNBUFFERED="1", DB_POOL_SIZE="5",
-               RATE_LIMITS_ENABLED="0")
+               RATE_LIMITS_ENABLED="0", REDIS_KEY_PREFIX=REDIS_TEST_PREFIX)
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(extra)
@@ -431,7 +435,6 @@ def drop_stale_pg_databases(prefix: str) -> None:
 def private_pg_database(prefix: str) -> Iterator[str]:
     """A migrated database ``<prefix>_<pid>`` (two runs at once don't collide), dropped on exit.
 
-    Fails under REQUIRE_SERVICES=1, or skips, when PostgreSQL is unreachable.
     """
     from messaging.cli import upgrade_database
 
@@ -469,11 +472,13 @@ def call(
         conn.close()
 
 
-def send_task(broker_url: str, name: str, *args: Any) -> None:
-    """Send a task by name through ``broker_url``, as celery beat would (e.g. ``outbox.sweep``)."""
+def send_task(broker_url: str, name: str, *args: Any, key_prefix: str = REDIS_TEST_PREFIX) -> None:
+    """Send a task by name through ``broker_url``, as celery beat would (e.g. ``outbox.sweep``), to the queue of a
+    service whose REDIS_KEY_PREFIX is ``key_prefix`` (service_env's)."""
     from celery import Celery
 
     sender = Celery("test-sender", broker=broker_url, set_as_current=False)
+    sender.conf.broker_transport_options = {"global_keyprefix": key_prefix}
     try:
         sender.send_task(name, args=list(args))
     finally:

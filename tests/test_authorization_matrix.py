@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from app import create_app
 from concierge.models import ConciergeThread, PlatformEvent
 from messaging.db import session_scope
 from messaging.models import (
@@ -28,7 +27,6 @@ from messaging.models import (
     Trip,
     User,
 )
-from tests.conftest import test_config as make_config
 
 ROLES = ("participant", "outsider", "host", "other_host", "admin", "service", "anonymous", "expired")
 # The token subject and role each kind of caller uses.
@@ -199,8 +197,7 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, str], Any, dict[str, int]]] = {
 }
 
 
-def _v1_routes() -> set[tuple[str, str]]:
-    app = create_app(make_config("sqlite://"))
+def _v1_routes(app: Any) -> set[tuple[str, str]]:
     return {
         (method, rule.rule)
         for rule in app.url_map.iter_rules()
@@ -209,8 +206,8 @@ def _v1_routes() -> set[tuple[str, str]]:
     }
 
 
-def test_every_route_has_an_entry() -> None:
-    routes = _v1_routes()
+def test_every_route_has_an_entry(app: Any) -> None:
+    routes = _v1_routes(app)
     missing = sorted(routes - MATRIX.keys())
     stale = sorted(MATRIX.keys() - routes)
     assert not missing, f"routes without an authorization entry: {missing}"

@@ -1,32 +1,61 @@
-"""messaging/broker.py: kombu's Redis transport keeping one redis-py client per channel, against a real Redis."""
+"""messaging/broker.py: kombu's Redis transport keeping one redis-py client per channel, against a real Redis (the
+run's, under a key prefix of the test's own: its keys alone are deleted afterwards)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 from celery import Celery
 
+from app import create_app
 from messaging import broker
 from messaging.config import load_settings
 from tests import conftest
+from tests.redis_prefix import own_prefix
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own (``REDIS_KEY_PREFIX``), its keys deleted afterwards."""
+    with own_prefix() as prefix:
+        yield prefix
 
 
 def test_settings_choose_the_transport_only_with_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
-    assert load_settings()["CELERY"]["broker_transport"] == "messaging.broker:Transport"
+    monkeypatch.delenv("REDIS_KEY_PREFIX", raising=False)
+    celery = load_settings()["CELERY"]
+    assert celery["broker_url"] == "redis://127.0.0.1:6379/9"
+    assert celery["broker_transport"] == "messaging.broker:Transport"
+    assert celery["broker_transport_options"]["global_keyprefix"] == ""
+    monkeypatch.setenv("REDIS_KEY_PREFIX", "staging:")
+    assert load_settings()["CELERY"]["broker_transport_options"]["global_keyprefix"] == "staging:"
     monkeypatch.setenv("REDIS_URL", "rediss://127.0.0.1:6380/9")
     assert load_settings()["CELERY"]["broker_transport"] is None  # TLS: the transport kombu picks for the scheme
-    monkeypatch.delenv("REDIS_URL")
-    assert load_settings()["CELERY"]["broker_transport"] is None  # the in-process memory broker
 
 
-def test_tasks_go_through_redis_on_one_client_per_channel() -> None:
+def test_the_app_refuses_to_start_without_redis(database_url: str) -> None:
+    with pytest.raises(RuntimeError, match="REDIS_URL must be set"):
+        create_app(conftest.test_config(database_url, REDIS_URL=None))
+
+
+def test_the_apps_broker_follows_its_redis_settings(database_url: str) -> None:
+    """Given REDIS_URL and REDIS_KEY_PREFIX but no Celery settings, the app's broker is that Redis under that prefix."""
+    config = conftest.test_config(database_url, REDIS_KEY_PREFIX="tenant-a:")
+    del config["CELERY"]
+    celery = create_app(config).extensions["celery"]
+    assert celery.conf.broker_url == conftest.redis_url()
+    assert celery.conf.broker_transport_options["global_keyprefix"] == "tenant-a:"
+
+
+def test_tasks_go_through_redis_on_one_client_per_channel(redis_prefix: str) -> None:
     url = conftest.redis_url()
-    redis.Redis.from_url(url).flushdb()
     app = Celery("broker-test", broker=url)
-    app.conf.update(broker_transport="messaging.broker:Transport", task_ignore_result=True)
+    app.conf.update(broker_transport="messaging.broker:Transport", task_ignore_result=True,
+                    broker_transport_options={"global_keyprefix": redis_prefix})
     with app.connection_for_write() as conn:
         channel: Any = conn.default_channel
         assert isinstance(channel, broker.Channel)
@@ -44,8 +73,8 @@ def test_tasks_go_through_redis_on_one_client_per_channel() -> None:
             message = queue.get(timeout=5)
             received.append(message.payload["n"])
             message.ack()
-        assert received == [0, 1, 2] and redis.Redis.from_url(url).llen("broker-test") == 0
-        assert redis.Redis.from_url(url).hlen("unacked") == 0
+        assert received == [0, 1, 2] and redis.Redis.from_url(url).llen(f"{redis_prefix}broker-test") == 0
+        assert redis.Redis.from_url(url).hlen(f"{redis_prefix}unacked") == 0
         queue.close()
         # kombu drops its pools after a fork or on close: the kept client goes with them.
         with channel.conn_or_acquire() as before:
@@ -54,4 +83,3 @@ def test_tasks_go_through_redis_on_one_client_per_channel() -> None:
         with channel.conn_or_acquire() as after:
             assert after is not before
             assert after.ping()
-    redis.Redis.from_url(url).flushdb()

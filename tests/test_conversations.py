@@ -1,8 +1,4 @@
-"""Conversations, messages, edits and read state, black-box through the HTTP API (SPEC §2–§4).
-
-Every test using ``client`` runs on SQLite and on PostgreSQL; ``pg_client`` tests are PostgreSQL's
-(real concurrency).
-"""
+"""Conversations, messages, edits and read state, black-box through the HTTP API (SPEC §2–§4)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 
 from messaging.auth import KnownUsers
 from messaging.stream_api import StreamingUsers
-from tests.conftest import redis_url, sql_count
+from tests.conftest import REDIS_TEST_PREFIX, redis_url, sql_count
 from tests.helpers_processes import Processes, call, mint, private_pg_database, service_env, wait_until
 from tests.test_stream import SseClient
 
@@ -44,7 +44,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         finally:
             registry.stop_all()
             if CREATED_USERS:
-                redis.Redis.from_url(live_redis).delete(*[f"live:user:{user}" for user in CREATED_USERS])
+                redis.Redis.from_url(live_redis).delete(*[f"{REDIS_TEST_PREFIX}live:user:{user}"  # service_env's
+                                                          for user in CREATED_USERS])
 
 
 @pytest.fixture

@@ -12,13 +12,22 @@ import pytest
 from sqlalchemy import func, select
 
 from app import create_app
+from messaging.config import celery_settings
 from messaging.db import get_session
 from messaging.fast_lane import FastLane
 from messaging.health import REGISTRY
 from messaging.models import ConversationStats, Message, ReadCursor, User
 from tests import conftest
+from tests.redis_prefix import own_prefix
 
 SEND_RULE = "/v1/conversations/<id>/messages"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own (``REDIS_KEY_PREFIX``), its keys deleted afterwards."""
+    with own_prefix() as prefix:
+        yield prefix
 
 
 def _created_count() -> float:
@@ -125,10 +134,12 @@ def test_the_lane_answers_and_stores_a_send_as_the_application_does(apps: tuple[
 
 
 @pytest.fixture
-def limited(pg_url: str) -> Iterator[Any]:
+def limited(pg_url: str, redis_prefix: str) -> Iterator[Any]:
     # Per hour: a sliding window weighs the last window's count down as a new one starts, so a budget per minute
-    # could let a fourth request through when the minute turns during the test.
-    app = create_app(conftest.test_config(pg_url, RATE_LIMITS_ENABLED=True, RATE_LIMIT_MESSAGES="3/hour"))
+    # could let a fourth request through when the minute turns during the test. The counters are this test's own
+    # (its Redis key prefix).
+    app = create_app(conftest.test_config(pg_url, REDIS_KEY_PREFIX=redis_prefix, RATE_LIMITS_ENABLED=True,
+                                          RATE_LIMIT_MESSAGES="3/hour"))
     assert isinstance(app.wsgi_app, FastLane)
     yield app
     conftest._wipe(app)
@@ -183,9 +194,11 @@ def _accepted_count() -> float:
 
 
 @pytest.fixture
-def broker_app(pg_url: str) -> Iterator[Any]:
-    """The app with the lane and an in-memory broker, so that sending the task succeeds."""
-    app = create_app(conftest.test_config(pg_url, CELERY={"broker_url": "memory://", "task_ignore_result": True}))
+def broker_app(pg_url: str, redis_prefix: str) -> Iterator[Any]:
+    """The app with the lane and the run's Redis as its broker (under this test's key prefix, so the task it sends
+    waits in a queue of its own, deleted afterwards), so that sending the task succeeds."""
+    app = create_app(conftest.test_config(pg_url, REDIS_KEY_PREFIX=redis_prefix,
+                                          CELERY=celery_settings(conftest.redis_url(), redis_prefix)))
     yield app
     conftest._wipe(app)
 
@@ -259,8 +272,9 @@ def test_the_lane_answers_and_stores_events_as_the_application_does(apps: tuple[
 
 
 @pytest.fixture
-def limited_events(pg_url: str) -> Iterator[Any]:
-    app = create_app(conftest.test_config(pg_url, RATE_LIMITS_ENABLED=True, RATE_LIMIT_EVENTS="3/hour"))  # see above
+def limited_events(pg_url: str, redis_prefix: str) -> Iterator[Any]:
+    app = create_app(conftest.test_config(pg_url, REDIS_KEY_PREFIX=redis_prefix, RATE_LIMITS_ENABLED=True,
+                                          RATE_LIMIT_EVENTS="3/hour"))  # see above
     yield app
     conftest._wipe(app)
 

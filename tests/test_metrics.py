@@ -29,7 +29,7 @@ from messaging.health import REGISTRY
 from messaging.models import IdempotencyKey
 from messaging.stream_api import StreamingUsers
 from tasks import scheduled_tasks
-from tests.conftest import redis_url
+from tests.conftest import REDIS_TEST_PREFIX, redis_url
 from tests.conftest import test_config as app_config
 from tests.helpers_processes import (
     Processes,
@@ -251,6 +251,7 @@ def test_gunicorn_metrics_are_summed_over_its_workers(
 
 def _send(broker: str, queue: str, name: str, *args: Any) -> None:
     sender = Celery("metrics-test-sender", broker=broker, set_as_current=False)
+    sender.conf.broker_transport_options = {"global_keyprefix": REDIS_TEST_PREFIX}  # the worker's (service_env)
     try:
         sender.send_task(name, args=list(args), queue=queue)
     finally:

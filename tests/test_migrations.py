@@ -1,10 +1,9 @@
-"""Migrations: one head, up/down/up on PostgreSQL and SQLite, no drift from the models, and the
-seed schema of SPEC §1 exactly as the specification states it, read back from PostgreSQL's catalog."""
+"""Migrations: one head, up/down/up, no drift from the models, and the seed schema of SPEC §1 exactly as the
+specification states it, read back from PostgreSQL's catalog."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,8 @@ from sqlalchemy import Engine, inspect, text
 import concierge.models  # noqa: F401  - registers the concierge tables on Base.metadata
 import messaging.models  # noqa: F401
 from messaging.cli import alembic_config
-from messaging.db import Base, dialect_filter, make_engine
-from tests.conftest import recreate_pg_database
+from messaging.db import Base, make_engine
+from tests.conftest import PG_TEST_DB, recreate_pg_database
 
 SEED_TABLES = (
     "conversations",
@@ -42,16 +41,14 @@ def _user_tables(engine: Engine) -> set[str]:
 
 def _drift(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
-        context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "include_object": dialect_filter(conn.dialect.name)}
-        )
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
         return list(compare_metadata(context, Base.metadata))
 
 
 @pytest.fixture(scope="module")
 def migrated_pg() -> Iterator[Engine]:
     """A fresh PostgreSQL database taken up, down and up again; the engine of its final state."""
-    url = recreate_pg_database("concierge_migrations")
+    url = recreate_pg_database(f"{PG_TEST_DB}_migrations")
     cfg = _config(url)
     engine = make_engine(url, pool_size=1)
     try:
@@ -68,38 +65,17 @@ def migrated_pg() -> Iterator[Engine]:
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    path = Path(tmp_path_factory.mktemp("migrations")) / "fresh.db"
-    url = f"sqlite:///{path}"
-    cfg = _config(url)
-    engine = make_engine(url)
-    try:
-        command.upgrade(cfg, "head")
-        assert _user_tables(engine) >= set(Base.metadata.tables)
-        command.downgrade(cfg, "base")
-        assert _user_tables(engine) == set(), "downgrade base left tables behind"
-        command.upgrade(cfg, "head")
-        yield engine
-    finally:
-        engine.dispose()
-
-
 def test_the_script_directory_has_exactly_one_head() -> None:
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     assert len(heads) == 1, f"several heads, merge them: {heads}"
 
 
-@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
-def test_upgrade_downgrade_upgrade_leaves_no_drift_from_the_models(
-    dialect: str, request: pytest.FixtureRequest
-) -> None:
-    engine: Engine = request.getfixturevalue("migrated_pg" if dialect == "postgresql" else "migrated_sqlite")
-    assert _user_tables(engine) == set(Base.metadata.tables)
-    with engine.connect() as conn:
+def test_upgrade_downgrade_upgrade_leaves_no_drift_from_the_models(migrated_pg: Engine) -> None:
+    assert _user_tables(migrated_pg) == set(Base.metadata.tables)
+    with migrated_pg.connect() as conn:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert _drift(engine) == []
+    assert _drift(migrated_pg) == []
 
 
 # --- SPEC §1, written out: this is the specification, so that any drift fails -----------------

@@ -20,29 +20,34 @@ from sqlalchemy import func, select
 
 from app import create_app
 from concierge.models import ConciergeMessageOrigin, OutboxEntry, PlatformEvent
+from messaging.config import celery_settings
 from messaging.db import session_scope, utcnow
 from messaging.models import User
 from messaging.outbox import mark_done, mark_retrying, sweep_outbox
 from tasks.concierge_tasks import process_event, sweep_outbox_task, sweep_stale_events
 from tests import conftest
 from tests.helpers_processes import (
+    QUEUE_KEY,
     Processes,
     mint,
     processes,  # noqa: F401 - fixture
     service_env,
     wait_until,
 )
+from tests.redis_prefix import own_prefix
 from tests.test_worker_delivery import delivery_counts, trip_booked
 
 SERVICE = {"Authorization": f"Bearer {mint('platform', 'service')}"}
 
 
 @contextmanager
-def service_app(database_url: str, broker_url: str) -> Iterator[Any]:
-    """The application on ``database_url`` sending tasks to ``broker_url``; its tables emptied afterwards, and
-    Celery's default app (the one messaging.outbox sends with) put back as it was."""
+def service_app(database_url: str, broker_url: str, key_prefix: str = conftest.REDIS_TEST_PREFIX) -> Iterator[Any]:
+    """The application on ``database_url`` sending tasks to ``broker_url`` with its keys under ``key_prefix`` (by
+    default the run's, as service_env gives a worker); its tables emptied afterwards, and Celery's default app (the
+    one messaging.outbox sends with) put back as it was."""
     previous = celery.current_app._get_current_object()
-    app = create_app(conftest.test_config(database_url, CELERY={"broker_url": broker_url, "task_ignore_result": True}))
+    app = create_app(conftest.test_config(database_url, REDIS_KEY_PREFIX=key_prefix,
+                                          CELERY=celery_settings(broker_url, key_prefix)))
     try:
         yield app
     finally:
@@ -57,7 +62,7 @@ def outbox_rows(app: Any) -> list[OutboxEntry]:
 
 def queued(broker: redis_py.Redis) -> list[dict[str, Any]]:
     """The headers of the task messages waiting in the default queue."""
-    return [json.loads(raw)["headers"] for raw in broker.lrange("celery", 0, -1)]
+    return [json.loads(raw)["headers"] for raw in broker.lrange(QUEUE_KEY, 0, -1)]
 
 
 def ask_the_concierge(app: Any, user_id: str, text: str) -> str:
@@ -98,7 +103,7 @@ def answers(app: Any, question_id: str) -> int:
 
 def test_the_sweeper_sends_again_only_what_is_not_done_waiting_longer_each_time(database_url: str) -> None:
     t0 = utcnow()
-    with service_app(database_url, "memory://") as app:
+    with own_prefix() as key_prefix, service_app(database_url, conftest.redis_url(), key_prefix) as app:
         with app.app_context(), session_scope() as session:
             for name, dispatched, attempts in [("never-sent", None, 0), ("sent", t0, 0), ("done", t0, 0),
                                                ("retrying", t0, 0), ("sent-again", t0, 1), ("sent-often", t0, 5)]:
@@ -125,7 +130,7 @@ def test_the_sweeper_sends_again_only_what_is_not_done_waiting_longer_each_time(
 
 
 def test_a_task_sent_through_the_outbox_marks_its_row_done(database_url: str) -> None:
-    with service_app(database_url, "memory://") as app:
+    with own_prefix() as key_prefix, service_app(database_url, conftest.redis_url(), key_prefix) as app:
         with app.app_context(), session_scope() as session:
             session.add(OutboxEntry(id="entry-1", task_name="concierge.process_event", args=["no-such-event"],
                                     created_at=utcnow(), dispatched_at=utcnow()))
@@ -142,7 +147,7 @@ def test_the_sweepers_send_through_the_outbox_and_mark_what_they_sent(database_u
     the worker through a new outbox row, sent after the sweep's commit and marked so; the outbox sweep then finds
     nothing to send."""
     long_ago = utcnow() - dt.timedelta(minutes=10)
-    with service_app(database_url, "memory://") as app:
+    with own_prefix() as key_prefix, service_app(database_url, conftest.redis_url(), key_prefix) as app:
         with app.app_context(), session_scope() as session:
             session.add(PlatformEvent(id="ev-stuck", type="trip.booked", occurred_at=long_ago, payload={},
                                       payload_hash="0" * 64, status="processing", received_at=long_ago,
@@ -162,9 +167,9 @@ def test_the_sweepers_send_through_the_outbox_and_mark_what_they_sent(database_u
 def test_each_post_sends_one_task_per_outbox_row_and_marks_it(
     processes: Processes, database_url: str  # noqa: F811 - fixture
 ) -> None:
-    """A concierge question (sent after commit), an event through the fast lane (PostgreSQL) or the view's
-    transaction (SQLite), and an event through the view (a query string): one message each in the queue, carrying
-    its row's id, every row marked sent — and no ERROR logged (the autouse fixture) — then done by the worker."""
+    """A concierge question (sent after commit), an event through the fast lane and an event through the view (a
+    query string): one message each in the queue, carrying its row's id, every row marked sent — and no ERROR
+    logged (the autouse fixture) — then done by the worker."""
     run = f"ob1-{uuid.uuid4().hex[:6]}"
     redis = processes.redis()
     broker = redis_py.Redis.from_url(redis.url())
@@ -186,9 +191,9 @@ def test_each_post_sends_one_task_per_outbox_row_and_marks_it(
                    what="the worker to report every outbox row done")
         assert statuses(app, run) == {"processed": 2}
         assert answers(app, question) == 1
-        assert broker.llen("celery") == 0
+        assert broker.llen(QUEUE_KEY) == 0
         log = worker.log_text()
-        # A retry (SQLite: the database locked a moment) is received again under the same task id.
+        # A retry would be received again under the same task id: three ids, three tasks.
         assert len(set(re.findall(r"Task \S+\[([0-9a-f-]+)\] received", log))) == 3, worker.log_tail()
         assert " ERROR" not in log and "Traceback" not in log, worker.log_tail()
     broker.close()
@@ -209,12 +214,12 @@ def test_tasks_lost_with_redis_are_sent_again_and_processed_once_within_30_s(
         events = [trip_booked(f"{run}-ev{i:02d}", f"{run}-traveler{i:02d}", f"{run}-host", 7100 + i)
                   for i in range(count)]
         post_events(app, events)
-        assert broker.llen("celery") == count + 1
+        assert broker.llen(QUEUE_KEY) == count + 1
 
         redis.stop()
         redis.start()  # same port, empty: the queue is gone, the outbox remembers
         back = time.monotonic()
-        assert broker.llen("celery") == 0
+        assert broker.llen(QUEUE_KEY) == 0
         env = service_env(pg_url, redis.url())
         processes.beat(env)
         processes.worker(env)
@@ -249,12 +254,12 @@ def test_a_task_sent_again_while_the_first_still_waits_writes_nothing_twice(
         post_events(app, [event])
         with app.app_context(), session_scope() as session:  # as the sweeper would a minute later
             assert sweep_outbox(session, utcnow() + dt.timedelta(minutes=1)) == 2
-        assert broker.llen("celery") == 4
+        assert broker.llen(QUEUE_KEY) == 4
 
         worker = processes.worker(service_env(pg_url, redis.url()))
         wait_until(lambda: worker.log_text().count("] succeeded") == 4, 20, interval=0.2,
                    what="the worker to run all four copies")
-        assert broker.llen("celery") == 0
+        assert broker.llen(QUEUE_KEY) == 0
         assert statuses(app, run) == {"processed": 1}
         assert delivery_counts(pg_url, run)["pairs"] == {(event["id"], f"{run}-traveler"): 1,
                                                          (event["id"], f"{run}-host"): 1}

@@ -1,7 +1,8 @@
-"""On PostgreSQL the history and inbox pages are read straight from the driver (messaging.pg_reads); they must be
-the same JSON the general path (SQLAlchemy, also SQLite's) makes from the same rows, whatever the text holds,
-for every kind of sender and every way of paging. Sending and marking read are one statement each there; the
-cursors, counts and ``read`` flags they leave must be the general path's."""
+"""The history and inbox pages are read straight from the driver (messaging.pg_reads); they must be the same JSON
+that SQLAlchemy reads of the same rows (the tables the pages are kept from, and the builders of
+messaging.resources) make of them, whatever the text holds, for every kind of sender and every way of paging.
+Sending and marking read are one statement each; the cursors, counts and ``read`` flags they leave must be what
+the cursors say."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import datetime as dt
 import re
 
 import orjson
-from sqlalchemy import delete, text
+from sqlalchemy import delete, exists, select, text, tuple_
 
 from messaging import conversations as svc
 from messaging.db import get_session
-from messaging.models import Offer, Property, User
-from messaging.pagination import decode_cursor
+from messaging.http import JSON_OPTIONS
+from messaging.models import ConversationParticipant, ConversationStats, Message, Offer, Property, User
+from messaging.pagination import decode_cursor, encode_cursor, history_page, position_literal
+from messaging.resources import conversations_json, message_json, message_position, select_messages
 
 AWKWARD = [
     'quote " and backslash \\ and slash /',
@@ -25,9 +28,27 @@ AWKWARD = [
 ]
 
 
-def _page(session, caller, cid, limit, before=None, after=None, *, driver):
-    """A history page as the API writes it, read through SQLAlchemy (``driver=False``) or psycopg."""
-    page = svc.history(session, caller, cid, limit, before, after, driver=driver)
+def _page(session, caller, cid, limit, before=None, after=None):
+    """A history page as the API writes it (read by psycopg: messaging.pg_reads)."""
+    return _json(svc.history(session, caller, cid, limit, before, after))
+
+
+def _expected_page(session, caller, cid, limit, before=None, after=None):
+    """The same page read through SQLAlchemy: the caller's membership, the order and the bounds written out."""
+    member = exists().where(ConversationParticipant.conversation_id == cid, ConversationParticipant.user_id == caller)
+    key = tuple_(Message.created_at, Message.id)
+    query = select_messages().where(Message.conversation_id == cid, member)
+    if after is not None:
+        query = query.where(key > position_literal(*after)).order_by(Message.created_at, Message.id)
+    else:
+        if before is not None:
+            query = query.where(key < position_literal(*before))
+        query = query.order_by(Message.created_at.desc(), Message.id.desc())
+    rows = session.execute(query.limit(limit + 1)).all()
+    return _json(history_page(rows, limit, after, message_json, message_position))
+
+
+def _json(page):
     return orjson.loads(orjson.dumps({"items": page.items, "nextCursor": page.next_cursor},
                                      option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC))
 
@@ -63,17 +84,17 @@ def test_database_json_equals_python_json_on_every_page(pg_app):
                     else:  # the newest page, or forwards from before the first message
                         position = None if direction == "before" else (dt.datetime(2000, 1, 1, tzinfo=dt.UTC), "")
                     kwargs = {direction: position}
-                    expected = _page(session, "ana", cid, limit, **kwargs, driver=False)
-                    actual = _page(session, "ana", cid, limit, **kwargs, driver=True)
+                    expected = _expected_page(session, "ana", cid, limit, **kwargs)
+                    actual = _page(session, "ana", cid, limit, **kwargs)
                     assert actual == expected, (limit, direction, pages)
                     pages += 1
                     cursor = actual["nextCursor"]
                     if cursor is None:
                         break
                 assert pages == -(-total // limit), (limit, direction)
-        senders = {m["senderType"] for m in _page(session, "ana", cid, 100, driver=True)["items"]}
+        senders = {m["senderType"] for m in _page(session, "ana", cid, 100)["items"]}
         assert senders == {"user", "deleted", "concierge"}
-        stamps = [m["createdAt"] for m in _page(session, "ana", cid, 100, driver=True)["items"]]
+        stamps = [m["createdAt"] for m in _page(session, "ana", cid, 100)["items"]]
         assert any(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s) for s in stamps), stamps
         assert "2026-03-01T10:00:00.000120Z" in stamps
 
@@ -97,17 +118,17 @@ def test_outsiders_and_unknown_conversations_are_404_on_the_database_path(pg_app
         session.commit()
         for caller, conversation in (("eve", cid), ("ana", "nope"), ("ana", "x" * 30)):
             try:
-                svc.history(session, caller, conversation, 50, driver=True)
+                svc.history(session, caller, conversation, 50)
             except NotFound:
                 continue
             raise AssertionError(f"{caller} read {conversation}")
         empty, _ = svc.create_conversation(session, "ana", ["bob"], name="quiet")
         session.commit()
-        assert _page(session, "bob", empty, 50, driver=True) == {"items": [], "nextCursor": None}
+        assert _page(session, "bob", empty, 50) == {"items": [], "nextCursor": None}
 
 
 def test_read_flags_and_unread_counts_follow_the_cursors_through_sends_and_reads(pg_client, pg_app, auth):
-    """The one-statement send (PostgreSQL) moves the author's cursor and the seed's ``read`` flag itself: after
+    """The one-statement send moves the author's cursor and the seed's ``read`` flag itself: after
     every step of a random mix of sends and reads in a group, each message's ``read`` is exactly "every other
     participant's cursor is at or past it", and each unread count is what the cursors say."""
     import random
@@ -161,75 +182,95 @@ def test_read_flags_and_unread_counts_follow_the_cursors_through_sends_and_reads
     assert [m["read"] for m in history] == [True]
 
 
-def test_one_statement_read_equals_the_general_read(pg_app):
-    """On PostgreSQL marking read is one statement (``advance_cursor_in_one_statement``). The same random script
-    of sends and reads, run through it in one conversation and through the general path (SQLite's, run here on
-    PostgreSQL) in its twin, gives the same answers — unread count, whether the cursor moved, 404, 422 — and
-    leaves the same cursors, read counts and ``read`` flags after every step: reading up to the newest, to an
-    older message than the cursor, to an unknown id or another conversation's message, by a non-participant."""
+def test_one_statement_read_follows_the_cursors(pg_app):
+    """Marking read is one statement (``advance_cursor_in_one_statement``). A random script of sends and reads in a
+    group is checked, step by step, against a model of the cursors (each participant's last message read): the
+    answers — unread count, whether the cursor moved, 404, 422 — and the cursors, read counts and ``read`` flags it
+    leaves, for reading up to the newest, to an older message than the cursor, to an unknown id or another
+    conversation's message, and by a non-participant."""
     import random
 
     from messaging.db import driver_cursor
     from messaging.errors import NotFound, Unprocessable
-    from messaging.read_state import advance_cursor, advance_cursor_in_one_statement
+    from messaging.read_state import advance_cursor_in_one_statement
 
     users = ["ana", "bob", "cy"]
     with pg_app.app_context():
         session = get_session()
         session.add_all([User(id=u, name=u, role="guest") for u in [*users, "dee"]])
         session.flush()
-        one, _ = svc.create_conversation(session, "ana", ["bob", "cy"], name="one statement")
-        general, _ = svc.create_conversation(session, "ana", ["bob", "cy"], name="general")
+        cid, _ = svc.create_conversation(session, "ana", ["bob", "cy"], name="one statement")
         elsewhere, _ = svc.create_conversation(session, "ana", ["dee"], name="elsewhere")
         session.commit()
         foreign = svc.send_user_message(session, elsewhere, "dee", "not here").message["id"]
-        sent: dict[str, list[str]] = {one: [], general: []}
+        sent: list[tuple[str, str]] = []  # (id, author), in the conversation's order
+        # The model: the position in ``sent`` of each participant's last message read (None: none yet), and
+        # whether their cursor ever moved (its last_read_at is set).
+        cursor: dict[str, int | None] = dict.fromkeys(users)
+        moved_once = dict.fromkeys(users, False)
         rng = random.Random(11)
 
-        def outcome(read, *args):
+        def outcome(up_to, who):
             try:
-                result = read(*args)
+                result, _audience = advance_cursor_in_one_statement(driver_cursor(session), cid, who, up_to)
             except NotFound:
                 return "404"
             except Unprocessable:
                 return "422"
-            result = result[0] if isinstance(result, tuple) else result
             return result.unread_count, result.moved, result.last_read_at is None
 
-        def state(cid):
+        def expected_outcome(pick, who):
+            if who not in users:
+                return "404"
+            if pick in ("unknown", "foreign"):
+                return "422"
+            target = len(sent) - 1 if pick is None else pick
+            at = cursor[who]
+            if at is not None and at >= target:
+                return len(sent) - (at + 1), False, not moved_once[who]
+            cursor[who], moved_once[who] = target, True
+            return len(sent) - (target + 1), True, False
+
+        def state():
             rows = session.execute(text(
                 "SELECT user_id, read_count, last_read_message_id FROM read_cursors "
                 "WHERE conversation_id = :c ORDER BY user_id"), {"c": cid}).all()
             flags = session.scalars(text(
                 "SELECT read FROM messages WHERE conversation_id = :c ORDER BY created_at, id"), {"c": cid}).all()
             session.commit()
-            where = {mid: n for n, mid in enumerate(sent[cid])}
+            where = {mid: n for n, (mid, _author) in enumerate(sent)}
             return [(u, count, where.get(last)) for u, count, last in rows], flags
+
+        def expected_state():
+            cursors = [(u, 0 if cursor[u] is None else cursor[u] + 1, cursor[u]) for u in users]
+            # The seed's rule: read once every other participant (the author aside) is at or past it.
+            flags = [all(cursor[u] is not None and cursor[u] >= n for u in users if u != author)
+                     for n, (_mid, author) in enumerate(sent)]
+            return cursors, flags
 
         for step in range(120):
             who = rng.choice([*users, "dee"] if rng.random() < 0.1 else users)
-            if who != "dee" and (rng.random() < 0.45 or not sent[one]):
-                for cid in (one, general):
-                    sent[cid].append(svc.send_user_message(session, cid, who, f"step {step}").message["id"])
+            if who != "dee" and (rng.random() < 0.45 or not sent):
+                sent.append((svc.send_user_message(session, cid, who, f"step {step}").message["id"], who))
+                cursor[who], moved_once[who] = len(sent) - 1, True
+                assert state() == expected_state(), (step, who, "send")
                 continue
             roll = rng.random()
             if roll < 0.4:
                 pick = None
-            elif roll < 0.85 and sent[one]:
-                pick = rng.randrange(len(sent[one]))
+            elif roll < 0.85 and sent:
+                pick = rng.randrange(len(sent))
             else:
                 pick = rng.choice(["unknown", "foreign"])
-            if pick is None or isinstance(pick, int):
-                up_to = {cid: None if pick is None else sent[cid][pick] for cid in (one, general)}
-            else:
-                up_to = dict.fromkeys((one, general), foreign if pick == "foreign" else "no-such-message")
-            got = outcome(advance_cursor_in_one_statement, driver_cursor(session), one, who, up_to[one])
+            if isinstance(pick, int):
+                up_to = sent[pick][0]
+            else:  # the newest (None), an unknown id, another conversation's message
+                up_to = {"unknown": "no-such-message", "foreign": foreign}.get(pick)
+            got = outcome(up_to, who)
             session.rollback()
-            expected = outcome(advance_cursor, session, general, who, up_to[general])
-            session.commit()
-            assert got == expected, (step, who, pick)
-            assert state(one) == state(general), (step, who, pick)
-        assert any(flag for flag in state(one)[1]) and not all(state(one)[1])  # the script reached both kinds
+            assert got == expected_outcome(pick, who), (step, who, pick)
+            assert state() == expected_state(), (step, who, pick)
+        assert any(state()[1]) and not all(state()[1])  # the script reached both kinds
 
 
 def test_concurrent_reads_by_one_user_only_move_their_cursor_forward(pg_client, pg_app, auth):
@@ -266,8 +307,9 @@ def test_concurrent_reads_by_one_user_only_move_their_cursor_forward(pg_client, 
 
 
 def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
-    """The inbox page run on the driver (PostgreSQL) and the general one give the same JSON, page by page:
-    groups and DMs, no messages, a concierge or a deleted user's last message, an offer, the concierge chat."""
+    """The inbox page run on the driver (from inbox_entries, kept by triggers) and the same page read through
+    SQLAlchemy from conversation_stats give the same JSON, page by page: groups and DMs, no messages, a concierge or
+    a deleted user's last message, an offer, the concierge chat."""
     from tests.test_inbox import _seed_inbox
 
     groups = _seed_inbox(pg_app, "ana", 23, ["bob", "cy", "dee"])  # named groups: anyone may join or leave them
@@ -283,8 +325,8 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
         svc.post_message(session, offer, "gone", 'last words "quoted" \\ 😀')
         svc.concierge_conversation_id(session, "ana")
         session.execute(delete(User).where(User.id == "gone"))
-        # Joining late, leaving, coming back, sending through the one-statement path (the inbox order on this
-        # path is kept by triggers in inbox_entries; the general path reads conversation_stats).
+        # Joining late, leaving, coming back, sending through the one-statement path (the page's order is kept by
+        # triggers in inbox_entries; the expected page reads conversation_stats).
         session.add(User(id="eve", name="Eve", role="guest"))
         session.flush()
         svc.add_participant(session, "ana", groups[0], "eve")
@@ -297,7 +339,7 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
         svc.leave_conversation(session, "ana", back, "ana")
         svc.add_participant(session, "bob", back, "ana")  # back in, with a new cursor
         session.commit()
-        # Equal activity times: the id breaks the tie, the same way on both paths.
+        # Equal activity times: the id breaks the tie, the same way in both reads.
         session.execute(text("UPDATE conversation_stats SET last_activity_at = date_trunc('minute', last_activity_at)"))
         session.commit()
 
@@ -305,14 +347,14 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
         total = len(session.execute(text("SELECT 1 FROM conversation_participants WHERE user_id = 'ana'")).all())
         assert total >= 23
         for user in ("bob", "eve"):
-            assert orjson.loads(svc.inbox_json(session, user, 100, None, driver=True)) == orjson.loads(
-                svc.inbox_json(session, user, 100, None, driver=False)), user
+            assert orjson.loads(svc.inbox_json(session, user, 100, None)) == _expected_inbox(
+                session, user, 100, None), user
         for limit in (1, 3, 7, 25, 50):
             cursor, pages, seen = None, 0, 0
             while True:
                 before = decode_cursor(cursor) if cursor else None
-                expected = orjson.loads(svc.inbox_json(session, "ana", limit, before, driver=False))
-                actual = orjson.loads(svc.inbox_json(session, "ana", limit, before, driver=True))
+                expected = _expected_inbox(session, "ana", limit, before)
+                actual = orjson.loads(svc.inbox_json(session, "ana", limit, before))
                 assert actual == expected, (limit, pages)
                 seen += len(actual["items"])
                 pages += 1
@@ -320,10 +362,31 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
                 if cursor is None:
                     break
             assert seen == total and pages == -(-total // limit), (limit, seen, pages)
-        everything = orjson.loads(svc.inbox_json(session, "ana", 50, None, driver=True))["items"]
+        everything = orjson.loads(svc.inbox_json(session, "ana", 50, None))["items"]
         kinds = {(c["lastMessage"] or {}).get("senderType") for c in everything}
         assert kinds == {None, "user", "concierge", "deleted"}
         assert any(c["isConcierge"] for c in everything) and any(c["offerId"] == 7 for c in everything)
+
+
+def _expected_inbox(session, user_id, limit, before):
+    """The inbox page read through SQLAlchemy: the user's participations by their conversation's activity in
+    conversation_stats, newest first, shaped by messaging.resources.conversations_json."""
+    p, s = ConversationParticipant, ConversationStats
+    activity = select(s.last_activity_at).where(s.conversation_id == p.conversation_id).scalar_subquery()
+    query = (
+        select(p.conversation_id, activity.label("last_activity_at"))
+        .where(p.user_id == user_id)
+        .order_by(activity.desc(), p.conversation_id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(tuple_(activity, p.conversation_id) < position_literal(*before))
+    rows = session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1].last_activity_at, rows[-1].conversation_id) if more else None
+    items = conversations_json(session, user_id, [r.conversation_id for r in rows])
+    return orjson.loads(orjson.dumps({"items": items, "nextCursor": next_cursor}, option=JSON_OPTIONS))
 
 
 def test_every_session_runs_in_utc_and_reads_times_as_utc(pg_app):

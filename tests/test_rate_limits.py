@@ -15,6 +15,7 @@ from app import create_app
 from messaging.db import get_session
 from messaging.models import Conversation, Message, PropertyConversation, PropertyMessage
 from tests import conftest
+from tests.redis_prefix import own_prefix
 from tests.test_admin_api import _booked
 from tests.test_admin_pages import _csrf, _sign_in
 from tests.test_event_notifications import TRIP, event
@@ -25,30 +26,28 @@ LIMITS = {"RATE_LIMITS_ENABLED": True, "RATE_LIMIT_MESSAGES": "3/minute", "RATE_
 
 
 @pytest.fixture
-def limited(database_url: str) -> Iterator[Any]:
-    """The app with small limits, counting in memory (one process)."""
-    app = create_app(conftest.test_config(database_url, **LIMITS))
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own (``REDIS_KEY_PREFIX``), its keys deleted afterwards."""
+    with own_prefix() as prefix:
+        yield prefix
+
+
+@pytest.fixture
+def limited(database_url: str, redis_prefix: str) -> Iterator[Any]:
+    """The app with small limits, counting in the run's Redis under this test's own prefix."""
+    app = create_app(conftest.test_config(database_url, REDIS_KEY_PREFIX=redis_prefix, **LIMITS))
     yield app
     conftest._wipe(app)
 
 
 @pytest.fixture
-def few_messages(database_url: str) -> Iterator[Any]:
-    """The app with a budget of two messages and a roomy one for threads, counting in memory."""
-    app = create_app(conftest.test_config(database_url, **{**LIMITS, "RATE_LIMIT_MESSAGES": "2/minute",
-                                                           "RATE_LIMIT_THREADS": "20/minute"}))
+def few_messages(database_url: str, redis_prefix: str) -> Iterator[Any]:
+    """The app with a budget of two messages and a roomy one for threads, counting as ``limited`` does."""
+    app = create_app(conftest.test_config(database_url, REDIS_KEY_PREFIX=redis_prefix,
+                                          **{**LIMITS, "RATE_LIMIT_MESSAGES": "2/minute",
+                                             "RATE_LIMIT_THREADS": "20/minute"}))
     yield app
     conftest._wipe(app)
-
-
-@pytest.fixture
-def shared_redis() -> Iterator[str]:
-    url = conftest.redis_url()
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
 
 
 def _count(app: Any, model: Any) -> int:
@@ -158,9 +157,11 @@ def test_event_intake_is_limited_per_token(limited: Any, token: Any) -> None:
                        headers=second).status_code == 202
 
 
-def test_limits_hold_across_processes_through_redis(pg_url: str, shared_redis: str, auth: Any) -> None:
-    """Two application instances (as two gunicorn workers would be) share one budget in Redis."""
-    config = conftest.test_config(pg_url, REDIS_URL=shared_redis, **LIMITS)
+def test_limits_hold_across_processes_through_redis(pg_url: str, redis_prefix: str, auth: Any) -> None:
+    """Two application instances (as two gunicorn workers would be) share one budget in Redis, under their
+    deployment's key prefix."""
+    shared_redis = conftest.redis_url()
+    config = conftest.test_config(pg_url, REDIS_URL=shared_redis, REDIS_KEY_PREFIX=redis_prefix, **LIMITS)
     one, two = create_app(config), create_app(dict(config))
     try:
         c1, c2 = one.test_client(), two.test_client()
@@ -172,7 +173,7 @@ def test_limits_hold_across_processes_through_redis(pg_url: str, shared_redis: s
                     for n in range(4)]
         assert statuses == [201, 201, 201, 429]
         _assert_limited(c1.post(url, json={"message": "again"}, headers=ana))
-        keys = redis.Redis.from_url(shared_redis).keys("*concierge-limits*")
+        keys = list(redis.Redis.from_url(shared_redis).scan_iter(match=f"{redis_prefix}concierge-limits*"))
         assert keys, "the counters live in Redis"
     finally:
         conftest._wipe(one)

@@ -1,8 +1,10 @@
-"""`make run`'s runner as a real process (migrates and seeds SQLite, serves HTTP, runs its in-process worker,
-stops cleanly on SIGTERM), and the `flask seed` command it shares the demo data set with."""
+"""`make run`'s runner as a real process with no database or Redis settings: it starts its private PostgreSQL and
+Redis, migrates and seeds, serves HTTP, runs its worker (a platform event becomes a concierge message), stops
+cleanly on SIGTERM; and the `flask seed` command it shares the demo data set with."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -19,11 +21,17 @@ from typing import Any
 
 import pytest
 
+from concierge import demo_data
+from messaging.auth import mint_token
+from messaging.config import DEV_JWT_SECRET
+
 ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
+DEV_TOKENS = {"JWT_SECRET": DEV_JWT_SECRET, "JWT_ISSUER": None, "JWT_AUDIENCE": None}  # what the runner verifies
 STOP_TIMEOUT = 10.0
-# The embedded default: no Redis (the in-process broker), the development JWT secret, loopback only.
-UNSET = {"REDIS_URL", "JWT_PUBLIC_KEY", "JWT_SECRET", "JWT_ISSUER", "JWT_AUDIENCE", "APP_ENV", "HOST"}
+# The embedded default: no database or Redis given, the development JWT secret, loopback only.
+UNSET = {"DATABASE_URL", "REDIS_URL", "JWT_PUBLIC_KEY", "JWT_SECRET", "JWT_ISSUER", "JWT_AUDIENCE", "APP_ENV", "HOST",
+         "REDIS_KEY_PREFIX"}
 
 
 def free_port() -> int:
@@ -32,8 +40,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def get(url: str, token: str | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+def get(url: str, token: str | None = None, body: Any = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(url, headers=headers, data=data)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read()
@@ -72,7 +85,7 @@ class Output:
 def test_embedded_runner_serves_works_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {name: value for name, value in os.environ.items() if name not in UNSET}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'embedded.db'}", PORT=str(port), PYTHONUNBUFFERED="1")
+    env.update(INSTANCE_DIR=str(tmp_path / "instance"), PORT=str(port), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "messaging.embedded"],
         cwd=ROOT,
@@ -107,6 +120,35 @@ def test_embedded_runner_serves_works_and_stops_on_sigterm(tmp_path: Path) -> No
         assert "demo data added" in output.text or "demo data already present" in output.text
 
         assert output.wait_for(r"^worker ready", timeout=15), f"the in-process worker never came up:\n{output.text}"
+        assert "PostgreSQL: a private server" in output.text and "Redis: a private server" in output.text
+
+        # The platform books a trip for the demo traveler: the worker writes the concierge's confirmation.
+        service = mint_token(DEV_TOKENS, sub="platform", role="service", ttl=dt.timedelta(hours=1))
+        check_in = dt.date.today() + dt.timedelta(days=30)
+        trip = {"id": 9001, "propertyId": demo_data.PROPERTY_ID, "travelerId": demo_data.TRAVELER_ID,
+                "checkIn": check_in.isoformat(), "checkOut": (check_in + dt.timedelta(days=3)).isoformat(),
+                "numGuests": 2, "status": "Booked"}
+        status, body = get(f"{base}/v1/events", service, {
+            "id": "run-command-trip", "type": "trip.booked", "occurredAt": dt.datetime.now(dt.UTC).isoformat(),
+            "data": {"trip": trip, "traveler": {"id": demo_data.TRAVELER_ID, "name": "Tomás Traveler", "role": "guest"},
+                     "property": {"id": demo_data.PROPERTY_ID, "hostId": demo_data.HOST_ID, "name": "Alfama River View",
+                                  "city": "Lisbon", "address": "Rua dos Remédios 12", "timezone": "Europe/Lisbon",
+                                  "checkInTime": "15:00", "checkOutTime": "10:00"}}})
+        assert status == 202, body
+
+        def processed() -> dict[str, Any] | None:
+            event = json.loads(get(f"{base}/v1/events/run-command-trip", service)[1])
+            return event if event["status"] in ("processed", "failed", "skipped") else None
+
+        deadline = time.monotonic() + 30
+        while (event := processed()) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert event is not None and event["status"] == "processed", (event, output.text[-3000:])
+        traveler = mint_token(DEV_TOKENS, sub=demo_data.TRAVELER_ID, role="guest", ttl=dt.timedelta(hours=1))
+        concierge = json.loads(get(f"{base}/v1/concierge", traveler)[1])
+        messages = json.loads(get(f"{base}/v1/conversations/{concierge['id']}/messages", traveler)[1])["items"]
+        written = {m["id"] for m in messages if m["senderType"] == "concierge"}
+        assert {m["id"] for m in event["messages"]} & written, (event, messages)
 
         proc.send_signal(signal.SIGTERM)
         try:

@@ -1,5 +1,6 @@
-"""Live updates (SPEC §6, issue 5): the in-memory bus and publication after commit in-process, then the
-SSE stream through real gunicorn + gevent web processes sharing PostgreSQL and Redis."""
+"""Live updates (SPEC §6, issue 5): the Redis bus and publication after commit in-process, then the SSE stream
+through real gunicorn + gevent web processes sharing PostgreSQL and Redis. Every test's streams live under a key
+prefix of its own in the run's Redis (tests/redis_prefix.py), deleted when it ends."""
 
 from __future__ import annotations
 
@@ -21,17 +22,27 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
+import redis
 
 from app import create_app
 from messaging.auth import mint_token
 from messaging.cli import upgrade_database
 from messaging.db import session_scope
-from messaging.live import MemoryLiveBus, parse_stream_id, publish_after_commit, resume_gap
+from messaging.live import RedisLiveBus, parse_stream_id, publish_after_commit, resume_gap
 from tests import conftest
 from tests.conftest import TEST_JWT_SECRET, pg_database_url, recreate_pg_database, redis_url
+from tests.helpers_processes import wait_until
+from tests.redis_prefix import own_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_CONFIG = {"JWT_SECRET": TEST_JWT_SECRET, "JWT_ISSUER": None, "JWT_AUDIENCE": None}
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own (``REDIS_KEY_PREFIX``), its keys deleted afterwards."""
+    with own_prefix() as prefix:
+        yield prefix
 
 
 def mint(sub: str, role: str = "guest", ttl: int = 3600) -> str:
@@ -42,11 +53,26 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-# --- the in-memory bus (no services) -----------------------------------------------------------------
+# --- the Redis bus, in-process -----------------------------------------------------------------------
 
 
-def test_memory_bus_publishes_to_each_recipient_with_increasing_ids() -> None:
-    bus = MemoryLiveBus(maxlen=10)
+@pytest.fixture
+def bus_factory(redis_prefix: str) -> Iterator[Any]:
+    """``bus_factory(maxlen=…, ttl_seconds=…)`` → a RedisLiveBus on the run's Redis under this test's prefix."""
+    made: list[RedisLiveBus] = []
+
+    def make(**kwargs: Any) -> RedisLiveBus:
+        bus = RedisLiveBus(redis_url(), key_prefix=redis_prefix, **kwargs)
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        bus.close()
+
+
+def test_bus_publishes_to_each_recipient_with_increasing_ids(bus_factory: Any) -> None:
+    bus = bus_factory(maxlen=10)
     start_a = bus.start("a", None)
     bus.publish(["a", "b"], "message.created", {"id": "m1", "createdAt": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)})
     bus.publish(["a"], "message.created", {"id": "m2"})
@@ -59,8 +85,16 @@ def test_memory_bus_publishes_to_each_recipient_with_increasing_ids() -> None:
     assert bus.read("a", entries[-1].id, 10) == []
 
 
-def test_memory_bus_read_blocks_until_a_publish() -> None:
-    bus = MemoryLiveBus()
+def test_bus_keys_start_with_the_prefix(bus_factory: Any, redis_prefix: str) -> None:
+    bus = bus_factory()
+    bus.publish(["a"], "message.created", {"id": "m1"})
+    client = redis.Redis.from_url(redis_url())
+    assert bus.key("a") == f"{redis_prefix}live:user:a"
+    assert client.xlen(bus.key("a")) == 1 and 0 < client.ttl(bus.key("a")) <= bus.ttl_seconds
+
+
+def test_bus_read_blocks_until_a_publish(bus_factory: Any) -> None:
+    bus = bus_factory()
     cursor = bus.start("a", None).cursor
     timer = threading.Timer(0.1, bus.publish, args=(["a"], "message.created", {"id": "m1"}))
     began = time.monotonic()
@@ -73,8 +107,9 @@ def test_memory_bus_read_blocks_until_a_publish() -> None:
     assert 0.15 < time.monotonic() - began < 2
 
 
-def test_memory_bus_replays_after_last_event_id_and_resets_past_the_window() -> None:
-    bus = MemoryLiveBus(maxlen=3)
+def test_bus_replays_after_last_event_id_and_resets_past_the_window(bus_factory: Any) -> None:
+    bus = bus_factory(maxlen=3)
+    client = redis.Redis.from_url(redis_url())
     bus.publish(["a"], "message.created", {"n": 1})
     first = bus.read("a", "0-0", 10)[0]
     for n in (2, 3):
@@ -83,9 +118,16 @@ def test_memory_bus_replays_after_last_event_id_and_resets_past_the_window() -> 
     assert start.reset is None
     assert [json.loads(e.data)["n"] for e in start.replay] == [2, 3]
     assert start.cursor == start.replay[-1].id
-    bus.publish(["a"], "message.created", {"n": 4})  # trims n=1, the entry the client saw: still no gap
-    assert [json.loads(e.data)["n"] for e in bus.start("a", first.id).replay] == [2, 3, 4]
-    bus.publish(["a"], "message.created", {"n": 5})  # trims n=2, which the client never saw
+    # MAXLEN ~ trims whole stream nodes, when it trims: trim exactly here, as a full node would.
+    bus.publish(["a"], "message.created", {"n": 4})
+    client.xtrim(bus.key("a"), maxlen=3, approximate=False)  # trims n=1, the entry the client saw
+    trimmed = client.xinfo_stream(bus.key("a")).get("max-deleted-entry-id")
+    if trimmed is not None and trimmed.decode() == first.id:  # Redis records the trim point: nothing missed is gone
+        assert [json.loads(e.data)["n"] for e in bus.start("a", first.id).replay] == [2, 3, 4]
+    else:  # it does not (Redis < 7; 7.0.15 leaves trims unrecorded): the bus resets rather than skip events
+        assert bus.start("a", first.id).reset == "gap"
+    bus.publish(["a"], "message.created", {"n": 5})
+    client.xtrim(bus.key("a"), maxlen=3, approximate=False)  # trims n=2, which the client never saw
     gap = bus.start("a", first.id)
     assert gap.reset == "gap" and gap.replay == []
     assert bus.read("a", gap.cursor, 10) == []  # continues from now
@@ -95,12 +137,22 @@ def test_memory_bus_replays_after_last_event_id_and_resets_past_the_window() -> 
     assert bus.start("nobody", "0-0").reset is None
 
 
-def test_memory_bus_streams_expire_when_idle() -> None:
-    bus = MemoryLiveBus(ttl_seconds=1)
+def test_bus_trims_its_streams_by_itself(bus_factory: Any) -> None:
+    bus = bus_factory(maxlen=3)
+    bus.publish(["a"], "message.created", {"n": 0})
+    first = bus.read("a", "0-0", 10)[0]
+    for n in range(1, 250):  # past a whole stream node (100 entries by default): MAXLEN ~ trims
+        bus.publish(["a"], "message.created", {"n": n})
+    assert redis.Redis.from_url(redis_url()).xlen(bus.key("a")) < 250
+    assert bus.start("a", first.id).reset == "gap"
+
+
+def test_bus_streams_expire_when_idle(bus_factory: Any) -> None:
+    bus = bus_factory(ttl_seconds=1)
     bus.publish(["a"], "message.created", {"n": 1})
     seen = bus.read("a", "0-0", 10)[0]
-    time.sleep(1.05)
-    assert bus.start("a", seen.id).reset == "gap"
+    assert bus.start("a", seen.id).reset is None
+    wait_until(lambda: bus.start("a", seen.id).reset == "gap", 5, what="the idle stream to expire")
 
 
 def test_resume_gap_rules() -> None:
@@ -114,14 +166,16 @@ def test_resume_gap_rules() -> None:
     assert resume_gap((1, 0), None, None, None) == "gap"
 
 
-# --- publication after commit (SQLite, in-process) -------------------------------------------------------
+# --- publication after commit (in-process, the run's PostgreSQL and Redis) --------------------------------
 
 
 @pytest.fixture
-def live_app(sqlite_url: str) -> Iterator[Any]:
-    app = create_app(conftest.test_config(sqlite_url, LIVE_HEARTBEAT_SECONDS=0.2, LIVE_STREAM_MAXLEN=3))
+def live_app(database_url: str, redis_prefix: str) -> Iterator[Any]:
+    app = create_app(conftest.test_config(database_url, REDIS_KEY_PREFIX=redis_prefix, LIVE_HEARTBEAT_SECONDS=0.2,
+                                          LIVE_STREAM_MAXLEN=3))
     yield app
-    conftest._wipe(app)  # the database file is shared with the rest of the session
+    conftest._wipe(app)
+    app.extensions["live"].close()
 
 
 def test_events_are_published_after_commit_and_never_for_a_rollback(live_app: Any) -> None:
@@ -194,10 +248,13 @@ def test_stream_endpoint_in_process(live_app: Any) -> None:
     replay = parse_sse(next(_sse_chunks(resumed)))
     assert [e["data"]["message"] for e in replay] == ["m0", "m1"]
     resumed.close()
-    # The window holds 3 events per user: after 3 more, the client's id is beyond it.
+    # The window holds 3 events per user: after 3 more, the client's id is beyond it (trimmed exactly here, as
+    # MAXLEN ~ trims once a whole stream node is past the window).
     for n in range(2, 5):
         client.post(f"/v1/conversations/{conversation_id}/messages", json={"message": f"m{n}"},
                     headers={"Authorization": f"Bearer {bob}"})
+    bus = live_app.extensions["live"]
+    redis.Redis.from_url(redis_url()).xtrim(bus.key(alice_id), maxlen=3, approximate=False)
     reset = client.get(f"/v1/stream?lastEventId={events[1]['id']}", headers={"Authorization": f"Bearer {alice}"},
                        buffered=False)
     frames = parse_sse(next(_sse_chunks(reset)))
@@ -411,7 +468,6 @@ class SseClient:
 # One database per run, and user ids unique to each test: two runs of the suite at the same time (several
 # people share this machine and its servers) must not drop or flush each other's state.
 STREAM_DATABASE = f"concierge_stream_{os.getpid()}"
-CREATED_USERS: list[str] = []
 
 
 def drop_database(name: str) -> None:
@@ -448,18 +504,20 @@ def drop_stale_stream_databases() -> None:
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Three web processes on one PostgreSQL database and one Redis: ``a`` and ``b`` as production
-    would run them, ``small`` with a 5-event window for the trimming test."""
-    import redis
+    """Three web processes on one PostgreSQL database and the run's Redis (under a key prefix of this module's):
+    ``a`` and ``b`` as production would run them, ``small`` with a 5-event window for the trimming test."""
+    with own_prefix() as key_prefix:
+        yield from _web_processes(tmp_path_factory, key_prefix)
 
-    live_redis = redis_url().rsplit("/", 1)[0] + "/14"
-    pg_database_url("postgres")  # skips (or fails under REQUIRE_SERVICES=1) without PostgreSQL
+
+def _web_processes(tmp_path_factory: pytest.TempPathFactory, key_prefix: str) -> Iterator[dict[str, str]]:
     drop_stale_stream_databases()
     database_url = recreate_pg_database(STREAM_DATABASE)
     upgrade_database(database_url)
     env = {
         "DATABASE_URL": database_url,
-        "REDIS_URL": live_redis,
+        "REDIS_URL": redis_url(),
+        "REDIS_KEY_PREFIX": key_prefix,
         "JWT_SECRET": TEST_JWT_SECRET,
         "LIVE_HEARTBEAT_SECONDS": "1",
         "DB_POOL_SIZE": "5",
@@ -479,8 +537,6 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         for process in processes.values():
             process.stop()
         drop_database(STREAM_DATABASE)
-        if CREATED_USERS:
-            redis.Redis.from_url(live_redis).delete(*[f"live:user:{user}" for user in CREATED_USERS])
 
 
 @pytest.fixture
@@ -499,7 +555,6 @@ def users(base: str, *prefixes: str) -> list[tuple[str, str]]:
         user_id = unique(prefix)
         token = mint(user_id)
         assert call(base, "GET", "/v1/me", token)[0] == 200
-        CREATED_USERS.append(user_id)
         out.append((user_id, token))
     return out
 
@@ -525,8 +580,8 @@ def open_stream(streams: list[SseClient], base: str, token: str | None, **kwargs
     return stream
 
 
-def test_the_embedded_server_streams_with_the_in_memory_bus(live_app: Any, streams: list[SseClient]) -> None:
-    """The embedded default: werkzeug's threaded server, no Redis, one process."""
+def test_the_embedded_server_streams_through_redis(live_app: Any, streams: list[SseClient]) -> None:
+    """The embedded default (`make run`): werkzeug's threaded server, one process, the bus on Redis."""
     from werkzeug.serving import make_server
 
     server = make_server("127.0.0.1", 0, live_app, threaded=True)
@@ -701,8 +756,6 @@ def test_psycopg_and_redis_wait_cooperatively_under_gevent() -> None:
     """gunicorn's gevent worker patches the standard library before loading the app; psycopg 3
     (≥ 3.1.15) then waits through the patched select instead of its C wait, and redis-py is pure
     Python sockets. Checked the way the worker runs: patch first, then import."""
-    import redis
-
     database_url = pg_database_url("postgres")
     script = f"""
 from gevent import monkey; monkey.patch_all()
@@ -714,7 +767,7 @@ def sleep_in_postgres():
     with psycopg.connect(url) as conn:
         conn.execute("SELECT pg_sleep(1)")
 def block_in_redis(n):
-    redis.Redis.from_url({redis_url()!r}).xread({{f"live:test:gevent:{{n}}": "$"}}, block=1000)
+    redis.Redis.from_url({redis_url()!r}).xread({{f"{conftest.REDIS_TEST_PREFIX}gevent:{{n}}": "$"}}, block=1000)
 began = time.monotonic()
 gevent.joinall([gevent.spawn(sleep_in_postgres) for _ in range(5)] +
                [gevent.spawn(block_in_redis, n) for n in range(5)], raise_error=True)
@@ -723,7 +776,6 @@ print(round(time.monotonic() - began, 2))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip()) < 3  # five 1 s waits of each kind overlapped (one after another: 10 s)
-    redis.Redis.from_url(redis_url()).delete(*[f"live:test:gevent:{n}" for n in range(5)])
 
 
 PUBLISHER_CHILD = """
@@ -732,9 +784,9 @@ import json, socket, sys, time
 import gevent, redis
 from messaging.live import RedisLiveBus
 
-url, prefix = sys.argv[1], sys.argv[2]
+url, prefix, key_prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 client = redis.Redis.from_url(url)
-bus = RedisLiveBus(url)
+bus = RedisLiveBus(url, key_prefix=key_prefix)
 rounds, publishers = [], []
 publish = bus._publish
 def counted(events):  # one call, one round trip
@@ -793,13 +845,11 @@ def test_under_gevent_a_request_does_not_wait_for_redis_and_publishes_are_batche
     """The web tier's publisher (RedisLiveBus under gevent, as gunicorn's worker runs it): a publish returns at
     once, one greenlet publishes what several requests queued in one round trip, in their order; a Redis that lost
     its scripts or is down loses nothing else; events queued at exit are published."""
-    import redis
-
     url = redis_url()
     prefix = unique("batch")
-    try:
-        out = subprocess.run([sys.executable, "-c", PUBLISHER_CHILD, url, prefix], capture_output=True, text=True,
-                             timeout=60, cwd=ROOT)
+    with own_prefix() as key_prefix:
+        out = subprocess.run([sys.executable, "-c", PUBLISHER_CHILD, url, prefix, key_prefix], capture_output=True,
+                             text=True, timeout=60, cwd=ROOT)
         assert out.returncode == 0, out.stderr
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert result["published_by_a_request"] is False
@@ -809,7 +859,5 @@ def test_under_gevent_a_request_does_not_wait_for_redis_and_publishes_are_batche
         assert result["down_returned_seconds"] < 0.3 and result["down_free_again"]
         assert "Redis unavailable" in out.stderr
         client = redis.Redis.from_url(url)
-        assert [json.loads(f[b"data"])["n"] for _, f in client.xrange(f"live:user:{prefix}-e")] == ["first", "last"]
-    finally:
-        client = redis.Redis.from_url(url)
-        client.delete(*[f"live:user:{prefix}-{s}" for s in "abcde"])
+        stream = client.xrange(f"{key_prefix}live:user:{prefix}-e")
+        assert [json.loads(f[b"data"])["n"] for _, f in stream] == ["first", "last"]

@@ -27,7 +27,9 @@ import psycopg
 import pytest
 
 from tests.helpers_processes import (
+    QUEUE_KEY,
     ROOT,
+    UNACKED_KEY,
     ManagedProcess,
     Processes,
     call,
@@ -244,8 +246,8 @@ def test_worker_killed_mid_batch_every_event_processed_once_after_restart(
     assert codes == [202] * batch, sorted(set(codes))
 
     broker = redis_py.Redis.from_url(redis.url())
-    in_flight = broker.hlen("unacked")  # taken by the dead worker, never acknowledged
-    queued = broker.llen("celery")
+    in_flight = broker.hlen(UNACKED_KEY)  # taken by the dead worker, never acknowledged
+    queued = broker.llen(QUEUE_KEY)
     broker.close()
     print(f"[{pool}] posted {batch} in {posted - started:.2f} s; killed at {killed_at - started:.2f} s with "
           f"{at_kill}; broker then held {queued} queued and {in_flight} unacknowledged")
@@ -261,7 +263,7 @@ def test_worker_killed_mid_batch_every_event_processed_once_after_restart(
         now = statuses(database_url, run)
         if now.get("processed", 0) == batch:
             return True
-        return not now.get("processing") and not broker.llen("celery") and not broker.hlen("unacked")
+        return not now.get("processing") and not broker.llen(QUEUE_KEY) and not broker.hlen(UNACKED_KEY)
 
     # First the broker: the messages the dead worker had taken (its `unacked` hash) become visible again once
     # CELERY_VISIBILITY_TIMEOUT has passed (acks_late), and the rest of the queue was never taken at all.
@@ -291,8 +293,8 @@ def test_worker_killed_mid_batch_every_event_processed_once_after_restart(
         )
     except AssertionError as exc:
         raise AssertionError(
-            f"{exc}: {statuses(database_url, run)}; broker: {broker.llen('celery')} queued, "
-            f"{broker.hlen('unacked')} unacknowledged\n{processes.logs()}"
+            f"{exc}: {statuses(database_url, run)}; broker: {broker.llen(QUEUE_KEY)} queued, "
+            f"{broker.hlen(UNACKED_KEY)} unacknowledged\n{processes.logs()}"
         ) from None
     recovered = time.monotonic()
     print(f"[{pool}] {len(interrupted)} interrupted mid-event, {in_flight} unacknowledged at the kill; "
@@ -302,7 +304,7 @@ def test_worker_killed_mid_batch_every_event_processed_once_after_restart(
     # Every event can be processed while the broker still holds a message the dead worker had taken for an event
     # whose work had committed before the kill: it comes back after the visibility timeout, and redelivering it
     # must write nothing. So wait for the broker to drain before counting.
-    wait_until(lambda: not broker.hlen("unacked") and not broker.llen("celery"),
+    wait_until(lambda: not broker.hlen(UNACKED_KEY) and not broker.llen(QUEUE_KEY),
                timeout=4 * int(VISIBILITY_TIMEOUT), interval=0.2, what="the broker to drain")
     broker.close()
     assert statuses(database_url, run) == {"processed": batch}
@@ -337,8 +339,8 @@ def test_a_task_the_broker_lost_is_recovered_by_the_stale_event_sweeper(
     assert status == 202, body
     broker = redis_py.Redis.from_url(redis.url())
     try:
-        assert broker.llen("celery") == 1
-        assert broker.rpop("celery") is not None  # what BRPOP does; the worker "dies" before writing `unacked`
+        assert broker.llen(QUEUE_KEY) == 1
+        assert broker.rpop(QUEUE_KEY) is not None  # what BRPOP does; the worker "dies" before writing `unacked`
     finally:
         broker.close()
 
@@ -406,12 +408,13 @@ def test_redis_down_at_intake_events_accepted_then_processed_once_when_it_return
 
 
 def test_embedded_runner_processes_an_event_with_its_in_process_worker(
-    processes: Processes, tmp_path: Path  # noqa: F811 - fixture
+    processes: Processes, database_url: str, tmp_path: Path  # noqa: F811 - fixture
 ) -> None:
     if not (ROOT / "messaging" / "embedded.py").exists():
         pytest.skip("messaging/embedded.py (the `make run` runner) is not in the working tree")
     port = free_port()
-    env = service_env(f"sqlite:///{tmp_path / 'embedded.db'}", None, PORT=str(port))
+    # This module's database (the runner migrates and seeds it); no REDIS_URL: the runner starts its private Redis.
+    env = service_env(database_url, None, PORT=str(port), INSTANCE_DIR=str(tmp_path / "instance"))
     runner = processes.add(
         ManagedProcess([sys.executable, "-m", "messaging.embedded"], env, tmp_path / "embedded.log")
     )

@@ -1,7 +1,7 @@
 """Seed schema (SPEC §1), the platform's mirrored records, and the chat's bookkeeping tables.
 
-On PostgreSQL the nanoid ids also get a database default: a ``nanoid()`` SQL function drawing from
-pgcrypto's ``gen_random_bytes`` with the same alphabet and size as ``messaging.ids.new_id``.
+The nanoid ids also get a database default: a ``nanoid()`` SQL function with the same alphabet and size as
+``messaging.ids.new_id``, drawing its randomness from core PostgreSQL's ``gen_random_uuid()`` (no extension).
 
 Revision ID: 0001
 Revises:
@@ -35,12 +35,18 @@ CREATE OR REPLACE FUNCTION nanoid(size int DEFAULT 21)
 RETURNS text LANGUAGE plpgsql VOLATILE PARALLEL SAFE AS $$
 DECLARE
     alphabet constant text := '_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
-    bytes bytea := gen_random_bytes(size);
+    bytes bytea;
     id text := '';
 BEGIN
-    -- 64 symbols: the low six bits of each random byte pick one, uniformly.
-    FOR i IN 0..size - 1 LOOP
-        id := id || substr(alphabet, (get_byte(bytes, i) & 63) + 1, 1);
+    -- 64 symbols: the low six bits of a random byte pick one, uniformly. A version 4 UUID is 16 random bytes
+    -- but for the version in byte 6's high bits (its low six bits would not be uniform: skipped) and the
+    -- variant in byte 8's two highest (its low six bits are).
+    WHILE length(id) < size LOOP
+        bytes := uuid_send(gen_random_uuid());
+        FOR i IN 0..15 LOOP
+            CONTINUE WHEN i = 6 OR length(id) >= size;
+            id := id || substr(alphabet, (get_byte(bytes, i) & 63) + 1, 1);
+        END LOOP;
     END LOOP;
     RETURN id;
 END
@@ -116,7 +122,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_messages'))
     )
     op.create_index('ix_messages_conversation_id_created_at_id', 'messages', ['conversation_id', 'created_at', 'id'], unique=False)
-    op.create_index('ix_messages_unread_conversation_id_created_at_id', 'messages', ['conversation_id', 'created_at', 'id'], unique=False, postgresql_where=sa.text('NOT read'), sqlite_where=sa.text('NOT read'))
+    op.create_index('ix_messages_unread_conversation_id_created_at_id', 'messages', ['conversation_id', 'created_at', 'id'], unique=False, postgresql_where=sa.text('NOT read'))
     op.create_index(op.f('ix_messages_user_id'), 'messages', ['user_id'], unique=False)
     op.create_table('properties',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
@@ -271,11 +277,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('message_id', name=op.f('pk_concierge_message_origins')),
     sa.UniqueConstraint('event_id', 'recipient_id', name='uq_concierge_message_origins_event_recipient')
     )
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
-        op.execute(NANOID_FUNCTION)
-        for table in NANOID_TABLES:
-            op.execute(f"ALTER TABLE {table} ALTER COLUMN id SET DEFAULT nanoid()")
+    op.execute(NANOID_FUNCTION)
+    for table in NANOID_TABLES:
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN id SET DEFAULT nanoid()")
 
 
 def downgrade() -> None:
@@ -305,7 +309,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_properties_host_id'), table_name='properties')
     op.drop_table('properties')
     op.drop_index(op.f('ix_messages_user_id'), table_name='messages')
-    op.drop_index('ix_messages_unread_conversation_id_created_at_id', table_name='messages', postgresql_where=sa.text('NOT read'), sqlite_where=sa.text('NOT read'))
+    op.drop_index('ix_messages_unread_conversation_id_created_at_id', table_name='messages', postgresql_where=sa.text('NOT read'))
     op.drop_index('ix_messages_conversation_id_created_at_id', table_name='messages')
     op.drop_table('messages')
     op.drop_table('conversation_stats')
@@ -316,5 +320,4 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_idempotency_keys_created_at'), table_name='idempotency_keys')
     op.drop_table('idempotency_keys')
     op.drop_table('conversations')
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS nanoid(int)")
+    op.execute("DROP FUNCTION IF EXISTS nanoid(int)")

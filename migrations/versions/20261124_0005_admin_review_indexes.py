@@ -1,5 +1,5 @@
-"""Indexes the admin review reads by: a trigram index for text search in messages (PostgreSQL only, with
-the pg_trgm extension, which is trusted and ships with PostgreSQL), and a partial index of the concierge
+"""Indexes the admin review reads by: a trigram index for text search in messages (with the pg_trgm
+extension, which is trusted and ships with PostgreSQL), and a partial index of the concierge
 threads a human has taken over.
 
 Revision ID: 0005
@@ -21,16 +21,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
-        op.create_index('ix_messages_message_trgm', 'messages', ['message'], unique=False,
-                        postgresql_using='gin', postgresql_ops={'message': 'gin_trgm_ops'})
+    op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
+    op.create_index('ix_messages_message_trgm', 'messages', ['message'], unique=False,
+                    postgresql_using='gin', postgresql_ops={'message': 'gin_trgm_ops'})
     op.create_index('ix_concierge_threads_needs_human', 'concierge_threads', ['conversation_id'], unique=False,
-                    postgresql_where=sa.text('needs_human'), sqlite_where=sa.text('needs_human'))
+                    postgresql_where=sa.text('needs_human'))
 
 
 def downgrade() -> None:
     op.drop_index('ix_concierge_threads_needs_human', table_name='concierge_threads')
-    if op.get_bind().dialect.name == 'postgresql':
-        op.drop_index('ix_messages_message_trgm', table_name='messages')
-        # The extension stays: other objects in the database may use it, and it holds no data.
+    op.drop_index('ix_messages_message_trgm', table_name='messages')
+    # The extension stays: other objects in the database may use it, and it holds no data.

@@ -24,7 +24,7 @@ down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-POSTGRESQL_TRIGGERS = [
+CREATE_TRIGGERS = [
     # A new participation starts with its conversation's activity (the stats row exists first when a
     # conversation is made; if not, the stats trigger below sets it once the stats row comes).
     """CREATE FUNCTION inbox_entry_for_participant() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -51,32 +51,12 @@ FOR EACH ROW WHEN (OLD.last_activity_at IS DISTINCT FROM NEW.last_activity_at)
 EXECUTE FUNCTION inbox_entries_follow_activity()""",
 ]
 
-SQLITE_TRIGGERS = [
-    """CREATE TRIGGER inbox_entry_on_join AFTER INSERT ON conversation_participants
-BEGIN
-    INSERT OR IGNORE INTO inbox_entries (conversation_id, user_id, last_activity_at)
-    VALUES (NEW.conversation_id, NEW.user_id,
-            coalesce((SELECT last_activity_at FROM conversation_stats WHERE conversation_id = NEW.conversation_id),
-                     strftime('%Y-%m-%d %H:%M:%f000', 'now')));
-END""",
-    """CREATE TRIGGER inbox_entries_follow_new_stats AFTER INSERT ON conversation_stats
-BEGIN
-    UPDATE inbox_entries SET last_activity_at = NEW.last_activity_at WHERE conversation_id = NEW.conversation_id;
-END""",
-    """CREATE TRIGGER inbox_entries_follow_activity AFTER UPDATE OF last_activity_at ON conversation_stats
-WHEN OLD.last_activity_at IS NOT NEW.last_activity_at
-BEGIN
-    UPDATE inbox_entries SET last_activity_at = NEW.last_activity_at WHERE conversation_id = NEW.conversation_id;
-END""",
-]
-
 TRIGGERS = {'inbox_entry_on_join': 'conversation_participants',
             'inbox_entries_follow_new_stats': 'conversation_stats',
             'inbox_entries_follow_activity': 'conversation_stats'}
 
 
 def upgrade() -> None:
-    postgresql = op.get_bind().dialect.name == 'postgresql'
     op.create_table('inbox_entries',
     sa.Column('conversation_id', sa.String(length=21), nullable=False),
     sa.Column('user_id', sa.Text(), nullable=False),
@@ -91,16 +71,14 @@ def upgrade() -> None:
                'JOIN conversation_stats s ON s.conversation_id = p.conversation_id')
     op.create_index('ix_inbox_entries_user_activity', 'inbox_entries', ['user_id', 'last_activity_at',
                                                                          'conversation_id'], unique=False)
-    for statement in POSTGRESQL_TRIGGERS if postgresql else SQLITE_TRIGGERS:
+    for statement in CREATE_TRIGGERS:
         op.execute(statement)
 
 
 def downgrade() -> None:
-    postgresql = op.get_bind().dialect.name == 'postgresql'
     for name, table in TRIGGERS.items():
-        op.execute(f'DROP TRIGGER IF EXISTS {name}' + (f' ON {table}' if postgresql else ''))
-    if postgresql:
-        op.execute('DROP FUNCTION IF EXISTS inbox_entry_for_participant()')
-        op.execute('DROP FUNCTION IF EXISTS inbox_entries_follow_activity()')
+        op.execute(f'DROP TRIGGER IF EXISTS {name} ON {table}')
+    op.execute('DROP FUNCTION IF EXISTS inbox_entry_for_participant()')
+    op.execute('DROP FUNCTION IF EXISTS inbox_entries_follow_activity()')
     op.drop_index('ix_inbox_entries_user_activity', table_name='inbox_entries')
     op.drop_table('inbox_entries')

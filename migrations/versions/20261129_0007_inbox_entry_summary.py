@@ -6,7 +6,7 @@ each participant's entry for its last activity; the two columns more cost no mor
 conversations from the index range and one lookup less per conversation in each of conversations and
 conversation_stats: the inbox statement went from 3.5-4.1 to 2.4-2.9 ms at 1 M messages (execution 2.4 → 1.4 ms).
 
-Also (PostgreSQL): ix_users_id_name, users (id) INCLUDE (name), so the participants' names of a page come from the
+Also: ix_users_id_name, users (id) INCLUDE (name), so the participants' names of a page come from the
 index alone while the users table's pages are all-visible (the database's share of an inbox page -7 % under load).
 
 The entries' rows are still locked only by these triggers, after the conversation's stats row.
@@ -28,7 +28,7 @@ down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-POSTGRESQL_UP = [
+UP = [
     """CREATE OR REPLACE FUNCTION inbox_entry_for_participant() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO inbox_entries (conversation_id, user_id, last_activity_at, message_count, last_message_id,
@@ -58,7 +58,7 @@ FOR EACH ROW WHEN ((OLD.last_activity_at, OLD.message_count, OLD.last_message_id
 EXECUTE FUNCTION inbox_entries_follow_activity()""",
 ]
 
-POSTGRESQL_DOWN = [
+DOWN = [
     """CREATE OR REPLACE FUNCTION inbox_entry_for_participant() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO inbox_entries (conversation_id, user_id, last_activity_at)
@@ -80,62 +80,8 @@ FOR EACH ROW WHEN (OLD.last_activity_at IS DISTINCT FROM NEW.last_activity_at)
 EXECUTE FUNCTION inbox_entries_follow_activity()""",
 ]
 
-_SQLITE_FOLLOW = """
-BEGIN
-    UPDATE inbox_entries
-       SET last_activity_at = NEW.last_activity_at, message_count = NEW.message_count,
-           last_message_id = NEW.last_message_id
-     WHERE conversation_id = NEW.conversation_id;
-END"""
-
-SQLITE_DROP = [
-    "DROP TRIGGER inbox_entry_on_join",
-    "DROP TRIGGER inbox_entries_follow_new_stats",
-    "DROP TRIGGER inbox_entries_follow_activity",
-]
-
-SQLITE_UP = [
-    *SQLITE_DROP,
-    """CREATE TRIGGER inbox_entry_on_join AFTER INSERT ON conversation_participants
-BEGIN
-    INSERT OR IGNORE INTO inbox_entries (conversation_id, user_id, last_activity_at, message_count, last_message_id,
-                                         name, offer_id, conversation_created_at)
-    SELECT NEW.conversation_id, NEW.user_id,
-           coalesce(s.last_activity_at, strftime('%Y-%m-%d %H:%M:%f000', 'now')), coalesce(s.message_count, 0),
-           s.last_message_id, c.name, c.offer_id, c.created_at
-      FROM conversations c LEFT JOIN conversation_stats s ON s.conversation_id = c.id
-     WHERE c.id = NEW.conversation_id;
-END""",
-    "CREATE TRIGGER inbox_entries_follow_new_stats AFTER INSERT ON conversation_stats" + _SQLITE_FOLLOW,
-    """CREATE TRIGGER inbox_entries_follow_activity
-AFTER UPDATE OF last_activity_at, message_count, last_message_id ON conversation_stats
-WHEN OLD.last_activity_at IS NOT NEW.last_activity_at OR OLD.message_count IS NOT NEW.message_count
-     OR OLD.last_message_id IS NOT NEW.last_message_id""" + _SQLITE_FOLLOW,
-]
-
-# After the columns are gone: SQLite drops them by copying the table, which its triggers must not name meanwhile.
-SQLITE_DOWN = [
-    """CREATE TRIGGER inbox_entry_on_join AFTER INSERT ON conversation_participants
-BEGIN
-    INSERT OR IGNORE INTO inbox_entries (conversation_id, user_id, last_activity_at)
-    VALUES (NEW.conversation_id, NEW.user_id,
-            coalesce((SELECT last_activity_at FROM conversation_stats WHERE conversation_id = NEW.conversation_id),
-                     strftime('%Y-%m-%d %H:%M:%f000', 'now')));
-END""",
-    """CREATE TRIGGER inbox_entries_follow_new_stats AFTER INSERT ON conversation_stats
-BEGIN
-    UPDATE inbox_entries SET last_activity_at = NEW.last_activity_at WHERE conversation_id = NEW.conversation_id;
-END""",
-    """CREATE TRIGGER inbox_entries_follow_activity AFTER UPDATE OF last_activity_at ON conversation_stats
-WHEN OLD.last_activity_at IS NOT NEW.last_activity_at
-BEGIN
-    UPDATE inbox_entries SET last_activity_at = NEW.last_activity_at WHERE conversation_id = NEW.conversation_id;
-END""",
-]
-
 
 def upgrade() -> None:
-    postgresql = op.get_bind().dialect.name == 'postgresql'
     op.add_column('inbox_entries', sa.Column('message_count', sa.BigInteger(), server_default='0', nullable=False))
     op.add_column('inbox_entries', sa.Column('last_message_id', sa.String(length=21), nullable=True))
     op.add_column('inbox_entries', sa.Column('name', sa.String(length=255), nullable=True))
@@ -152,21 +98,15 @@ def upgrade() -> None:
         'conversation_created_at = (SELECT c.created_at FROM conversations c '
         '                           WHERE c.id = inbox_entries.conversation_id)'
     )
-    for statement in POSTGRESQL_UP if postgresql else SQLITE_UP:
+    for statement in UP:
         op.execute(statement)
-    if postgresql:  # the participants' names of a page from the index alone (INCLUDE is PostgreSQL's)
-        op.create_index('ix_users_id_name', 'users', ['id'], unique=False, postgresql_include=['name'])
+    # the participants' names of a page from the index alone
+    op.create_index('ix_users_id_name', 'users', ['id'], unique=False, postgresql_include=['name'])
 
 
 def downgrade() -> None:
-    postgresql = op.get_bind().dialect.name == 'postgresql'
-    if postgresql:
-        op.drop_index('ix_users_id_name', table_name='users')
-    for statement in POSTGRESQL_DOWN if postgresql else SQLITE_DROP:
+    op.drop_index('ix_users_id_name', table_name='users')
+    for statement in DOWN:
         op.execute(statement)
-    with op.batch_alter_table('inbox_entries') as batch:
-        for column in ('conversation_created_at', 'offer_id', 'name', 'last_message_id', 'message_count'):
-            batch.drop_column(column)
-    if not postgresql:
-        for statement in SQLITE_DOWN:
-            op.execute(statement)
+    for column in ('conversation_created_at', 'offer_id', 'name', 'last_message_id', 'message_count'):
+        op.drop_column('inbox_entries', column)

@@ -28,7 +28,7 @@ down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-POSTGRESQL_UP = [
+UP = [
     """CREATE FUNCTION read_cursor_user_name() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.user_name := (SELECT name FROM users WHERE id = NEW.user_id);
@@ -47,47 +47,24 @@ END $$""",
 FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name) EXECUTE FUNCTION read_cursors_follow_user_name()""",
 ]
 
-POSTGRESQL_DOWN = [
+DOWN = [
     "DROP TRIGGER read_cursors_follow_user_name ON users",
     "DROP FUNCTION read_cursors_follow_user_name()",
     "DROP TRIGGER read_cursor_user_name ON read_cursors",
     "DROP FUNCTION read_cursor_user_name()",
 ]
 
-# SQLite has no BEFORE trigger that may change the row: the made cursor is updated once it exists.
-SQLITE_UP = [
-    """CREATE TRIGGER read_cursor_user_name AFTER INSERT ON read_cursors
-BEGIN
-    UPDATE read_cursors SET user_name = (SELECT name FROM users WHERE id = NEW.user_id)
-     WHERE conversation_id = NEW.conversation_id AND user_id = NEW.user_id;
-END""",
-    """CREATE TRIGGER read_cursors_follow_user_name AFTER UPDATE OF name ON users
-WHEN OLD.name IS NOT NEW.name
-BEGIN
-    UPDATE read_cursors SET user_name = NEW.name
-     WHERE user_id = NEW.id
-       AND conversation_id IN (SELECT conversation_id FROM conversation_participants WHERE user_id = NEW.id);
-END""",
-]
-
-SQLITE_DOWN = ["DROP TRIGGER read_cursors_follow_user_name", "DROP TRIGGER read_cursor_user_name"]
-
 
 def upgrade() -> None:
-    postgresql = op.get_bind().dialect.name == 'postgresql'
     op.add_column('read_cursors', sa.Column('user_name', sa.Text(), nullable=True))
     op.execute('UPDATE read_cursors SET user_name = (SELECT u.name FROM users u WHERE u.id = read_cursors.user_id)')
-    for statement in POSTGRESQL_UP if postgresql else SQLITE_UP:
+    for statement in UP:
         op.execute(statement)
-    if postgresql:
-        op.drop_index('ix_users_id_name', table_name='users')
+    op.drop_index('ix_users_id_name', table_name='users')
 
 
 def downgrade() -> None:
-    postgresql = op.get_bind().dialect.name == 'postgresql'
-    if postgresql:
-        op.create_index('ix_users_id_name', 'users', ['id'], unique=False, postgresql_include=['name'])
-    for statement in POSTGRESQL_DOWN if postgresql else SQLITE_DOWN:
+    op.create_index('ix_users_id_name', 'users', ['id'], unique=False, postgresql_include=['name'])
+    for statement in DOWN:
         op.execute(statement)
-    with op.batch_alter_table('read_cursors') as batch:
-        batch.drop_column('user_name')
+    op.drop_column('read_cursors', 'user_name')

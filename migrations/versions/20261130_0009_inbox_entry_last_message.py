@@ -10,8 +10,7 @@ The copies are kept by triggers, as the rest of the entry is:
 - when the counters move (``conversation_stats``), every entry of the conversation takes the new last message;
 - when a message's author (a deleted user: null), text, ``read`` flag, edit flag or time changes, the entries
   whose last message it is take the change (``messages``, a row trigger that runs only for a real change);
-- a ``concierge_threads`` row made or deleted sets or clears the flag (SQLite's general path makes the thread
-  after the participation).
+- a ``concierge_threads`` row made or deleted sets or clears the flag.
 
 Locks. The entries of a conversation are now also locked by a statement that changes a message (a read marking
 the last message read, an edit, a user's deletion), after that message's row. So every writer takes its locks
@@ -43,7 +42,7 @@ COPIED = ('last_message_user_id', 'last_message_text', 'last_message_read', 'las
           'last_message_created_at')
 SOURCE = ('user_id', 'message', 'read', 'is_edit', 'created_at')  # the messages columns they copy
 
-POSTGRESQL_UP = [
+UP = [
     """CREATE OR REPLACE FUNCTION inbox_entry_for_participant() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO inbox_entries (conversation_id, user_id, last_activity_at, message_count, last_message_id,
@@ -104,7 +103,7 @@ FOR EACH ROW EXECUTE FUNCTION inbox_entries_follow_concierge_thread()""",
 ]
 
 # 0007's functions, as they were.
-POSTGRESQL_DOWN = [
+DOWN = [
     "DROP TRIGGER inbox_entries_follow_concierge_thread ON concierge_threads",
     "DROP FUNCTION inbox_entries_follow_concierge_thread()",
     "DROP TRIGGER inbox_entries_follow_last_message ON messages",
@@ -132,91 +131,8 @@ BEGIN
 END $$""",
 ]
 
-_SQLITE_COPY = ', '.join(f'{column} = (SELECT m.{source} FROM messages m WHERE m.id = NEW.last_message_id)'
-                         for column, source in zip(COPIED, SOURCE, strict=True))
-
-
-def _sqlite_follow_stats(copies: str) -> list[str]:
-    """SQLite's two triggers that copy the counters (and ``copies``, more SET assignments) into the entries."""
-    body = f"""
-BEGIN
-    UPDATE inbox_entries
-       SET last_activity_at = NEW.last_activity_at, message_count = NEW.message_count,
-           last_message_id = NEW.last_message_id{copies}
-     WHERE conversation_id = NEW.conversation_id;
-END"""
-    return [
-        "CREATE TRIGGER inbox_entries_follow_new_stats AFTER INSERT ON conversation_stats" + body,
-        """CREATE TRIGGER inbox_entries_follow_activity
-AFTER UPDATE OF last_activity_at, message_count, last_message_id ON conversation_stats
-WHEN OLD.last_activity_at IS NOT NEW.last_activity_at OR OLD.message_count IS NOT NEW.message_count
-     OR OLD.last_message_id IS NOT NEW.last_message_id""" + body,
-    ]
-
-
-SQLITE_NEW = ['inbox_entries_follow_last_message', 'inbox_entries_follow_concierge_thread',
-              'inbox_entries_leave_concierge_thread']
-SQLITE_REPLACED = ['inbox_entry_on_join', 'inbox_entries_follow_new_stats', 'inbox_entries_follow_activity']
-
-SQLITE_UP = [
-    *(f'DROP TRIGGER {name}' for name in SQLITE_REPLACED),
-    """CREATE TRIGGER inbox_entry_on_join AFTER INSERT ON conversation_participants
-BEGIN
-    INSERT OR IGNORE INTO inbox_entries (conversation_id, user_id, last_activity_at, message_count, last_message_id,
-                                         name, offer_id, conversation_created_at, is_concierge,
-                                         last_message_user_id, last_message_text, last_message_read,
-                                         last_message_is_edit, last_message_created_at)
-    SELECT NEW.conversation_id, NEW.user_id,
-           coalesce(s.last_activity_at, strftime('%Y-%m-%d %H:%M:%f000', 'now')), coalesce(s.message_count, 0),
-           s.last_message_id, c.name, c.offer_id, c.created_at,
-           EXISTS (SELECT 1 FROM concierge_threads t WHERE t.conversation_id = c.id),
-           m.user_id, m.message, m.read, m.is_edit, m.created_at
-      FROM conversations c
-      LEFT JOIN conversation_stats s ON s.conversation_id = c.id
-      LEFT JOIN messages m ON m.id = s.last_message_id
-     WHERE c.id = NEW.conversation_id;
-END""",
-    *_sqlite_follow_stats(", " + _SQLITE_COPY),
-    """CREATE TRIGGER inbox_entries_follow_last_message
-AFTER UPDATE OF user_id, message, read, is_edit, created_at ON messages
-WHEN OLD.user_id IS NOT NEW.user_id OR OLD.message IS NOT NEW.message OR OLD.read IS NOT NEW.read
-     OR OLD.is_edit IS NOT NEW.is_edit OR OLD.created_at IS NOT NEW.created_at
-BEGIN
-    UPDATE inbox_entries
-       SET last_message_user_id = NEW.user_id, last_message_text = NEW.message, last_message_read = NEW.read,
-           last_message_is_edit = NEW.is_edit, last_message_created_at = NEW.created_at
-     WHERE conversation_id = NEW.conversation_id AND last_message_id = NEW.id;
-END""",
-    """CREATE TRIGGER inbox_entries_follow_concierge_thread AFTER INSERT ON concierge_threads
-BEGIN
-    UPDATE inbox_entries SET is_concierge = 1 WHERE conversation_id = NEW.conversation_id;
-END""",
-    """CREATE TRIGGER inbox_entries_leave_concierge_thread AFTER DELETE ON concierge_threads
-BEGIN
-    UPDATE inbox_entries SET is_concierge = 0 WHERE conversation_id = OLD.conversation_id;
-END""",
-]
-
-# 0007's triggers, as they were (made again once the columns are gone: SQLite drops a column by copying the
-# table, which its triggers must not name meanwhile).
-
-SQLITE_DOWN = [
-    """CREATE TRIGGER inbox_entry_on_join AFTER INSERT ON conversation_participants
-BEGIN
-    INSERT OR IGNORE INTO inbox_entries (conversation_id, user_id, last_activity_at, message_count, last_message_id,
-                                         name, offer_id, conversation_created_at)
-    SELECT NEW.conversation_id, NEW.user_id,
-           coalesce(s.last_activity_at, strftime('%Y-%m-%d %H:%M:%f000', 'now')), coalesce(s.message_count, 0),
-           s.last_message_id, c.name, c.offer_id, c.created_at
-      FROM conversations c LEFT JOIN conversation_stats s ON s.conversation_id = c.id
-     WHERE c.id = NEW.conversation_id;
-END""",
-    *_sqlite_follow_stats(""),
-]
-
 
 def upgrade() -> None:
-    postgresql = op.get_bind().dialect.name == 'postgresql'
     op.add_column('inbox_entries', sa.Column('is_concierge', sa.Boolean(), server_default=sa.false(),
                                              nullable=False))
     op.add_column('inbox_entries', sa.Column('last_message_user_id', sa.Text(), nullable=True))
@@ -228,21 +144,12 @@ def upgrade() -> None:
                        for column, source in zip(COPIED, SOURCE, strict=True))
     op.execute(f'UPDATE inbox_entries SET {copies}, is_concierge = EXISTS '
                '(SELECT 1 FROM concierge_threads t WHERE t.conversation_id = inbox_entries.conversation_id)')
-    for statement in POSTGRESQL_UP if postgresql else SQLITE_UP:
+    for statement in UP:
         op.execute(statement)
 
 
 def downgrade() -> None:
-    postgresql = op.get_bind().dialect.name == 'postgresql'
-    if postgresql:
-        for statement in POSTGRESQL_DOWN:
-            op.execute(statement)
-    else:
-        for name in SQLITE_NEW + SQLITE_REPLACED:
-            op.execute(f'DROP TRIGGER {name}')
-    with op.batch_alter_table('inbox_entries') as batch:
-        for column in (*reversed(COPIED), 'is_concierge'):
-            batch.drop_column(column)
-    if not postgresql:
-        for statement in SQLITE_DOWN:
-            op.execute(statement)
+    for statement in DOWN:
+        op.execute(statement)
+    for column in (*reversed(COPIED), 'is_concierge'):
+        op.drop_column('inbox_entries', column)

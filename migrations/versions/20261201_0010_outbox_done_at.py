@@ -27,12 +27,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.add_column('outbox', sa.Column('done_at', sa.TIMESTAMP(timezone=True), nullable=True))
     op.execute('UPDATE outbox SET done_at = dispatched_at WHERE dispatched_at IS NOT NULL')
-    op.drop_index('ix_outbox_pending_created_at', table_name='outbox', postgresql_where=sa.text('dispatched_at IS NULL'), sqlite_where=sa.text('dispatched_at IS NULL'))
-    op.create_index('ix_outbox_unfinished_created_at', 'outbox', ['created_at'], unique=False, postgresql_where=sa.text('done_at IS NULL'), sqlite_where=sa.text('done_at IS NULL'))
+    op.drop_index('ix_outbox_pending_created_at', table_name='outbox', postgresql_where=sa.text('dispatched_at IS NULL'))
+    op.create_index('ix_outbox_unfinished_created_at', 'outbox', ['created_at'], unique=False, postgresql_where=sa.text('done_at IS NULL'))
 
 
 def downgrade() -> None:
-    op.drop_index('ix_outbox_unfinished_created_at', table_name='outbox', postgresql_where=sa.text('done_at IS NULL'), sqlite_where=sa.text('done_at IS NULL'))
-    op.create_index('ix_outbox_pending_created_at', 'outbox', ['created_at'], unique=False, postgresql_where=sa.text('dispatched_at IS NULL'), sqlite_where=sa.text('dispatched_at IS NULL'))
-    with op.batch_alter_table('outbox') as batch:
-        batch.drop_column('done_at')
+    op.drop_index('ix_outbox_unfinished_created_at', table_name='outbox', postgresql_where=sa.text('done_at IS NULL'))
+    op.create_index('ix_outbox_pending_created_at', 'outbox', ['created_at'], unique=False, postgresql_where=sa.text('dispatched_at IS NULL'))
+    op.drop_column('outbox', 'done_at')
