@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 
 from messaging.auth import mint_token
 from messaging.cli import upgrade_database
-from tests.conftest import TEST_JWT_SECRET, recreate_pg_database, redis_url
+from tests.conftest import REDIS_TEST_PREFIX, RUN_ID, TEST_JWT_SECRET, recreate_pg_database, redis_url
 
 pytestmark = pytest.mark.slow
 
@@ -50,14 +50,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    database_url = recreate_pg_database("concierge_fuzz")
+    database_url = recreate_pg_database(f"concierge_fuzz_{RUN_ID}")
     upgrade_database(database_url)
-    broker = redis_url().rsplit("/", 1)[0] + "/11"
     port = _free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "REDIS_URL": broker,
+        "REDIS_URL": redis_url(),
+        "REDIS_KEY_PREFIX": REDIS_TEST_PREFIX,
         "JWT_SECRET": TEST_JWT_SECRET,
         "APP_ENV": "production",
         "RATE_LIMITS_ENABLED": "0",
