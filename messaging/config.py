@@ -17,7 +17,7 @@ DEV_JWT_SECRET = "dev-only-secret-change-me-0123456789abcdef"
 # Periodic work (SPEC §5.3 and §5.5); every task is idempotent, so overlapping runs are harmless.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Every 5 s: a task the broker lost (Redis emptied) is sent again at most OUTBOX_REDISPATCH_SECONDS + 5 s
-    # after it was sent, so within 30 s of Redis answering again with the default of 20 s.
+    # after it was sent, so within 30 s of Redis answering again with the default of 15 s.
     "sweep-outbox": {"task": "outbox.sweep", "schedule": 5.0},
     "sweep-stale-events": {"task": "concierge.sweep_stale_events", "schedule": 60.0},
     "check-in-reminders": {"task": "concierge.schedule_check_in_reminders", "schedule": 300.0},
@@ -93,7 +93,7 @@ def load_settings() -> dict[str, Any]:
         "RATE_LIMIT_THREADS": os.environ.get("RATE_LIMIT_THREADS") or None,
         "RATE_LIMIT_EVENTS": os.environ.get("RATE_LIMIT_EVENTS") or None,
         # Seconds after which the outbox sweeper sends again a task sent but not done (messaging/outbox.py).
-        "OUTBOX_REDISPATCH_SECONDS": _int("OUTBOX_REDISPATCH_SECONDS", 20),
+        "OUTBOX_REDISPATCH_SECONDS": _int("OUTBOX_REDISPATCH_SECONDS", 15),
         # A Celery worker's Prometheus exporter (concierge/worker_metrics.py), 0 = none. On by default in production
         # only, so the test suite's workers and `make run` (whose worker is in-process) never contend for a port.
         "WORKER_METRICS_PORT": _int("WORKER_METRICS_PORT", 9808 if app_env == "production" else 0),

@@ -34,7 +34,7 @@ PENDING_KEY = "outbox_pending"
 OUTBOX_HEADER = "outbox_id"
 SWEEP_GRACE = dt.timedelta(seconds=10)
 SWEEP_BATCH = 500
-REDISPATCH_AFTER = dt.timedelta(seconds=20)  # the default of OUTBOX_REDISPATCH_SECONDS
+REDISPATCH_AFTER = dt.timedelta(seconds=15)  # the default of OUTBOX_REDISPATCH_SECONDS
 # Each time the sweeper tries a row its wait doubles, up to 2**3 times REDISPATCH_AFTER: a queue longer than the
 # wait (a burst the workers are still working through) is not sent again and again, while a row the broker lost
 # after its first send is sent again REDISPATCH_AFTER later.

@@ -119,8 +119,8 @@ def test_the_sweeper_sends_again_only_what_is_not_done_waiting_longer_each_time(
                     session.rollback()  # only counting: leave the rows as they were
                 return count
 
-            # Never sent: after the grace period (10 s). Sent: after 20 s, 40 s once sent again, 160 s at most.
-            # Waiting to retry: 20 s after the retry is due. Done: never.
+            # Never sent: after the grace period (10 s). Sent: after 15 s, 30 s once sent again, 120 s at most.
+            # Waiting to retry: 15 s after the retry is due. Done: never.
             assert [sent_at(s) for s in (5, 15, 25, 45, 85, 165, 3600)] == [0, 1, 2, 3, 4, 5, 5]
             with session_scope() as session:
                 assert sweep_outbox(session, t0 + dt.timedelta(hours=1)) == 5
