@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 # apt-get needs root: through sudo when not root already.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-LINT_PATHS := app.py messaging concierge tasks
+LINT_PATHS := app.py run.py messaging concierge tasks
 
 .PHONY: venv install lock run test lint bench fuzz
 
@@ -38,16 +38,18 @@ lock:
 	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
 
 run: $(STAMP)
-	$(BIN)/python -m messaging.embedded
+	$(BIN)/python -m run
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Both tools run even when the first fails, so one pass shows every problem.
+# Each tool runs even when an earlier one fails, so one pass shows every problem. lint-imports checks the
+# import contracts in pyproject.toml (dependencies point one way).
 lint: $(STAMP)
 	@status=0; \
 	echo "ruff check"; $(BIN)/ruff check . || status=1; \
 	echo "mypy $(LINT_PATHS)"; $(BIN)/mypy $(LINT_PATHS) || status=1; \
+	echo "lint-imports"; $(BIN)/lint-imports --no-logo || status=1; \
 	exit $$status
 
 # The load generator (wrk) and pgbench come from Debian's packages; installed here when missing.

@@ -14,15 +14,19 @@ from celery import Celery
 from flask import Response, g, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
-from concierge import worker_metrics
-from messaging import deadline, fast_lane
+from concierge import admin_api, events_api, records_api, worker_metrics
+from concierge import cli as concierge_cli
+from concierge.admin_pages import init_admin_pages
+from concierge.events import LaneIntake
+from messaging import cli as messaging_cli
+from messaging import conversations_api, deadline, fast_lane, me_api, property_threads_api, stream_api
 from messaging.api_document import finish_document
 from messaging.config import celery_settings, load_settings
 from messaging.db import db
 from messaging.errors import NotFound, Unprocessable, register_error_handlers, validation_problem
 from messaging.health import bp as health_bp
 from messaging.health import init_metrics
-from messaging.http import AUTHENTICATED_BLUEPRINTS, add_security_headers, parse_json_body, request_id
+from messaging.http import AUTHENTICATED_BLUEPRINTS, ApiRequest, add_security_headers, parse_json_body, request_id
 from messaging.limits import apply_limits, init_limits
 from messaging.live import install_live_updates
 from messaging.queue import celery_init_app
@@ -31,7 +35,10 @@ SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat
 
 
 class ConciergeAPI(OpenAPI):
-    """flask-openapi3's app, whose generated document also lists the problem-details errors."""
+    """flask-openapi3's app, whose generated document also lists the problem-details errors, and whose requests
+    keep the JSON body the application parsed (:class:`messaging.http.ApiRequest`)."""
+
+    request_class = ApiRequest
 
     def generate_spec_json(self) -> None:
         super().generate_spec_json()
@@ -83,7 +90,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     _register_blueprints(app)
     apply_limits(app)
     _register_cli(app)
-    fast_lane.install(app)  # it wraps the finished application
+    fast_lane.install(app, event_intake=LaneIntake())  # it wraps the finished application; the bot takes events
     deadline.install(app)  # last: its bound covers the fast lane too
     return app
 
@@ -122,17 +129,10 @@ def _register_request_hooks(app: OpenAPI) -> None:
 
 
 def _register_blueprints(app: OpenAPI) -> None:
-    from concierge import admin_api, events_api, records_api
-    from messaging import conversations_api, me_api, property_threads_api
-
     app.register_blueprint(health_bp)
     for module in (me_api, conversations_api, property_threads_api, records_api, events_api, admin_api):
         app.register_api(module.bp)
-    from messaging import stream_api
-
     app.register_api(stream_api.bp)
-    from concierge.admin_pages import init_admin_pages
-
     init_admin_pages(app)
 
     @app.get("/openapi.json", doc_ui=False)
@@ -145,9 +145,8 @@ def _register_blueprints(app: OpenAPI) -> None:
 
 
 def _register_cli(app: OpenAPI) -> None:
-    from messaging.cli import register_commands
-
-    register_commands(app)
+    messaging_cli.register_commands(app)
+    concierge_cli.register_commands(app)
 
 
 @functools.cache

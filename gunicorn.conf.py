@@ -46,6 +46,13 @@ def post_worker_init(worker):  # noqa: ARG001 - gunicorn's hook signature
     gc.freeze()
 
 
+def worker_exit(server, worker):  # noqa: ARG001 - gunicorn's hook signature
+    """Thaw and collect while gevent's hub still runs: left frozen, the objects were finalised at interpreter
+    exit, after the hub, and logging's finalisers then failed on gevent's patched locks."""
+    gc.unfreeze()
+    gc.collect()
+
+
 def on_starting(server):
     """Start from zero: files an earlier server left in the directory would add their totals to this one's. Not
     in a master started by an upgrade (USR2), whose old master's workers still write there."""

@@ -15,12 +15,19 @@ from sqlalchemy import case, exists, false, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from concierge.chat import hand_back_to_bot, hand_over_to_human
-from concierge.models import ConciergeMessageOrigin, ConciergeThread, OfferThread, PlatformEvent
+from concierge.models import OfferThread, PlatformEvent
 from concierge.processing import retry_failed_event
 from messaging.conversations import _join, clean_message_text, participant_ids, post_message
 from messaging.errors import Conflict, NotFound
 from messaging.live import publish_after_commit
-from messaging.models import ConversationParticipant, ConversationStats, Message, MessageEdit
+from messaging.models import (
+    ConciergeMessageOrigin,
+    ConciergeThread,
+    ConversationParticipant,
+    ConversationStats,
+    Message,
+    MessageEdit,
+)
 from messaging.pagination import Position, encode_cursor, position_literal
 from messaging.resources import conversations_json, message_json, participants_by_conversation, select_messages
 

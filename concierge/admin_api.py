@@ -18,9 +18,11 @@ from concierge import admin
 from messaging.auth import current_principal
 from messaging.csv_cells import csv_cell
 from messaging.db import get_session
-from messaging.http import JSON_OPTIONS, api_blueprint, json_response
+from messaging.errors import Unprocessable
+from messaging.http import api_blueprint, json_response
 from messaging.idempotency import idempotent
 from messaging.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
+from messaging.resources import JSON_OPTIONS
 from messaging.schemas import ApiModel
 
 bp = api_blueprint("admin", __name__, "Admin", "Reviewing the concierge", roles=frozenset({"admin"}))
@@ -84,8 +86,6 @@ class EventPageOut(ApiModel):
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
-        from messaging.errors import Unprocessable
-
         raise Unprocessable("Times need an offset.", errors=[{"field": "from/to", "message": "needs an offset"}])
     return value
 

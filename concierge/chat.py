@@ -17,11 +17,19 @@ from sqlalchemy.orm import Session
 
 from concierge import formatting as fmt
 from concierge.intents import UNKNOWN, understand
-from concierge.models import ConciergeMessageOrigin, ConciergeThread
 from messaging.conversations import post_concierge_message
 from messaging.db import utcnow
 from messaging.live import publish_after_commit
-from messaging.models import Message, Offer, Property, RequestToBook, Trip, User
+from messaging.models import (
+    ConciergeMessageOrigin,
+    ConciergeThread,
+    Message,
+    Offer,
+    Property,
+    RequestToBook,
+    Trip,
+    User,
+)
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,8 @@ ADMIN_ID = "demo-admin"
 PROPERTY_ID = 1001
 OFFER_ID = 2001
 TRIP_ID = 3001
+# The demo users whose tokens `make run` prints: (label, user id, role).
+DEMO_USERS = (("admin", ADMIN_ID, "admin"), ("traveler", TRAVELER_ID, "guest"), ("host", HOST_ID, "host"))
 
 
 def seed_demo_data(session: Session, today: dt.date | None = None) -> list[str]:

@@ -17,10 +17,18 @@ from sqlalchemy.orm import Session, aliased
 
 from concierge import records
 from concierge.events import record_internal_event
-from concierge.models import ConciergeMessageOrigin
 from messaging.conversations import concierge_conversation_id, post_concierge_message
 from messaging.live import publish_after_commit
-from messaging.models import Offer, Property, PropertyConversation, PropertyMessage, RequestToBook, Trip, User
+from messaging.models import (
+    ConciergeMessageOrigin,
+    Offer,
+    Property,
+    PropertyConversation,
+    PropertyMessage,
+    RequestToBook,
+    Trip,
+    User,
+)
 
 BATCH = 500
 OFFER_EXPIRY_NOTICE = dt.timedelta(hours=24)

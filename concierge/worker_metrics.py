@@ -28,8 +28,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from concierge.models import OutboxEntry, PlatformEvent
+from concierge.models import PlatformEvent
 from messaging.db import utcnow
+from messaging.models import OutboxEntry
 
 log = logging.getLogger(__name__)
 

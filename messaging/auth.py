@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from messaging.errors import Forbidden, Unauthorized
 from messaging.models import DeletedUser, User
+from messaging.upsert import insert_ignore
 
 ROLES = frozenset({"guest", "host", "admin", "service"})
 USER_ROLES = frozenset({"guest", "host", "admin"})
@@ -201,8 +202,6 @@ def ensure_user(session: Session, principal: Principal, *, recheck: bool = False
         return
     looked_up_at = time.monotonic()
     if not _user_exists(session, principal.user_id):
-        from messaging.upsert import insert_ignore  # local: avoids an import cycle with models
-
         if session.get(DeletedUser, principal.user_id) is not None:
             known_users().discard(principal.user_id)  # a recheck found what the cache did not know yet
             raise Unauthorized("This user has been deleted.")

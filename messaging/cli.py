@@ -1,4 +1,4 @@
-"""Flask CLI commands: tokens for development, migrations, demo data."""
+"""Flask CLI commands of the chat: tokens for development, migrations (the demo data's ``seed`` is concierge.cli's)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def alembic_config(database_url: str | None = None) -> Config:
+    # Alembic is imported here, when something migrates, not with this module: every web and worker process builds
+    # the app, which registers these commands, and none of them migrates (importing Alembic slows each one's start).
     from alembic.config import Config
 
     cfg = Config(str(ROOT / "alembic.ini"))
@@ -28,7 +30,7 @@ def alembic_config(database_url: str | None = None) -> Config:
 
 
 def upgrade_database(database_url: str, revision: str = "head") -> None:
-    from alembic import command
+    from alembic import command  # loaded when migrating only, as in alembic_config
 
     command.upgrade(alembic_config(database_url), revision)
 
@@ -54,13 +56,3 @@ def register_commands(app: Flask) -> None:
         """Apply the Alembic migrations to DATABASE_URL."""
         upgrade_database(current_app.config["DATABASE_URL"], revision)
         click.echo(f"database at {revision}")
-
-    @app.cli.command("seed")
-    def seed_command() -> None:
-        """Add the demo data set (a host, a property, a traveler, an offer, a trip) if it is missing."""
-        from concierge.demo_data import seed_demo_data
-        from messaging.db import session_scope
-
-        with session_scope() as session:
-            added = seed_demo_data(session)
-        click.echo(f"demo data added: {', '.join(added)}" if added else "demo data already present")

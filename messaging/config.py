@@ -108,10 +108,7 @@ def celery_settings(redis_url: str | None, key_prefix: str = "", visibility_time
     """The Celery settings of an app whose broker is ``redis_url``, every key it writes under ``key_prefix``
     (``REDIS_KEY_PREFIX``); ``visibility_timeout`` is ``CELERY_VISIBILITY_TIMEOUT``."""
     return {
-        "broker_url": redis_url,
-        # kombu's Redis transport, keeping one client per channel (messaging/broker.py); other schemes
-        # (rediss://, sentinel://) keep the transport kombu picks for them.
-        "broker_transport": "messaging.broker:Transport" if (redis_url or "").startswith("redis://") else None,
+        "broker_url": redis_url,  # kombu's own transport for its scheme (redis://, rediss://, sentinel://)
         "result_backend": None,
         "task_ignore_result": True,
         "task_acks_late": True,

@@ -14,13 +14,12 @@ import orjson
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from concierge.models import ConciergeThread
 from messaging import pg_reads
 from messaging.db import driver_cursor, utcnow
 from messaging.errors import Forbidden, NotFound, Unprocessable
-from messaging.http import JSON_OPTIONS
 from messaging.ids import new_id
 from messaging.models import (
+    ConciergeThread,
     Conversation,
     ConversationParticipant,
     ConversationStats,
@@ -35,6 +34,7 @@ from messaging.models import (
 from messaging.pagination import Page, Position, encode_cursor, history_page
 from messaging.read_state import READ_BY_EVERYONE_ELSE, advance_cursor, mark_read_by_everyone, start_cursor
 from messaging.resources import (
+    JSON_OPTIONS,
     conversation_json,
     message_json,
     message_position,

@@ -17,7 +17,7 @@ from messaging.idempotency import idempotent
 from messaging.live import publish_after_commit, publish_committed, publish_once_committed
 from messaging.outbox import enqueue_after_commit
 from messaging.pagination import CURSOR_MAX_LENGTH, PageQuery, decode_cursor
-from messaging.property_threads import INT32_MAX
+from messaging.property_threads import INT32_MAX, unread_property_messages
 from messaging.read_state import advance_cursor_in_one_statement
 from messaging.resources import conversations_json
 from messaging.schemas import ApiModel
@@ -246,8 +246,6 @@ def mark_read(path: ConversationPath, body: ReadIn) -> Response:
 @bp.get("/me/unread", responses={200: UnreadTotalsOut})
 def unread_totals() -> Response:
     """How many messages the caller has not read, in conversations and in property threads."""
-    from messaging.property_threads import unread_property_messages  # noqa: PLC0415
-
     session = get_session()
     user_id = current_principal().user_id
     conversations = svc.unread_conversation_messages(session, user_id)

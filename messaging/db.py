@@ -16,8 +16,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from messaging import green
-
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -59,7 +57,7 @@ class Timeouts:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Timeouts:
-        """From the ``DB_*`` settings (README, "Settings"); a missing one keeps its default."""
+        """From the ``DB_*`` settings (docs/settings.md); a missing one keeps its default."""
         default = cls()
         return cls(
             connect=float(config.get("DB_CONNECT_TIMEOUT", default.connect)),
@@ -127,8 +125,7 @@ def _utc_options(url: str) -> str:
     """libpq ``options`` that start every session in ``TimeZone=UTC`` (kept after any the URL gives). Values are
     instants either way; but in a zone spelled ``UTC`` psycopg reads a ``timestamptz`` into a datetime with
     ``datetime.timezone.utc``, where a server default such as ``Etc/UTC`` makes it convert each one through
-    ``zoneinfo``: reading an inbox page (150 read times in arrays, 200 more in columns) cost 150–350 µs of CPU
-    more. Set at connection start, so it costs no round trip."""
+    ``zoneinfo`` (its cost: ``bench/README.md``). Set at connection start, so it costs no round trip."""
     given = make_url(url).query.get("options")
     given = " ".join(given) if isinstance(given, tuple) else given
     return f"{given} -c TimeZone=UTC" if given else "-c TimeZone=UTC"
@@ -136,8 +133,8 @@ def _utc_options(url: str) -> str:
 
 def _no_memoize(dbapi_conn: Any, _record: Any) -> None:
     """The statements on the autocommit pool (driver_cursor) look rows up by unique keys, where a Memoize cache
-    never hits, yet PostgreSQL's planner puts Memoize nodes over their LATERAL lookups: turning it off made the
-    inbox statement about a fifth faster (1.7 → 1.4 ms at 1 M messages). PostgreSQL 14 and later have it."""
+    never hits, yet PostgreSQL's planner puts Memoize nodes over their LATERAL lookups, which slows the inbox
+    statement (``bench/README.md``). Turned off on PostgreSQL 14 and later, which have it; a no-op before."""
     if dbapi_conn.info.server_version >= 140000:
         dbapi_conn.execute("SET enable_memoize = off")
 
@@ -157,7 +154,6 @@ class Database:
         bounds = Timeouts.from_config(app.config)
         engine = make_engine(url, pool_size, pool_timeout=timeout, timeouts=bounds)
         factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
-        green.install()  # under gunicorn's gevent worker: psycopg waits on gevent's hub directly
         # A second pool whose connections stay in autocommit, for driver_cursor(). Up to twice DB_POOL_SIZE kept
         # open, no overflow: the most the usual pool-plus-overflow reached, but never opened and closed again
         # under load. With overflow (closed as it came back), a send load of 16 connections on two processes of 8

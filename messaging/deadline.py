@@ -5,8 +5,8 @@ statement with an error, but not a wait on a server that stopped answering while
 connections and acknowledges what is sent (the process stopped or frozen, a host paused): its timers do not run,
 and TCP keepalives are answered. Only the client can bound that wait. Under gunicorn's gevent worker every wait of
 the request — for a pooled connection, a new connection, a statement, a commit, Redis — is a greenlet switch
-(psycopg through :mod:`messaging.green`), so a ``gevent.Timeout`` started around the application interrupts it
-wherever it is. Then:
+(psycopg's own cooperative wait under gevent: :mod:`messaging.green`), so a ``gevent.Timeout`` started around the
+application interrupts it wherever it is. Then:
 
 * the interrupted connection is discarded, never put back in the pool, whose state is unknown: SQLAlchemy
   invalidates a connection an exception that is not an ``Exception`` interrupts, :func:`messaging.db.driver_cursor`

@@ -1,6 +1,8 @@
 """The embedded default (`make run`): API, Celery worker and Celery beat in one process, on this machine.
 
-With no ``DATABASE_URL`` it starts a private PostgreSQL (data in ``instance/postgres``), and with no
+:func:`main` runs the application an app factory builds, with the demo data a seeding function adds and the demo
+users whose tokens it prints; the project's entry point (``run.py``, which may import the whole service) gives
+them. With no ``DATABASE_URL`` it starts a private PostgreSQL (data in ``instance/postgres``), and with no
 ``REDIS_URL`` a private Redis (``instance/redis``), both from pip-installed packages
 (:mod:`messaging.local_servers`); the service uses them as it uses production's servers. It migrates the
 database, seeds the demo data set, then serves HTTP on HOST:PORT (threaded, so open live-update streams each hold
@@ -19,7 +21,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -28,11 +30,13 @@ from celery.beat import Service
 from celery.worker import WorkController
 from celery.worker import state as worker_state
 from flask import Flask
+from sqlalchemy.orm import Session
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from messaging.auth import mint_token
 from messaging.cli import upgrade_database
 from messaging.config import INSTANCE_DIR
+from messaging.db import session_scope
 from messaging.local_servers import LocalPostgres, LocalRedis
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,12 @@ BEAT_SCHEDULE_FILE = INSTANCE_DIR / "celerybeat-schedule"
 TOKEN_TTL = dt.timedelta(hours=24)
 WORKER_CONCURRENCY = 4
 SHUTDOWN_WAIT = 8.0  # seconds per component; the whole stop stays under ten
+
+# The application factory; what seeds the demo data (in a session the runner commits), returning what it added;
+# and the demo users, (label, user id, role), whose tokens the banner prints.
+AppFactory = Callable[[], Flask]
+Seed = Callable[[Session], list[str]]
+DemoUsers = Sequence[tuple[str, str, str]]
 
 _say_lock = threading.RLock()  # reentrant: the signal handler may print while the main thread is printing
 
@@ -69,20 +79,18 @@ def start_private_servers() -> list[LocalPostgres | LocalRedis]:
     return started
 
 
-def main() -> int:
+def main(create_app: AppFactory, seed: Seed, demo_users: DemoUsers) -> int:
+    """Start the private servers the settings lack, then :func:`serve`; returns the exit code."""
     servers = start_private_servers()
     try:
-        return serve()
+        return serve(create_app, seed, demo_users)
     finally:
         for server in reversed(servers):
             server.stop()
 
 
-def serve() -> int:
-    from app import create_app
-    from concierge import demo_data
-    from messaging.db import session_scope
-
+def serve(create_app: AppFactory, seed: Seed, demo_users: DemoUsers) -> int:
+    """Build the app, migrate its database, seed it, then serve with a worker and beat until SIGINT or SIGTERM."""
     app = create_app()
     try:
         upgrade_database(app.config["DATABASE_URL"])
@@ -92,7 +100,7 @@ def serve() -> int:
     # Alembic's env.py applies alembic.ini's logging (root at WARNING); put the service's level back.
     logging.basicConfig(level=app.config.get("LOG_LEVEL") or os.environ.get("LOG_LEVEL", "INFO"), force=True)
     with app.app_context(), session_scope() as session:
-        added = demo_data.seed_demo_data(session)
+        added = seed(session)
     say(f"demo data {'added: ' + ', '.join(added) if added else 'already present'}")
 
     host = os.environ.get("HOST") or "127.0.0.1"
@@ -108,7 +116,7 @@ def serve() -> int:
     server_thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     server_thread.start()
 
-    print_banner(app, host, port)
+    print_banner(app, host, port, demo_users)
     exit_code = 0
     while not stop.wait(1.0):
         if not server_thread.is_alive():
@@ -182,7 +190,7 @@ def shutdown(
             log.warning("%s did not stop within %.0f s; leaving it behind", thread.name, SHUTDOWN_WAIT)
 
 
-def print_banner(app: Flask, host: str, port: int) -> None:
+def print_banner(app: Flask, host: str, port: int, demo_users: DemoUsers) -> None:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
     say(f"API:  {base}/v1")
@@ -190,13 +198,7 @@ def print_banner(app: Flask, host: str, port: int) -> None:
     if not app.config.get("JWT_SECRET"):
         say("No demo tokens: JWT_PUBLIC_KEY is set, so tokens come from the platform's private key.")
         return
-    from concierge import demo_data
-
-    for label, sub, role in (
-        ("admin", demo_data.ADMIN_ID, "admin"),
-        ("traveler", demo_data.TRAVELER_ID, "guest"),
-        ("host", demo_data.HOST_ID, "host"),
-    ):
+    for label, sub, role in demo_users:
         token = mint_token(app.config, sub=sub, role=role, ttl=TOKEN_TTL)
         say(f"Demo {label} token ({sub}, role {role}, valid 24 h): {token}")
     if app.config.get("JWT_SECRET_IS_DEFAULT"):
@@ -218,4 +220,4 @@ def _install_signal_handlers(stop: threading.Event) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit("messaging.embedded runs the application it is given: `make run` (python -m run) gives it this service's")

@@ -3,12 +3,11 @@
 and the two reads a client makes most, ``GET /v1/conversations/{id}/messages`` (history) and
 ``GET /v1/conversations`` (inbox).
 
-Profiles of a send under load (py-spy, ``bench/README.md``) put about a third of the web process's CPU in
-Flask's and flask-openapi3's per-request machinery — request context, URL matching, six hooks, request and
-response objects, model plumbing — around a view whose own work is one SQL statement and two Redis calls; a
-history page's profile showed the same third. This WSGI middleware does that work directly for a request that
-is going to succeed, and hands every other request, untouched, to the application (``app.wsgi_app``), so there
-is one implementation of each error.
+Why it exists: Flask's and flask-openapi3's per-request machinery — request context, URL matching, hooks,
+request and response objects, model plumbing — costs more than these views' own work (one SQL statement and a
+Redis call or two; figures in ``bench/README.md``, reasons in ``docs/decisions/0004-fast-lane.md``). This WSGI
+middleware does that work directly for a request that is going to succeed, and hands every other request,
+untouched, to the application (``app.wsgi_app``), so there is one implementation of each error.
 
 Writes are taken only when plainly ordinary: no query string, no ``Idempotency-Key``, a JSON body of known
 length within ``MAX_CONTENT_LENGTH``, and a token the application's own ``VerifiedTokens`` accepts. Then, in the
@@ -17,9 +16,10 @@ order the application uses:
 * a **send** (a user's token; a body the view's own model ``MessageIn`` and text rules ``clean_message_text``
   accept): the abuse limit is counted, the one send statement runs in autocommit, the message is published to
   the live streams, and the 201 goes out;
-* a **new platform event** (a ``service`` token; a body the view's own model ``EventIn`` and intake rules
-  :func:`concierge.events.prepare_intake` accept): the abuse limit is counted (per token), the one intake
-  statement runs in autocommit, the outbox entry is sent to the worker and marked, and the 202 goes out;
+* a **new platform event** (a ``service`` token; a body the view's own model and intake rules accept, through
+  the :class:`EventIntake` the composition root hands the lane — the bot's, ``concierge.events.LaneIntake``; with
+  none, every event is the application's): the abuse limit is counted (per token), the one intake statement runs
+  in autocommit, the outbox entry is sent to the worker and marked, and the 202 goes out;
 * a **mark read** (a user's token; a body the view's own model ``ReadIn`` accepts): the view's one statement
   (:func:`messaging.read_state.advance_cursor_in_one_statement`) runs in autocommit, the move is published to the
   live streams if the cursor moved, and the 200 goes out (no limit counts reads);
@@ -68,26 +68,28 @@ import io
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from flask import Flask, request
 from pydantic import BaseModel, ValidationError
 
-from concierge import events
 from messaging import pg_reads, property_threads
 from messaging.auth import USER_ROLES, KnownUsers, Principal, VerifiedTokens
 from messaging.conversations import clean_message_text, inbox_body, run_send_statement
+from messaging.conversations_api import MessageIn, ReadIn
 from messaging.db import autocommit_cursor
 from messaging.errors import ProblemError
 from messaging.health import LATENCY, REQUEST_STARTED, REQUESTS
-from messaging.http import JSON_OPTIONS, request_id
+from messaging.http import request_id
 from messaging.limits import LIMIT_COUNTED, LIMITER, AbuseLimits, token_key_of
 from messaging.live import publish_now
-from messaging.outbox import dispatch_with
+from messaging.outbox import OutboxItem, dispatch_with
 from messaging.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, decode_cursor, history_page
+from messaging.property_threads_api import WRITER_ROLES, PropertyMessageIn
 from messaging.read_state import advance_cursor_in_one_statement
-from messaging.resources import message_json, message_position
+from messaging.resources import JSON_OPTIONS, message_json, message_position
 
 # In the WSGI environ of a request the lane hands over: an error for the application to raise. (A limit already
 # counted is marked by messaging.limits.LIMIT_COUNTED.)
@@ -116,15 +118,32 @@ class HandOver:
 
 HAND_OVER = HandOver()
 
+
+class EventIntake(Protocol):
+    """The platform-event intake the lane serves ``POST /v1/events`` with, as the events view does. The bot's
+    (``concierge.events.LaneIntake``) is handed to :func:`install` by the composition root, app.py: the chat domain
+    does not import the bot."""
+
+    def accept(self, body: dict[str, Any]) -> Any:
+        """What storing the event posted as ``body`` writes, if the view would take it; pydantic's
+        ``ValidationError`` or a problem (:class:`messaging.errors.ProblemError`) if not. Touches no database."""
+
+    def insert(self, cursor_cm: AbstractContextManager[Any], accepted: Any) -> OutboxItem | None:
+        """Store ``accepted`` and its outbox entry in one statement on ``cursor_cm`` (a cursor in autocommit):
+        the entry, to send, if the event was stored now; None if it was stored before (a repeat, or another body
+        under the same id), nothing written; a problem if a reference it does not carry is missing, nothing
+        written."""
+
+    def resource(self, accepted: Any) -> dict[str, Any]:
+        """The 202's body: the event as just stored."""
+
+
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class FastLane:
-    def __init__(self, app: Flask, inner: WsgiApp) -> None:
-        from messaging.conversations_api import MessageIn, ReadIn  # local: the API modules import this one's app
-        from messaging.property_threads_api import WRITER_ROLES, PropertyMessageIn
-
+    def __init__(self, app: Flask, inner: WsgiApp, event_intake: EventIntake | None = None) -> None:
         self.inner = inner
         self.config = app.config
         self.tokens: VerifiedTokens = app.extensions.setdefault("verified_tokens", VerifiedTokens())
@@ -137,7 +156,7 @@ class FastLane:
         self.read_in = ReadIn
         self.reply_in = PropertyMessageIn
         self.writer_roles = WRITER_ROLES
-        self.event_in = events.EventIn
+        self.event_intake = event_intake
         self.latency = LATENCY.labels("POST", SEND_RULE)
         self.created = REQUESTS.labels("POST", SEND_RULE, "201")
         self.event_latency = LATENCY.labels("POST", EVENTS_RULE)
@@ -296,25 +315,25 @@ class FastLane:
         return [body]
 
     def _event(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        intake = self.event_intake
+        if intake is None:  # no intake given: events are the application's
+            return self.inner(environ, start_response)
         started = time.perf_counter()
         raw = self._ordinary_body(environ, started)
         if raw is None:
             return self.inner(environ, start_response)
         token = _bearer(environ)
         caller = self._principal(token)
-        intake = (self._accepted(raw, self.event_in, events.prepare_intake)
-                  if caller is not None and caller.role == "service" else None)
-        if intake is None or not self._counted(environ, "events.post_event", token_key_of(token)):
+        accepted = self._parsed(raw, intake.accept) if caller is not None and caller.role == "service" else None
+        if accepted is None or not self._counted(environ, "events.post_event", token_key_of(token)):
             return self.inner(environ, start_response)
-        entry = events.outbox_entry(intake.values["id"])
-        # A problem: a reference the event does not carry is missing (422). Not inserted: a repeated delivery (200)
-        # or another body under the same id (409), nothing written.
-        inserted = self._written(environ, lambda: events.insert_in_one_statement(autocommit_cursor(self.db),
-                                                                                intake, entry))
-        if inserted is not True:
+        # A problem: a reference the event does not carry is missing (422). None: a repeated delivery (200) or
+        # another body under the same id (409), nothing written.
+        entry = self._written(environ, lambda: intake.insert(autocommit_cursor(self.db), accepted))
+        if entry is None or isinstance(entry, HandOver):
             return self.inner(environ, start_response)
         dispatch_with(autocommit_cursor(self.db), [entry])
-        resource = events.event_resource(events.accepted_event(intake), [])
+        resource = intake.resource(accepted)
         body = _respond(start_response, "202 ACCEPTED", resource, environ)
         self.event_latency.observe(time.perf_counter() - started)
         self.accepted.inc()
@@ -383,11 +402,17 @@ class FastLane:
     def _accepted(raw: bytes, model: type[BaseModel], then: Callable[[Any, dict[str, Any]], T]) -> T | None:
         """``then(validated, body)`` if the body is a JSON object the view's ``model`` accepts and ``then`` (the
         view's own rules) raises no problem; else None, for the application to answer."""
+        return FastLane._parsed(raw, lambda obj: then(model.model_validate(obj), obj))
+
+    @staticmethod
+    def _parsed(raw: bytes, parse: Callable[[dict[str, Any]], T]) -> T | None:
+        """``parse(body)`` if the body is a JSON object and ``parse`` (the view's model and rules) raises neither
+        a validation error nor a problem; else None, for the application to answer."""
         try:
             obj = orjson.loads(raw)
             if not isinstance(obj, dict):
                 return None
-            return then(model.model_validate(obj), obj)
+            return parse(obj)
         except (orjson.JSONDecodeError, ValidationError, ProblemError):
             return None
 
@@ -443,11 +468,12 @@ def _respond_raw(start_response: StartResponse, status: str, body: bytes, enviro
     return body
 
 
-def install(app: Flask) -> None:
-    """Put the lane in front of ``app.wsgi_app`` (``FAST_LANE=0`` leaves it out)."""
+def install(app: Flask, event_intake: EventIntake | None = None) -> None:
+    """Put the lane in front of ``app.wsgi_app`` (``FAST_LANE=0`` leaves it out); ``event_intake`` lets it take
+    new platform events too."""
     if not app.config.get("FAST_LANE", True):
         return
-    app.wsgi_app = FastLane(app, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = FastLane(app, app.wsgi_app, event_intake)  # type: ignore[method-assign]
 
     @app.before_request
     def _raise_from_fast_lane() -> None:

@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 import orjson
-from flask import Response, current_app, request
+from flask import Request, Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
@@ -16,6 +16,7 @@ from messaging.auth import Principal, authenticate, current_principal, ensure_us
 from messaging.db import get_session
 from messaging.errors import Forbidden, NotFound, Unprocessable
 from messaging.ids import new_id
+from messaging.resources import JSON_OPTIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,8 +25,20 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 AUTHENTICATED_BLUEPRINTS: set[str] = set()
 
 
+class ApiRequest(Request):
+    """The application's request class (``request_class``, app.py): its JSON body, once :func:`parse_json_body`
+    has parsed it, is what ``get_json`` returns — to flask-openapi3's body validation and to the views."""
+
+    parsed_body: dict[str, Any] | None = None
+
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        if cache and self.parsed_body is not None:
+            return self.parsed_body
+        return super().get_json(force=force, silent=silent, cache=cache)
+
+
 def parse_json_body() -> None:
-    """Parse a JSON body once (orjson) and hand it to the validators: malformed → 400,
+    """Parse a JSON body once (orjson) and hand it to the validators (:class:`ApiRequest`): malformed → 400,
     not an object → 422, an empty body counts as ``{}`` so missing fields are named."""
     if request.method not in BODY_METHODS or request.routing_exception is not None:
         return
@@ -44,7 +57,7 @@ def parse_json_body() -> None:
             raise Unprocessable(
                 "The body must be a JSON object.", errors=[{"field": "body", "message": "must be a JSON object"}]
             )
-    request._cached_json = (obj, obj)  # type: ignore[attr-defined]
+    cast(ApiRequest, request).parsed_body = obj
 
 
 def buffer_chunked_body() -> None:
@@ -64,8 +77,6 @@ def buffer_chunked_body() -> None:
         raise RequestEntityTooLarge()
     environ["wsgi.input"] = io.BytesIO(raw)
 
-
-JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 # Every HTML page's headers unless its blueprint set its own (the admin pages' stricter policy). The policy is
 # as tight as the API document's Swagger UI (/docs) allows: its scripts and styles come from this origin and

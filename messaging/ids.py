@@ -4,8 +4,8 @@ nanoid's algorithm (``nanoid.generate``) draws random bytes, masks each to the b
 those that index into it. Our alphabet has exactly 64 symbols, so every byte masked to 6 bits is kept and the
 id is simply 21 random bytes, each mapped to ``ID_ALPHABET[byte & 63]``. :func:`new_id` does that mapping with one
 ``bytes.translate`` instead of nanoid's per-character Python loop: the same ids (same distribution, same
-randomness source, ``os.urandom``) for about a tenth of the CPU — it runs twice per send (message and request
-ids). ``tests/test_ids.py`` checks it against ``nanoid.method`` on the same bytes.
+randomness source, ``os.urandom``) for less CPU — it runs twice per send (message and request ids).
+``tests/test_ids.py`` checks it against ``nanoid.method`` on the same bytes.
 """
 
 import os

@@ -1,8 +1,7 @@
 """Abuse limits: per-user limits on posting messages and opening threads, a per-token limit on event intake.
 
 Built on the ``limits`` library (the counters and algorithms Flask-Limiter uses), called directly from the
-limited views: Flask-Limiter's per-request machinery (a hook on every request, re-resolving and filtering
-the limits of each) cost more than the counting itself on the hottest route.
+limited views, so routes without a limit pay nothing and a limited one pays its counters alone.
 
 - **Shared across processes**: counters live in Redis (``REDIS_URL``, keys under ``REDIS_KEY_PREFIX``), so every
   web process counts against the same budget.

@@ -23,12 +23,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import gevent  # type: ignore[import-untyped]
 import orjson
 import redis
+from flask import current_app
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
+
+from messaging.green import gevent_patched
 
 log = logging.getLogger(__name__)
 
@@ -188,12 +192,11 @@ class RedisLiveBus(LiveBus):
     one publishing greenlet per process and returns, so a request's response goes out without the round trip.
     That greenlet runs as soon as the request's greenlet yields (writing its response, or waiting for the next
     request on the connection), and publishes everything queued by then — the events of several requests — in
-    one pipelined round trip, one ``EVALSHA`` each, in the order they were queued. Under a send load of 16
-    connections on two web processes it published about three events a round trip: the web process's CPU per
-    send fell by a tenth and Redis's by a fifth. While Redis is unreachable a batch, not each request, waits for
-    the connect timeout before the events are dropped (logged). Events still queued when the process exits
-    are published on the way out: gevent runs the waiting greenlet before the interpreter ends. Elsewhere
-    (Celery workers, the CLI, tests in threads) it publishes before it returns.
+    one pipelined round trip, one ``EVALSHA`` each, in the order they were queued, so a client may get its
+    response a moment before its own stream has the event. While Redis is unreachable a batch, not each
+    request, waits for the connect timeout before the events are dropped (logged). Events still queued when the
+    process exits are published on the way out: gevent runs the waiting greenlet before the interpreter ends.
+    Elsewhere (Celery workers, the CLI, tests in threads) it publishes before it returns.
     """
 
     def __init__(
@@ -229,8 +232,6 @@ class RedisLiveBus(LiveBus):
         self._publish_sha = hashlib.sha1(PUBLISH_ONE_LUA.encode()).hexdigest()  # as Redis names it
         self._no_script = redis.exceptions.NoScriptError
         # Under gevent: the events waiting for the publishing greenlet, and whether it is scheduled or running.
-        from messaging.green import gevent_patched
-
         self._pending: list[_Encoded] | None = [] if gevent_patched() else None
         self._flushing = False
 
@@ -246,8 +247,6 @@ class RedisLiveBus(LiveBus):
             return
         self._pending.extend(encoded)
         if encoded and not self._flushing:
-            import gevent  # type: ignore[import-untyped]  # local: only a gevent-patched process gets here
-
             self._flushing = True
             gevent.spawn(self._flush)
 
@@ -369,8 +368,6 @@ def publish_committed(event_type: str, user_ids: Iterable[str], data: dict[str, 
     after-commit publication, a failure is logged and does not fail the request."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown live event type {event_type}")
-    from flask import current_app  # local: this module is also used outside Flask
-
     publish_now(current_app.extensions["live"], event_type, user_ids, data)
 
 
@@ -397,7 +394,7 @@ def _env_number(name: str, default: float) -> float:
 
 
 def live_settings() -> dict[str, Any]:
-    """LIVE_* settings from the environment (see README, "Live updates")."""
+    """LIVE_* settings from the environment (see docs/settings.md, "Live updates")."""
     return {
         "LIVE_STREAM_MAXLEN": int(_env_number("LIVE_STREAM_MAXLEN", DEFAULT_MAXLEN)),
         "LIVE_STREAM_TTL_SECONDS": int(_env_number("LIVE_STREAM_TTL_SECONDS", DEFAULT_TTL_SECONDS)),

@@ -1,4 +1,5 @@
-"""Tables: the seed schema (SPEC §1), the platform's mirrored records, and the chat's own bookkeeping."""
+"""Tables: the seed schema (SPEC §1), the platform's mirrored records, the chat's own bookkeeping, its record of
+the concierge's conversations and messages, and the task outbox."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from sqlalchemy import (
     String,
     Text,
     Time,
+    UniqueConstraint,
     false,
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from messaging.db import Base
@@ -366,3 +369,86 @@ class IdempotencyKey(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now(), index=True)
+
+
+# --- the concierge's conversations, as the chat sees them -----------------------------------------
+
+
+class ConciergeThread(Base):
+    """A user's concierge conversation: which conversation it is (the chat's ``isConcierge``, and nobody joins or
+    leaves it), and whether a human has taken it over (then the bot no longer answers in it)."""
+
+    __tablename__ = "concierge_threads"
+    __table_args__ = (
+        # The admins' "needs a human" list: only taken-over threads are in it.
+        Index("ix_concierge_threads_needs_human", "conversation_id",
+              postgresql_where=text("needs_human")),
+    )
+
+    conversation_id: Mapped[str] = mapped_column(
+        String(21), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    needs_human: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false(), default=False)
+    misunderstandings: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
+
+
+class ConciergeMessageOrigin(Base):
+    """Why the concierge wrote a message: the event (and recipient) or the question it answers.
+
+    Every concierge message has one, which is also how a concierge message (``user_id`` null by
+    design) is told apart from the message of a user who was later deleted. The unique
+    (event_id, recipient_id) pair is what makes an event notify each recipient at most once.
+    """
+
+    __tablename__ = "concierge_message_origins"
+    __table_args__ = (
+        UniqueConstraint("event_id", "recipient_id", name="uq_concierge_message_origins_event_recipient"),
+        # One answer per question, however often the answering task runs.
+        UniqueConstraint("question_message_id", name="uq_concierge_message_origins_question_message_id"),
+        Index("ix_concierge_message_origins_event_id", "event_id"),
+    )
+
+    message_id: Mapped[str] = mapped_column(
+        String(21), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # event | reply | system
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    recipient_id: Mapped[str | None] = mapped_column(Text)
+    question_message_id: Mapped[str | None] = mapped_column(String(21))
+    intent: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
+
+
+# --- the task outbox ------------------------------------------------------------------------------
+
+
+class OutboxEntry(Base):
+    """A task to enqueue, written in the transaction whose commit it depends on (messaging.outbox).
+
+    Sent right after commit with its id in the message's headers; done (``done_at``) once the task reports it
+    over, succeeded or failed for good. The sweeper sends what was never sent (broker down, process killed) and,
+    again, what was sent but not done in time (the broker lost it). ``dispatched_at`` is when it was last sent,
+    or, while its task waits to retry, when that retry is due. Tasks are idempotent, so sending twice is harmless
+    and sending never is impossible.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(
+            "ix_outbox_unfinished_created_at",
+            "created_at",
+            postgresql_where=text("done_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(21), primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    args: Mapped[list] = mapped_column(JSONB, nullable=False)  # type: ignore[type-arg]
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    done_at: Mapped[dt.datetime | None] = mapped_column()

@@ -23,9 +23,9 @@ from flask import current_app
 from sqlalchemy import case, event, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from concierge.models import OutboxEntry
 from messaging.db import autocommit_cursor, utcnow
 from messaging.ids import new_id
+from messaging.models import OutboxEntry
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ does not plan it again. The rows come back as plain tuples with the columns of t
 :mod:`messaging.resources` (``select_messages``, ``conversations_json``: the admin pages, one conversation) in
 their order, so the same builders and the same paging shape both.
 
-Measured against the alternatives (one 50-message page, same connection): having PostgreSQL write the JSON
-(``row_to_json`` and ``to_char`` per row) costs the database 3× this statement, more than Python saves;
-SQLAlchemy Core costs the web process about twice these tuples.
+JSON is built in Python from the tuples, not by PostgreSQL (``row_to_json``), which costs the database more
+than it saves Python (``bench/README.md``). A statement error is the driver's, raised to the caller.
 
 ``tests/test_pg_reads.py`` checks these pages against the same rows read through SQLAlchemy, page by page.
 """
@@ -127,7 +126,7 @@ INBOX_PARTICIPANTS = slice(15, 18)  # user ids, names, read times
 
 def inbox_rows(cursor: Any, user_id: str, count: int, before: Position | None = None) -> list[tuple[Any, ...]]:
     """Up to ``count`` of the caller's conversations, latest activity first, read on ``cursor`` as plain tuples
-    (a named tuple per row cost a fifth of reading the page): the columns of
+    (positions, not names): the columns of
     :func:`messaging.resources.conversation_json` in its order, then ``last_activity_at`` and the participants'
     user ids, names and read times."""
     params: dict[str, Any] = {"uid": user_id, "limit": count}

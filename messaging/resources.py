@@ -6,12 +6,24 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
-from concierge.models import ConciergeMessageOrigin, ConciergeThread
-from messaging.models import Conversation, ConversationParticipant, ConversationStats, Message, ReadCursor, User
+from messaging.models import (
+    ConciergeMessageOrigin,
+    ConciergeThread,
+    Conversation,
+    ConversationParticipant,
+    ConversationStats,
+    Message,
+    ReadCursor,
+    User,
+)
 from messaging.property_threads import INT32_MAX
+
+# How a resource is written as JSON (orjson): datetimes as UTC with a ``Z``, naive ones taken as UTC.
+JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 MESSAGE_COLUMNS = (
     Message.id,

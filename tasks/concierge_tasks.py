@@ -18,7 +18,7 @@ from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from concierge import processing
+from concierge import chat, processing
 from messaging.db import session_scope
 from messaging.outbox import sweep_outbox
 
@@ -53,11 +53,9 @@ def process_event(self, event_id: str) -> str:  # type: ignore[no-untyped-def]
 
 @shared_task(bind=True, name="concierge.answer_question", acks_late=True, max_retries=MAX_RETRIES)
 def answer_question(self, message_id: str) -> str:  # type: ignore[no-untyped-def]
-    from concierge.chat import answer_question as answer  # the chat module imports heavier rules
-
     try:
         with session_scope() as session:
-            return answer(session, message_id)
+            return chat.answer_question(session, message_id)
     except TRANSIENT as exc:
         if self.request.retries >= self.max_retries:
             log.error("could not answer message %s: %s", message_id, exc)

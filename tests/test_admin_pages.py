@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from concierge.admin_pages import TOKEN_COOKIE
-from concierge.models import ConciergeThread
 from messaging.db import get_session
+from messaging.models import ConciergeThread
 from tests.test_admin_api import FORMULA_AUTHOR, FORMULAS, _ask, _booked, assert_csv_neutralised, formula_transcript
 
 XSS = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'

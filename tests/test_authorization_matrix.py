@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from concierge.models import ConciergeThread, PlatformEvent
+from concierge.models import PlatformEvent
 from messaging.db import session_scope
 from messaging.models import (
+    ConciergeThread,
     Conversation,
     ConversationParticipant,
     ConversationStats,

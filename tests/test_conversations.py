@@ -11,10 +11,17 @@ import orjson
 import pytest
 from sqlalchemy import delete, func, select
 
-from concierge.models import ConciergeThread
 from messaging import conversations as svc
 from messaging.db import get_session
-from messaging.models import Conversation, DirectConversation, MessageEdit, Offer, Property, User
+from messaging.models import (
+    ConciergeThread,
+    Conversation,
+    DirectConversation,
+    MessageEdit,
+    Offer,
+    Property,
+    User,
+)
 from messaging.pagination import encode_cursor
 from messaging.resources import offer_id_json
 

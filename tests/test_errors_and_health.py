@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Response
+from flask import Response, request
 from pydantic import Field
 
 from app import create_app
 from messaging.config import load_settings
 from messaging.db import get_engine
+from messaging.http import ApiRequest, parse_json_body
 from messaging.schemas import ApiModel
 from tests.conftest import redis_url
 from tests.conftest import test_config as app_config
@@ -231,6 +232,23 @@ def test_a_valid_body_passes(echo_client: Any) -> None:
     r = echo_client.post("/echo", json={"message": "hi"})
     assert r.status_code == 200, r.get_data(as_text=True)
     assert r.json == {"message": "hi", "count": 1}
+
+
+def test_an_empty_body_is_validated_as_an_empty_object(echo_client: Any) -> None:
+    r = echo_client.post("/echo", data=b"", content_type="application/json")
+    problem = assert_problem(r, 422)
+    assert [e["field"] for e in problem["errors"]] == ["message"]
+
+
+@pytest.mark.parametrize(("raw", "parsed"), [(b"", {}), (b'{"message": "hi"}', {"message": "hi"})])
+def test_the_body_is_parsed_once_and_read_as_parsed(echo_client: Any, raw: bytes, parsed: dict[str, Any]) -> None:
+    """What parse_json_body parsed is what get_json gives flask-openapi3's validators and the views (ApiRequest)."""
+    app = echo_client.application
+    with app.test_request_context("/echo", method="POST", data=raw, content_type="application/json"):
+        assert isinstance(request, ApiRequest)  # the proxy answers for the application's request object
+        parse_json_body()
+        body = request.get_json()
+        assert body == parsed and request.get_json(silent=True) is body and request.get_json(force=True) is body
 
 
 @pytest.mark.expect_errors(r"^unhandled error request_id=req-boom-1 GET /boom$")

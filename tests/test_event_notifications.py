@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from concierge import processing
-from concierge.models import ConciergeMessageOrigin, OfferThread, OutboxEntry, PlatformEvent
+from concierge.models import OfferThread, PlatformEvent
 from messaging.db import get_session, session_scope, utcnow
+from messaging.models import ConciergeMessageOrigin, OutboxEntry
 from tasks.concierge_tasks import process_event
 
 HOST = {"id": "host-1", "name": "Helena", "role": "host"}

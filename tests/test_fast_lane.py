@@ -204,7 +204,8 @@ def broker_app(pg_url: str, redis_prefix: str) -> Iterator[Any]:
 
 
 def test_a_new_event_is_accepted_by_the_lane_without_the_view(broker_app: Any, auth: Any) -> None:
-    from concierge.models import OutboxEntry, PlatformEvent
+    from concierge.models import PlatformEvent
+    from messaging.models import OutboxEntry
 
     assert isinstance(broker_app.wsgi_app, FastLane)
     client = broker_app.test_client()
@@ -233,8 +234,8 @@ def test_a_new_event_is_accepted_by_the_lane_without_the_view(broker_app: Any, a
 
 
 def test_the_lane_answers_and_stores_events_as_the_application_does(apps: tuple[Any, Any], auth: Any) -> None:
-    from concierge.models import OutboxEntry, PlatformEvent
-    from messaging.models import User
+    from concierge.models import PlatformEvent
+    from messaging.models import OutboxEntry, User
 
     with_lane, without = apps
     lane, plain = with_lane.test_client(), without.test_client()

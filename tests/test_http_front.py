@@ -336,6 +336,17 @@ def test_a_malformed_chunk_is_400(web: WebServer) -> None:
     assert [s for s, _, _ in responses] == [400]
 
 
+def test_a_worker_stops_without_a_traceback(processes: Processes) -> None:  # noqa: F811 - fixture
+    """Frozen objects (gc.freeze) finalised after gevent's hub at exit made logging's finalisers fail; the
+    workers now thaw them first."""
+    with private_pg_database("concierge_front_exit") as url:
+        web = processes.web(service_env(url, redis_url()), workers=2)
+        assert exchange(web.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0]
+        assert web.stop() == 0
+    assert "Worker exiting" in web.log_text()
+    assert "Traceback" not in web.log_text()
+
+
 def test_the_server_log_has_no_traceback(web: WebServer) -> None:
     """Run last in this module: nothing above made the service log an error."""
     wait_until(lambda: web.log_text(), 1, what="the log")

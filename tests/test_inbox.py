@@ -482,7 +482,7 @@ def test_inbox_entries_follow_the_last_message_and_the_concierge_flag(app, clien
     writing the last message, a concierge chat made, a participant leaving and joining — every entry equals what
     it copies, and each inbox item equals the conversation read on its own."""
     from concierge import records
-    from concierge.models import ConciergeThread
+    from messaging.models import ConciergeThread
 
     join(client, auth, "ana", "bob", "cy", "gone")
     pair = group(client, auth, "ana", ["bob"], name="pair")

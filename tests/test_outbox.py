@@ -19,10 +19,10 @@ import redis as redis_py
 from sqlalchemy import func, select
 
 from app import create_app
-from concierge.models import ConciergeMessageOrigin, OutboxEntry, PlatformEvent
+from concierge.models import PlatformEvent
 from messaging.config import celery_settings
 from messaging.db import session_scope, utcnow
-from messaging.models import User
+from messaging.models import ConciergeMessageOrigin, OutboxEntry, User
 from messaging.outbox import mark_done, mark_retrying, sweep_outbox
 from tasks.concierge_tasks import process_event, sweep_outbox_task, sweep_stale_events
 from tests import conftest

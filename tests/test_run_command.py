@@ -87,7 +87,7 @@ def test_embedded_runner_serves_works_and_stops_on_sigterm(tmp_path: Path) -> No
     env = {name: value for name, value in os.environ.items() if name not in UNSET}
     env.update(INSTANCE_DIR=str(tmp_path / "instance"), PORT=str(port), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "messaging.embedded"],
+        [sys.executable, "-m", "run"],  # what `make run` runs
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from concierge import scheduling
-from concierge.models import ConciergeMessageOrigin, PlatformEvent
+from concierge.models import PlatformEvent
 from messaging.db import get_session, session_scope
 from messaging.models import (
+    ConciergeMessageOrigin,
     Message,
     Offer,
     Property,
@@ -63,7 +64,7 @@ def _process_all(app: Any, now: dt.datetime = NOW) -> list[str]:
 
 
 def _concierge_texts(app: Any, user_id: str) -> list[str]:
-    from concierge.models import ConciergeThread
+    from messaging.models import ConciergeThread
 
     with app.app_context():
         s = get_session()

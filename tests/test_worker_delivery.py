@@ -410,13 +410,13 @@ def test_redis_down_at_intake_events_accepted_then_processed_once_when_it_return
 def test_embedded_runner_processes_an_event_with_its_in_process_worker(
     processes: Processes, database_url: str, tmp_path: Path  # noqa: F811 - fixture
 ) -> None:
-    if not (ROOT / "messaging" / "embedded.py").exists():
-        pytest.skip("messaging/embedded.py (the `make run` runner) is not in the working tree")
+    if not (ROOT / "run.py").exists():
+        pytest.skip("run.py (the `make run` entry point) is not in the working tree")
     port = free_port()
     # This module's database (the runner migrates and seeds it); no REDIS_URL: the runner starts its private Redis.
     env = service_env(database_url, None, PORT=str(port), INSTANCE_DIR=str(tmp_path / "instance"))
     runner = processes.add(
-        ManagedProcess([sys.executable, "-m", "messaging.embedded"], env, tmp_path / "embedded.log")
+        ManagedProcess([sys.executable, "-m", "run"], env, tmp_path / "embedded.log")
     )
     runner.start()
     base = f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
-"""Indexes the admin review reads by: a trigram index for text search in messages (with the pg_trgm
-extension, which is trusted and ships with PostgreSQL), and a partial index of the concierge
-threads a human has taken over.
+"""Indexes for the admin review: trigram text search in messages, concierge threads taken over.
+
+A trigram index for text search in messages (with the pg_trgm extension, which is trusted and ships with
+PostgreSQL), and a partial index of the concierge threads a human has taken over.
 
 Revision ID: 0005
 Revises: 0004

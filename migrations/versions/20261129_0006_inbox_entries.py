@@ -1,7 +1,9 @@
-"""Inbox order: inbox_entries, one row per participation with its conversation's last activity, kept by triggers
-(made with the participation, updated when conversation_stats.last_activity_at moves, deleted with the
-participation through its foreign key) and indexed by (user, last activity), so a page of anyone's inbox is a
-range of one index instead of a sort of all their conversations.
+"""Inbox order: inbox_entries, one row per participation, kept by triggers.
+
+Each entry holds its conversation's last activity; triggers make it with the participation, update it when
+conversation_stats.last_activity_at moves, and delete it with the participation through its foreign key. Indexed
+by (user, last activity), so a page of anyone's inbox is a range of one index instead of a sort of all their
+conversations.
 
 Only these triggers lock the table's rows, and the update always after the conversation's stats row; keeping the
 order on read_cursors instead deadlocked a send (which must then lock the other participants' cursors) against

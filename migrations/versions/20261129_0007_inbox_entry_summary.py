@@ -1,13 +1,14 @@
-"""Inbox entries carry what the inbox page needs of their conversation besides its participants and last message:
-the conversation's name, offer id and creation time (which never change once it exists) and its message count and
-last message id (which change with every message). The same triggers keep them: the participation's trigger copies
-them when the entry is made, the conversation_stats triggers whenever the counters move (a send already rewrote
-each participant's entry for its last activity; the two columns more cost no more rows). A page then reads its 50
-conversations from the index range and one lookup less per conversation in each of conversations and
-conversation_stats: the inbox statement went from 3.5-4.1 to 2.4-2.9 ms at 1 M messages (execution 2.4 → 1.4 ms).
+"""Inbox entries carry their conversation's name, offer, creation time and counters.
+
+What the inbox page needs of its conversation besides its participants and last message: the conversation's
+name, offer id and creation time (which never change once it exists) and its message count and last message id
+(which change with every message). The same triggers keep them: the participation's trigger copies them when the
+entry is made, the conversation_stats triggers whenever the counters move (a send already rewrote each
+participant's entry for its last activity; the two columns more cost no more rows). A page then reads its
+conversations from the index range, with no lookup in conversations or conversation_stats.
 
 Also: ix_users_id_name, users (id) INCLUDE (name), so the participants' names of a page come from the
-index alone while the users table's pages are all-visible (the database's share of an inbox page -7 % under load).
+index alone while the users table's pages are all-visible.
 
 The entries' rows are still locked only by these triggers, after the conversation's stats row.
 

@@ -1,8 +1,8 @@
-"""Inbox entries carry their conversation's last message and whether it is a concierge chat, so an inbox page
-reads neither ``messages`` nor ``concierge_threads``: its 50 conversations come from the entries' index range,
-their participants from the read cursors, and nothing else but (for a last message without an author) the
-probe that tells a concierge message from a deleted user's. By ``EXPLAIN (ANALYZE, BUFFERS)`` at 1 M messages
-the page went from 616 buffer hits to about 310 (the last messages were 204, the concierge probe 102).
+"""Inbox entries carry their conversation's last message and concierge flag, kept by triggers.
+
+An inbox page then reads neither ``messages`` nor ``concierge_threads``: its conversations come from the entries'
+index range, their participants from the read cursors, and nothing else but (for a last message without an
+author) the probe that tells a concierge message from a deleted user's.
 
 The copies are kept by triggers, as the rest of the entry is:
 

@@ -1,5 +1,6 @@
-"""Outbox rows stay unfinished until their task reports it done (``outbox.done_at``), so the sweeper can send
-again what the broker lost after it was sent (Redis emptied, a worker killed).
+"""Outbox rows stay unfinished until their task reports done (outbox.done_at).
+
+So the sweeper can send again what the broker lost after it was sent (Redis emptied, a worker killed).
 
 The partial index the sweeper reads by now holds the rows not done (it held the rows not sent): those are the
 rows it looks at, and a row leaves the index once its task is over rather than once it is sent. Rows sent before
