@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LINT_PATHS := app.py run.py messaging concierge tasks
 
-.PHONY: venv install lock run test lint bench fuzz
+.PHONY: venv install lock run test test-quick lint bench fuzz
 
 venv: $(STAMP)
 install: $(STAMP)
@@ -43,6 +43,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# tests/unit and tests/api: no process of the service started (real PostgreSQL and Redis still).
+test-quick: $(STAMP)
+	$(BIN)/pytest tests/unit tests/api $(PYTEST_ARGS)
+
 # Each tool runs even when an earlier one fails, so one pass shows every problem. lint-imports checks the
 # import contracts in pyproject.toml (dependencies point one way).
 lint: $(STAMP)
@@ -63,4 +67,4 @@ bench: $(STAMP)
 # operation, each sent as a guest, a host, an admin and the platform).
 FUZZ_EXAMPLES ?= 500
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py -p no:cacheprovider
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/system/test_fuzz.py -p no:cacheprovider

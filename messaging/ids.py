@@ -5,7 +5,7 @@ those that index into it. Our alphabet has exactly 64 symbols, so every byte mas
 id is simply 21 random bytes, each mapped to ``ID_ALPHABET[byte & 63]``. :func:`new_id` does that mapping with one
 ``bytes.translate`` instead of nanoid's per-character Python loop: the same ids (same distribution, same
 randomness source, ``os.urandom``) for less CPU — it runs twice per send (message and request ids).
-``tests/test_ids.py`` checks it against ``nanoid.method`` on the same bytes.
+``tests/unit/test_ids.py`` checks it against ``nanoid.method`` on the same bytes.
 """
 
 import os

@@ -12,7 +12,7 @@ their order, so the same builders and the same paging shape both.
 JSON is built in Python from the tuples, not by PostgreSQL (``row_to_json``), which costs the database more
 than it saves Python (``bench/README.md``). A statement error is the driver's, raised to the caller.
 
-``tests/test_pg_reads.py`` checks these pages against the same rows read through SQLAlchemy, page by page.
+``tests/api/test_pg_reads.py`` checks these pages against the same rows read through SQLAlchemy, page by page.
 """
 
 from __future__ import annotations

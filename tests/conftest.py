@@ -117,7 +117,7 @@ def test_config(database_url: str, **extra: Any) -> dict[str, Any]:
         "JWT_ISSUER": None,
         "JWT_AUDIENCE": None,
         "DB_POOL_SIZE": 5,
-        "RATE_LIMITS_ENABLED": False,  # tests/test_rate_limits.py turns them on
+        "RATE_LIMITS_ENABLED": False,  # tests/api/test_rate_limits.py turns them on
         "CELERY": {"broker_url": FORGOT_CELERY, "task_ignore_result": True, "task_acks_late": True},
     }
     config.update(extra)

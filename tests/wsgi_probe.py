@@ -1,4 +1,4 @@
-"""A WSGI application for the web tier's tests (``tests/test_http_front.py``): served by a real gunicorn with
+"""A WSGI application for the web tier's tests (``tests/system/test_http_front.py``): served by a real gunicorn with
 ``gunicorn.conf.py``, it answers every path with what the serving process reports of itself; ``/spin?ms=N``
 first keeps the process busy for N milliseconds without yielding (a request that holds its worker's event
 loop)."""

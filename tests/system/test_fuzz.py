@@ -33,7 +33,7 @@ from tests.conftest import REDIS_TEST_PREFIX, RUN_ID, TEST_JWT_SECRET, recreate_
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 CALLERS = {"guest": ("fuzz-guest", "guest"), "host": ("fuzz-host", "host"), "admin": ("fuzz-admin", "admin"),
            "service": ("fuzz-platform", "service")}

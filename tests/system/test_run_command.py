@@ -25,7 +25,7 @@ from concierge import demo_data
 from messaging.auth import mint_token
 from messaging.config import DEV_JWT_SECRET
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
 DEV_TOKENS = {"JWT_SECRET": DEV_JWT_SECRET, "JWT_ISSUER": None, "JWT_AUDIENCE": None}  # what the runner verifies
 STOP_TIMEOUT = 10.0

@@ -3,7 +3,7 @@
 Messages keep being accepted while Redis is down: live updates degrade without an error reaching the
 poster (the change is committed; the publish is dropped and logged), a stream that cannot start
 answers 503 problem details, and once Redis is back streams work again and every message is in the
-history, once. Event intake with Redis down is covered in tests/test_worker_delivery.py.
+history, once. Event intake with Redis down is covered in tests/system/test_worker_delivery.py.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from messaging import pg_reads
 from messaging.db import get_engine, get_session
 from messaging.models import User
 from messaging.pagination import decode_cursor
+from tests.api.test_conversations import assert_problem, conversation, group, join, posted
 from tests.conftest import sql_count
-from tests.test_conversations import assert_problem, conversation, group, join, posted
 
 
 def inbox(client, headers, limit: int = 100, before: str | None = None) -> dict:

@@ -35,7 +35,7 @@ from tests.helpers_processes import (
     wait_until,
 )
 from tests.redis_prefix import own_prefix
-from tests.test_worker_delivery import delivery_counts, trip_booked
+from tests.system.test_worker_delivery import delivery_counts, trip_booked
 
 SERVICE = {"Authorization": f"Bearer {mint('platform', 'service')}"}
 

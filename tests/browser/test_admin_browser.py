@@ -19,11 +19,11 @@ import pytest
 from werkzeug.serving import make_server
 
 from tasks.concierge_tasks import process_event
-from tests.test_admin_api import _ask, _booked
-from tests.test_event_notifications import TRIP, event
+from tests.api.test_admin_api import _ask, _booked
+from tests.api.test_event_notifications import TRIP, event
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCRIPT_MESSAGE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 # As root in a container Chromium needs --no-sandbox; the rest keep it off the network (loopback only).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",

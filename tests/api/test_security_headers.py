@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.test_admin_api import _booked
-from tests.test_admin_pages import _sign_in
+from tests.api.test_admin_api import _booked
+from tests.api.test_admin_pages import _sign_in
 
 DOCS_PAGES = ("/docs", "/docs/", "/docs/swagger", "/docs/oauth2-redirect.html")
 

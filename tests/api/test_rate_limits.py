@@ -15,11 +15,11 @@ from app import create_app
 from messaging.db import get_session
 from messaging.models import Conversation, Message, PropertyConversation, PropertyMessage
 from tests import conftest
+from tests.api.test_admin_api import _booked
+from tests.api.test_admin_pages import _csrf, _sign_in
+from tests.api.test_event_notifications import TRIP, event
+from tests.api.test_property_threads import OTHER_PROPERTY, PROPERTY, open_thread, seed
 from tests.redis_prefix import own_prefix
-from tests.test_admin_api import _booked
-from tests.test_admin_pages import _csrf, _sign_in
-from tests.test_event_notifications import TRIP, event
-from tests.test_property_threads import OTHER_PROPERTY, PROPERTY, open_thread, seed
 
 LIMITS = {"RATE_LIMITS_ENABLED": True, "RATE_LIMIT_MESSAGES": "3/minute", "RATE_LIMIT_THREADS": "2/minute",
           "RATE_LIMIT_EVENTS": "2/minute"}

@@ -42,9 +42,9 @@ from tests.helpers_processes import (
     service_env,
     wait_until,
 )
-from tests.test_stream import SseClient
-from tests.test_stream_faults import _worker_pids
-from tests.test_worker_delivery import execute, query
+from tests.system.test_stream import SseClient
+from tests.system.test_stream_faults import _worker_pids
+from tests.system.test_worker_delivery import execute, query
 
 METRICS_TOKEN = "scrape-token-for-the-metrics-tests"
 

@@ -133,7 +133,7 @@ def test_read_flags_and_unread_counts_follow_the_cursors_through_sends_and_reads
     participant's cursor is at or past it", and each unread count is what the cursors say."""
     import random
 
-    from tests.test_conversations import group, join, posted
+    from tests.api.test_conversations import group, join, posted
 
     users = ["ana", "bob", "cy"]
     join(pg_client, auth, *users)
@@ -278,7 +278,7 @@ def test_concurrent_reads_by_one_user_only_move_their_cursor_forward(pg_client, 
     furthest one asked for, its read count is the messages up to there, and no answer is an error."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.test_conversations import group, join, posted
+    from tests.api.test_conversations import group, join, posted
 
     join(pg_client, auth, "ana", "bob")
     cid = group(pg_client, auth, "ana", ["bob"])
@@ -310,7 +310,7 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
     """The inbox page run on the driver (from inbox_entries, kept by triggers) and the same page read through
     SQLAlchemy from conversation_stats give the same JSON, page by page: groups and DMs, no messages, a concierge or
     a deleted user's last message, an offer, the concierge chat."""
-    from tests.test_inbox import _seed_inbox
+    from tests.api.test_inbox import _seed_inbox
 
     groups = _seed_inbox(pg_app, "ana", 23, ["bob", "cy", "dee"])  # named groups: anyone may join or leave them
     with pg_app.app_context():

@@ -36,7 +36,7 @@ from tests.helpers_processes import Processes, processes, service_env, wait_unti
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUN_AS = "embedded_postgres"
 
 

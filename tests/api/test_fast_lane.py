@@ -497,7 +497,7 @@ def _replied_count() -> float:
 
 
 def _property_thread(app: Any, client: Any, auth: Any) -> str:
-    from tests.test_property_threads import open_thread, seed
+    from tests.api.test_property_threads import open_thread, seed
 
     seed(app)
     response = open_thread(client, auth)

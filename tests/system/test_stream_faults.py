@@ -23,7 +23,7 @@ from tests.helpers_processes import (
     service_env,
     wait_until,
 )
-from tests.test_stream import SseClient
+from tests.system.test_stream import SseClient
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from messaging.auth import KnownUsers
 from messaging.stream_api import StreamingUsers
 from tests.conftest import REDIS_TEST_PREFIX, redis_url, sql_count
 from tests.helpers_processes import Processes, call, mint, private_pg_database, service_env, wait_until
-from tests.test_stream import SseClient
+from tests.system.test_stream import SseClient
 
 # How long after the platform's 204 every process must refuse the token, and an open stream must have ended. The
 # service's bounds are 0.5 s for requests and 0.9 s plus one lookup for open streams (messaging.auth,

@@ -19,7 +19,7 @@ from concierge.admin_api import _csv
 from messaging.db import get_session
 from messaging.models import Message
 from tasks.concierge_tasks import answer_question, process_event
-from tests.test_event_notifications import TRIP, event
+from tests.api.test_event_notifications import TRIP, event
 
 
 def _booked(app: Any, client: Any, auth: Any, event_id: str = "ev-booked") -> None:
@@ -303,7 +303,7 @@ def test_transcript_list_plans_use_indexes(pg_app: Any, pg_client: Any, auth: An
     from sqlalchemy import text
 
     from messaging.db import get_engine
-    from tests.test_inbox import BIG_TABLES, _bulk_other_conversations, capture_sql
+    from tests.api.test_inbox import BIG_TABLES, _bulk_other_conversations, capture_sql
 
     _bulk_other_conversations(pg_app, 20_000)
     with pg_app.app_context():

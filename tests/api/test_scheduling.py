@@ -21,7 +21,7 @@ from messaging.models import (
     Trip,
     User,
 )
-from tests.test_event_notifications import run
+from tests.api.test_event_notifications import run
 
 # 2026-12-01 12:00 UTC is 2026-12-02 01:00 in Auckland and 2026-12-01 04:00 in Los Angeles.
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)

@@ -34,7 +34,7 @@ from tests.conftest import TEST_JWT_SECRET, pg_database_url, recreate_pg_databas
 from tests.helpers_processes import wait_until
 from tests.redis_prefix import own_prefix
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 JWT_CONFIG = {"JWT_SECRET": TEST_JWT_SECRET, "JWT_ISSUER": None, "JWT_AUDIENCE": None}
 
 

@@ -13,7 +13,7 @@ import pytest
 from concierge.admin_pages import TOKEN_COOKIE
 from messaging.db import get_session
 from messaging.models import ConciergeThread
-from tests.test_admin_api import FORMULA_AUTHOR, FORMULAS, _ask, _booked, assert_csv_neutralised, formula_transcript
+from tests.api.test_admin_api import FORMULA_AUTHOR, FORMULAS, _ask, _booked, assert_csv_neutralised, formula_transcript
 
 XSS = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
