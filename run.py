@@ -1,8 +1,8 @@
 """`make run`'s entry point: this service's application, demo data and demo users, run by messaging.embedded (API,
 Celery worker and beat in one process, with a private PostgreSQL and Redis for the settings not given).
 
-Here rather than in messaging: the chat never imports the bot or the application (see STYLE.md, "Dependencies
-point one way").
+Here rather than in messaging: the chat never imports the bot or the application (`make lint`'s import
+contracts).
 """
 
 from __future__ import annotations
