@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 from messaging.local_servers import redis_server_binary
-from tests.conftest import PG_ADMIN_URL, REDIS_TEST_PREFIX, TEST_JWT_SECRET, recreate_pg_database
+from tests.conftest import PG_ADMIN_URL, REDIS_TEST_PREFIX, TEST_JWT_SECRET, drop_database, recreate_pg_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -400,24 +400,6 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 # --- a PostgreSQL database per test module, dropped afterwards ------------------------------------------------
 
 
-def drop_pg_database(name: str) -> None:
-    import psycopg
-
-    for attempt in range(40):  # terminated backends take a moment to exit
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            try:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                return
-            except psycopg.errors.ObjectInUse:
-                if attempt == 39:
-                    raise
-        time.sleep(0.25)
-
-
 def drop_stale_pg_databases(prefix: str) -> None:
     """Databases ``<prefix>_<pid>`` left by runs that were killed before their teardown."""
     import psycopg
@@ -428,14 +410,12 @@ def drop_stale_pg_databases(prefix: str) -> None:
     for name in names:
         pid = name.rsplit("_", 1)[1]
         if re.fullmatch(r"\d+", pid) and not Path(f"/proc/{pid}").exists():
-            drop_pg_database(name)
+            drop_database(name)
 
 
 @contextlib.contextmanager
 def private_pg_database(prefix: str) -> Iterator[str]:
-    """A migrated database ``<prefix>_<pid>`` (two runs at once don't collide), dropped on exit.
-
-    """
+    """A migrated database ``<prefix>_<pid>`` (two runs at once don't collide), dropped on exit."""
     from messaging.cli import upgrade_database
 
     name = f"{prefix}_{os.getpid()}"
@@ -445,7 +425,7 @@ def private_pg_database(prefix: str) -> Iterator[str]:
         upgrade_database(url)
         yield url
     finally:
-        drop_pg_database(name)
+        drop_database(name)
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------------

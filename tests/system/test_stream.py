@@ -31,7 +31,7 @@ from messaging.db import session_scope
 from messaging.live import RedisLiveBus, parse_stream_id, publish_after_commit, resume_gap
 from tests import conftest
 from tests.conftest import TEST_JWT_SECRET, pg_database_url, recreate_pg_database, redis_url
-from tests.helpers_processes import wait_until
+from tests.helpers_processes import drop_stale_pg_databases, wait_until
 from tests.redis_prefix import own_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -470,38 +470,6 @@ class SseClient:
 STREAM_DATABASE = f"concierge_stream_{os.getpid()}"
 
 
-def drop_database(name: str) -> None:
-    import psycopg
-
-    for attempt in range(40):  # terminated backends take a moment to exit
-        with psycopg.connect(conftest.PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            try:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                return
-            except psycopg.errors.ObjectInUse:
-                if attempt == 39:
-                    raise
-        time.sleep(0.25)
-
-
-def drop_stale_stream_databases() -> None:
-    """Databases left by runs that were killed before their teardown."""
-    import psycopg
-
-    with psycopg.connect(conftest.PG_ADMIN_URL, autocommit=True) as conn:
-        names = [row[0] for row in conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'concierge\\_stream\\_%'"
-        )]
-    for name in names:
-        pid = name.rsplit("_", 1)[1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            drop_database(name)
-
-
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Three web processes on one PostgreSQL database and the run's Redis (under a key prefix of this module's):
@@ -511,7 +479,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 
 def _web_processes(tmp_path_factory: pytest.TempPathFactory, key_prefix: str) -> Iterator[dict[str, str]]:
-    drop_stale_stream_databases()
+    drop_stale_pg_databases("concierge_stream")
     database_url = recreate_pg_database(STREAM_DATABASE)
     upgrade_database(database_url)
     env = {
@@ -536,7 +504,7 @@ def _web_processes(tmp_path_factory: pytest.TempPathFactory, key_prefix: str) ->
     finally:
         for process in processes.values():
             process.stop()
-        drop_database(STREAM_DATABASE)
+        conftest.drop_database(STREAM_DATABASE)
 
 
 @pytest.fixture
