@@ -48,14 +48,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
                                                           for user in CREATED_USERS])
 
 
-@pytest.fixture
-def streams() -> Iterator[list[SseClient]]:
-    opened: list[SseClient] = []
-    yield opened
-    for stream in opened:
-        stream.close()
-
-
 def new_user(servers: dict[str, str], prefix: str) -> tuple[str, str]:
     """A user created just in time, seen (and so remembered) by both servers: (id, token)."""
     user_id = f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -189,14 +189,6 @@ def private_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def streams() -> Iterator[list[SseClient]]:
-    opened: list[SseClient] = []
-    yield opened
-    for stream in opened:
-        stream.close()
-
-
 def _scrape(web: WebServer) -> str:
     status, body = call(web.base, "GET", "/metrics", METRICS_TOKEN)
     assert status == 200, body

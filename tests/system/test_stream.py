@@ -507,15 +507,6 @@ def _web_processes(tmp_path_factory: pytest.TempPathFactory, key_prefix: str) ->
         conftest.drop_database(STREAM_DATABASE)
 
 
-@pytest.fixture
-def streams() -> Iterator[list[SseClient]]:
-    """Streams opened by a test, closed after it."""
-    opened: list[SseClient] = []
-    yield opened
-    for stream in opened:
-        stream.close()
-
-
 def users(base: str, *prefixes: str) -> list[tuple[str, str]]:
     """(user id, token) pairs, created just in time through the API."""
     out = []

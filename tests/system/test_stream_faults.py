@@ -34,14 +34,6 @@ def database_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def streams() -> Iterator[list[SseClient]]:
-    opened: list[SseClient] = []
-    yield opened
-    for stream in opened:
-        stream.close()
-
-
 def _user(base: str) -> tuple[str, str]:
     user_id = f"sf-{uuid.uuid4().hex[:8]}"
     token = mint(user_id)
