@@ -11,22 +11,20 @@ from typing import Any
 
 import orjson
 from celery import Celery
-from flask import Response, g, redirect, request
+from flask import Response, redirect
 from flask_openapi3 import Info, OpenAPI
 
 from concierge import admin_api, events_api, records_api, worker_metrics
 from concierge import cli as concierge_cli
 from concierge.admin_pages import init_admin_pages
-from concierge.events import LaneIntake
 from messaging import cli as messaging_cli
-from messaging import conversations_api, deadline, fast_lane, me_api, property_threads_api, stream_api
+from messaging import conversations_api, deadline, me_api, property_threads_api, stream_api
 from messaging.api_document import finish_document
 from messaging.config import celery_settings, load_settings
 from messaging.db import db
-from messaging.errors import NotFound, Unprocessable, register_error_handlers, validation_problem
+from messaging.errors import register_error_handlers, validation_problem
 from messaging.health import bp as health_bp
-from messaging.health import init_metrics
-from messaging.http import AUTHENTICATED_BLUEPRINTS, ApiRequest, add_security_headers, parse_json_body, request_id
+from messaging.http import ApiRequest, install_request_hooks
 from messaging.limits import apply_limits, init_limits
 from messaging.live import install_live_updates
 from messaging.queue import celery_init_app
@@ -84,48 +82,13 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     celery_init_app(app)
     worker_metrics.install(app)  # the Celery worker's exporter, started when a worker is ready
     register_error_handlers(app)
-    _register_request_hooks(app)
-    init_metrics(app)
     init_limits(app)
     _register_blueprints(app)
+    install_request_hooks(app)
     apply_limits(app)
     _register_cli(app)
-    fast_lane.install(app, event_intake=LaneIntake())  # it wraps the finished application; the bot takes events
-    deadline.install(app)  # last: its bound covers the fast lane too
+    deadline.install(app)  # last: it wraps the finished application
     return app
-
-
-def _register_request_hooks(app: OpenAPI) -> None:
-    @app.before_request
-    def _request_id() -> None:
-        g.request_id = request_id(request.headers.get("X-Request-Id", ""))
-
-    @app.before_request
-    def _refuse_nul() -> None:
-        """PostgreSQL text cannot hold NUL: no id can contain one (404), no input may (422)."""
-        if "\x00" in request.path:
-            raise NotFound("No such resource.")
-        bad = sorted({name for name, value in request.args.items(multi=True) if "\x00" in name + value})
-        if bad:
-            raise Unprocessable(
-                "Query parameters must not contain NUL characters.",
-                errors=[{"field": name.replace("\x00", ""), "message": "must not contain NUL"} for name in bad],
-            )
-
-    @app.before_request
-    def _parse_json_body() -> None:
-        # Authenticated API blueprints parse after checking the token, so that an anonymous
-        # caller learns nothing from the body's shape (401 comes before 400/422).
-        if request.blueprint not in AUTHENTICATED_BLUEPRINTS and request.blueprint != "admin_pages":
-            parse_json_body()
-
-    @app.after_request
-    def _echo_request_id(response: Response) -> Response:
-        if "request_id" in g:
-            response.headers["X-Request-Id"] = g.request_id
-        return response
-
-    app.after_request(add_security_headers)
 
 
 def _register_blueprints(app: OpenAPI) -> None:

@@ -122,7 +122,7 @@ class Intake:
 
 def prepare_intake(event: EventIn, body: dict[str, Any]) -> Intake:
     """What storing ``event`` (posted as ``body``) writes; 422 if it lacks the record its type is about.
-    Touches no database, so the fast lane runs it too (:class:`LaneIntake`)."""
+    Touches no database."""
     key = subject_key(event.type)
     if body.get("data", {}).get(key) is None:
         raise Unprocessable(
@@ -175,26 +175,6 @@ def accepted_event(intake: Intake) -> PlatformEvent:
 def outbox_entry(event_id: str) -> OutboxItem:
     """The outbox entry that sends a new event to the worker."""
     return (new_id(), PROCESS_EVENT_TASK, [event_id])
-
-
-class LaneIntake:
-    """The intake as the fast lane takes ``POST /v1/events`` beneath Flask (its ``EventIntake``, handed to
-    ``messaging.fast_lane.install`` by app.py): the view's model and rules, the one intake statement, the 202's
-    body."""
-
-    def accept(self, body: dict[str, Any]) -> Intake:
-        """``body`` validated by :class:`EventIn` and :func:`prepare_intake`; their errors otherwise."""
-        return prepare_intake(EventIn.model_validate(body), body)
-
-    def insert(self, cursor_cm: AbstractContextManager[Any], intake: Intake) -> OutboxItem | None:
-        """:func:`insert_in_one_statement` with a new outbox entry: the entry if the event was stored now, None
-        if it was stored before."""
-        entry = outbox_entry(intake.values["id"])
-        return entry if insert_in_one_statement(cursor_cm, intake, entry) else None
-
-    def resource(self, intake: Intake) -> dict[str, Any]:
-        """The event as just stored, with no messages yet."""
-        return event_resource(accepted_event(intake), [])
 
 
 def _accept_in_transaction(session: Session, plan: RecordsPlan, values: dict[str, Any]) -> bool:

@@ -85,8 +85,6 @@ def load_settings() -> dict[str, Any]:
         "ADMIN_COOKIE_SECURE": os.environ.get("ADMIN_COOKIE_SECURE") == "1",
         # /metrics needs "Authorization: Bearer <this>"; unset, it is served only outside production (health.py).
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
-        # The hottest routes served beneath Flask (messaging/fast_lane.py).
-        "FAST_LANE": os.environ.get("FAST_LANE", "1") not in ("0", "false", "no", "off"),
         # Abuse limits (messaging/limits.py): "N/period" items separated by ";", per user (per token for events).
         "RATE_LIMITS_ENABLED": os.environ.get("RATE_LIMITS_ENABLED", "1") not in ("0", "false", "no", "off"),
         "RATE_LIMIT_MESSAGES": os.environ.get("RATE_LIMIT_MESSAGES") or None,

@@ -86,7 +86,7 @@ class RequestDeadline:
 
 def install(app: Flask) -> None:
     """Bound every request of ``app`` by ``REQUEST_TIMEOUT`` seconds (0: unbounded), in a gevent-patched process
-    only; call last, so the bound covers whatever wraps the application (:mod:`messaging.fast_lane`)."""
+    only; call last, so the bound covers whatever else wraps the application."""
     seconds = float(app.config.get("REQUEST_TIMEOUT") or 0)
     if seconds > 0 and gevent_patched():
         app.wsgi_app = RequestDeadline(app.wsgi_app, seconds)  # type: ignore[method-assign]

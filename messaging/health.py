@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 import os
 import time
+from typing import Any
 
 import redis
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
@@ -17,8 +18,6 @@ from messaging.db import get_engine
 from messaging.errors import NotFound, Unauthorized, problem_response
 
 bp = Blueprint("health", __name__)
-# In the WSGI environ: when messaging.fast_lane began a request it then handed over (timed from there).
-REQUEST_STARTED = "concierge.started"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter(
@@ -95,16 +94,23 @@ def metrics_registry() -> CollectorRegistry:
     return registry
 
 
-def init_metrics(app: Flask) -> None:
-    @app.before_request
-    def _start_timer() -> None:
-        g.request_started = request.environ.get(REQUEST_STARTED) or time.perf_counter()
+def record_request(status: int) -> None:
+    """Count the current request and observe its latency (from ``g.request_started``), by method and route."""
+    started = g.get("request_started")
+    if started is None:
+        return
+    rule = request.url_rule.rule if request.url_rule else "unmatched"
+    method = request.method
+    latency = _LATENCY_OF.get((method, rule))
+    if latency is None:
+        latency = _LATENCY_OF[(method, rule)] = LATENCY.labels(method, rule)
+    latency.observe(time.perf_counter() - started)
+    counter = _REQUESTS_OF.get((method, rule, status))
+    if counter is None:
+        counter = _REQUESTS_OF[(method, rule, status)] = REQUESTS.labels(method, rule, str(status))
+    counter.inc()
 
-    @app.after_request
-    def _record(response: Response) -> Response:
-        started = g.get("request_started")
-        if started is not None:
-            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-            LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
-            REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-        return response
+
+# Each label set's child, looked up once (prometheus_client's labels() takes a lock on every call).
+_LATENCY_OF: dict[tuple[str, str], Any] = {}
+_REQUESTS_OF: dict[tuple[str, str, int], Any] = {}

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
 import orjson
-from flask import Request, Response, current_app, request
+from flask import Flask, Request, Response, current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from messaging.auth import Principal, authenticate, current_principal, ensure_user
 from messaging.db import get_session
 from messaging.errors import Forbidden, NotFound, Unprocessable
+from messaging.health import record_request
 from messaging.ids import new_id
 from messaging.resources import JSON_OPTIONS
 
@@ -22,7 +24,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-AUTHENTICATED_BLUEPRINTS: set[str] = set()
+# The API blueprints whose routes need a bearer token: name → the roles allowed (None: any role).
+AUTHENTICATED_BLUEPRINTS: dict[str, frozenset[str] | None] = {}
 
 
 class ApiRequest(Request):
@@ -137,18 +140,59 @@ def api_blueprint(
         abp_security=BEARER,
     )
 
-    AUTHENTICATED_BLUEPRINTS.add(name)
-
-    @bp.before_request
-    def _authenticate() -> None:
-        principal = authenticate()
-        if roles is not None and principal.role not in roles:
-            raise Forbidden(f"This call needs one of the roles: {', '.join(sorted(roles))}.")
-        if not getattr(current_app.view_functions.get(request.endpoint or ""), USER_IMPLIED, False):
-            _ensure_current_user(principal)
-        parse_json_body()
-
+    AUTHENTICATED_BLUEPRINTS[name] = roles
     return bp
+
+
+def install_request_hooks(app: Flask) -> None:
+    """The application's one ``before_request`` and one ``after_request`` hook (the admin pages' blueprint adds
+    its own sign-in check). Which views skip the just-in-time user lookup (:func:`user_implied`) is read once
+    here, after the blueprints are registered."""
+    implied = frozenset(name for name, view in app.view_functions.items() if getattr(view, USER_IMPLIED, False))
+
+    @app.before_request
+    def _before_request() -> None:
+        """Time the request, name it (``X-Request-Id``), refuse NUL in the URL; on an API blueprint authenticate
+        the caller (401), check the blueprint's roles (403), create a new user from the token's claims; parse a
+        JSON body. Authenticated blueprints parse after checking the token, so that an anonymous caller learns
+        nothing from the body's shape (401 comes before 400/422); the admin pages read forms."""
+        g.request_started = time.perf_counter()
+        g.request_id = request_id(request.headers.get("X-Request-Id", ""))
+        refuse_nul()
+        blueprint = request.blueprint
+        if blueprint in AUTHENTICATED_BLUEPRINTS:
+            principal = authenticate()
+            roles = AUTHENTICATED_BLUEPRINTS[blueprint]
+            if roles is not None and principal.role not in roles:
+                raise Forbidden(f"This call needs one of the roles: {', '.join(sorted(roles))}.")
+            if request.endpoint not in implied:
+                _ensure_current_user(principal)
+        if blueprint != "admin_pages":
+            parse_json_body()
+
+    @app.after_request
+    def _after_request(response: Response) -> Response:
+        """Echo the request id, add the security headers, record the request's metrics."""
+        if "request_id" in g:
+            response.headers["X-Request-Id"] = g.request_id
+        add_security_headers(response)
+        record_request(response.status_code)
+        return response
+
+
+def refuse_nul() -> None:
+    """PostgreSQL text cannot hold NUL: no id can contain one (404), no query parameter may (422)."""
+    if "\x00" in request.path:
+        raise NotFound("No such resource.")
+    raw = request.query_string
+    if b"%00" not in raw and b"\x00" not in raw:
+        return
+    bad = sorted({name for name, value in request.args.items(multi=True) if "\x00" in name + value})
+    if bad:
+        raise Unprocessable(
+            "Query parameters must not contain NUL characters.",
+            errors=[{"field": name.replace("\x00", ""), "message": "must not contain NUL"} for name in bad],
+        )
 
 
 def _ensure_current_user(principal: Principal) -> None:

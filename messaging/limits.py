@@ -33,7 +33,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, cast
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 LIMITER = "concierge_limits"
 KEY_PREFIX = "concierge-limits"
-LIMIT_COUNTED = "concierge.limit_counted"  # set in the WSGI environ by messaging.fast_lane
 FALLBACK_SECONDS = 30.0
 # kind → (setting, default)
 LIMITS = {
@@ -55,7 +54,6 @@ LIMITS = {
 }
 
 # The limited views (endpoint → the kinds it counts against, in order); a new creating route belongs here too.
-# messaging.fast_lane counts the routes it serves from this table as well.
 LIMITED_ENDPOINTS: dict[str, tuple[str, ...]] = {
     "conversations.post_message": ("messages",),
     "property_threads.reply_in_property_thread": ("messages",),
@@ -155,9 +153,7 @@ def _limited(view: Callable[..., Any], endpoint: str) -> Callable[..., Any]:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not request.environ.get(LIMIT_COUNTED):  # a request the fast lane counted already, then handed over
-            limits = cast(AbuseLimits, current_app.extensions[LIMITER])
-            limits.count_request(endpoint, key())
+        cast(AbuseLimits, current_app.extensions[LIMITER]).count_request(endpoint, key())
         return view(*args, **kwargs)
 
     return wrapper

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 from celery import current_app as current_celery
@@ -92,12 +91,6 @@ def _mark_dispatched(entry_ids: list[str]) -> None:
     _update_alone(MARK_DISPATCHED_SQL, (utcnow(), entry_ids))
 
 
-def mark_dispatched_with(cursor_cm: AbstractContextManager[Any], entry_ids: list[str]) -> None:
-    """Mark entries sent, on ``cursor_cm`` (a cursor in autocommit)."""
-    with cursor_cm as cursor:
-        cursor.execute(MARK_DISPATCHED_SQL, (utcnow(), entry_ids))
-
-
 def mark_done(entry_id: str) -> None:
     """The task of entry ``entry_id`` is over (succeeded, or failed for good): the sweeper leaves it be. Best
     effort: if the database cannot be reached the entry is sent again later, which the idempotent task shrugs
@@ -129,12 +122,6 @@ def _dispatch(entries: list[OutboxItem], mark: Callable[[list[str]], None]) -> N
             mark(sent)
     except Exception as exc:  # noqa: BLE001 - the commit stands; the sweeper catches up
         log.warning("outbox: could not mark %d sent entries, the sweeper may send them again: %s", len(entries), exc)
-
-
-def dispatch_with(cursor_cm: AbstractContextManager[Any], entries: list[OutboxItem]) -> None:
-    """:func:`dispatch_now` without a session or application context (for messaging.fast_lane): the entries
-    sent are marked on ``cursor_cm``."""
-    _dispatch(entries, lambda sent: mark_dispatched_with(cursor_cm, sent))
 
 
 def dispatch_now(entries: list[OutboxItem]) -> None:

@@ -113,4 +113,4 @@ def test_the_deadline_is_installed_only_where_gevent_patched_the_process(pg_app:
     """Elsewhere psycopg's waits are not greenlet switches that a gevent timer could interrupt."""
     before = pg_app.wsgi_app
     install(pg_app)  # this process is not monkey-patched
-    assert pg_app.wsgi_app is before
+    assert pg_app.wsgi_app == before  # still the application itself (a bound method: equal, not identical)

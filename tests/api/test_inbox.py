@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import event, text
 
 from messaging import conversations as svc
-from messaging import pg_reads
 from messaging.db import get_engine, get_session
 from messaging.models import User
 from messaging.pagination import decode_cursor
@@ -359,11 +358,11 @@ def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
     second = pg_client.get(f"/v1/conversations?limit=50&before={r.json['nextCursor']}", headers=h)
     assert second.status_code == 200 and len(second.json["items"]) == 50
 
-    # On PostgreSQL the page is one statement run on the driver (messaging.pg_reads): EXPLAIN it as it runs.
+    # The page is one statement run on the driver (messaging.conversations.INBOX_SQL): EXPLAIN it as it runs.
     # The page is a range of the caller's inbox entries by activity (not a sort of all 200 conversations);
     # everything else is looked up by key.
-    pages = [(pg_reads.INBOX_SQL[False], {"uid": "big", "limit": 51}),
-             (pg_reads.INBOX_SQL[True], {"uid": "big", "limit": 51, "at": before[0], "pid": before[1]})]
+    pages = [(svc.INBOX_SQL[False], {"uid": "big", "limit": 51}),
+             (svc.INBOX_SQL[True], {"uid": "big", "limit": 51, "at": before[0], "pid": before[1]})]
     for statement, parameters in pages:
         plan = _driver_plan(pg_app, statement, parameters)
         page_range = r"Limit[^\n]*\n\s*->  Index (Only )?Scan Backward using ix_inbox_entries_user_activity"
@@ -375,7 +374,7 @@ def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
     cid = r.json["items"][0]["id"]
     last = r.json["items"][0]["lastMessage"]
     at = dt.datetime.fromisoformat(last["createdAt"].replace("Z", "+00:00"))
-    for direction, statement in pg_reads.HISTORY_SQL.items():
+    for direction, statement in svc.HISTORY_SQL.items():
         parameters = {"cid": cid, "uid": "big", "limit": 51, "at": at, "pid": last["id"]}
         plan = _driver_plan(pg_app, statement, parameters)
         assert "ix_messages_conversation_id_created_at_id" in plan, (direction, plan)

@@ -1,8 +1,8 @@
-"""The history and inbox pages are read straight from the driver (messaging.pg_reads); they must be the same JSON
-that SQLAlchemy reads of the same rows (the tables the pages are kept from, and the builders of
-messaging.resources) make of them, whatever the text holds, for every kind of sender and every way of paging.
-Sending and marking read are one statement each; the cursors, counts and ``read`` flags they leave must be what
-the cursors say."""
+"""The history and inbox pages are read straight from the driver (the fixed statements of
+messaging.conversations); they must be the same JSON that SQLAlchemy reads of the same rows (the tables the pages
+are kept from, and the builders of messaging.resources) make of them, whatever the text holds, for every kind of
+sender and every way of paging. Sending and marking read are one statement each; the cursors, counts and ``read``
+flags they leave must be what the cursors say."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ AWKWARD = [
 
 
 def _page(session, caller, cid, limit, before=None, after=None):
-    """A history page as the API writes it (read by psycopg: messaging.pg_reads)."""
+    """A history page as the API writes it (read by psycopg: messaging.conversations.HISTORY_SQL)."""
     return _json(svc.history(session, caller, cid, limit, before, after))
 
 
