@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LINT_PATHS := app.py run.py messaging concierge tasks
 
-.PHONY: venv install lock run test test-quick lint bench fuzz
+.PHONY: venv install lock run web test test-quick lint bench fuzz
 
 venv: $(STAMP)
 install: $(STAMP)
@@ -23,7 +23,8 @@ $(BIN)/python:
 # requirements-dev.txt is the whole locked set (runtime and dev tools, every version hashed); production
 # installs requirements.txt alone, also with --require-hashes.
 $(STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements-dev.txt
+	@echo "Installing the locked dependencies into $(VENV) (about a minute the first time)"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on --require-hashes -r requirements-dev.txt
 	@touch $@
 
 # Direct dependencies live in requirements.in / requirements-dev.in; this recompiles the locks from them
@@ -39,6 +40,13 @@ lock:
 
 run: $(STAMP)
 	$(BIN)/python -m run
+
+# The reference web client (examples/web), on its own origin, against the service `make run` serves.
+WEB_PORT ?= 8001
+WEB_API ?= http://127.0.0.1:8000
+web:
+	@echo "Web client: http://127.0.0.1:$(WEB_PORT)/?api=$(WEB_API)  (paste a token printed by make run)"
+	$(PYTHON) -m http.server $(WEB_PORT) --bind 127.0.0.1 --directory examples/web
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -11,30 +11,54 @@ from typing import Any
 
 import orjson
 from celery import Celery
-from flask import Response, redirect
+from flask import Response, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
-from concierge import admin_api, events_api, records_api, worker_metrics
 from concierge import cli as concierge_cli
-from concierge.admin_pages import init_admin_pages
+from concierge import worker_metrics
+from concierge.admin.pages import init_admin_pages
+from concierge.api import admin as admin_api
+from concierge.api import events as events_api
+from concierge.api import records as records_api
 from messaging import cli as messaging_cli
-from messaging import conversations_api, deadline, me_api, property_threads_api, stream_api
-from messaging.api_document import finish_document
+from messaging.api import conversations as conversations_api
+from messaging.api import deadline
+from messaging.api import me as me_api
+from messaging.api import property_threads as property_threads_api
+from messaging.api import stream as stream_api
+from messaging.api.cors import install_cors
+from messaging.api.document import finish_document
+from messaging.api.health import bp as health_bp
+from messaging.api.http import ApiRequest, install_request_hooks, json_response
+from messaging.api.limits import apply_limits, init_limits
 from messaging.config import celery_settings, load_settings
-from messaging.db import db
 from messaging.errors import register_error_handlers, validation_problem
-from messaging.health import bp as health_bp
-from messaging.http import ApiRequest, install_request_hooks
-from messaging.limits import apply_limits, init_limits
-from messaging.live import install_live_updates
+from messaging.live.bus import install_live_updates
 from messaging.queue import celery_init_app
+from messaging.store.db import db
 
+# GET /: where a person (or a client) goes next.
+HOME_LINKS = {"api": "/v1", "docs": "/docs", "openapi": "/openapi.json", "admin": "/admin/", "health": "/healthz"}
+HOME_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Concierge messaging API</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem">
+<h1>Concierge messaging API</h1>
+<p>Conversations between travelers and hosts, live updates, and the concierge bot.</p>
+<ul>
+<li><a href="/docs">API documentation</a> (<a href="/openapi.json">OpenAPI document</a>)</li>
+<li><a href="/admin/">Admin pages</a>: review the concierge's transcripts and events</li>
+<li><a href="/healthz">Health</a> and <a href="/readyz">readiness</a></li>
+</ul>
+<p>The API is under <code>/v1</code> and takes a bearer token.</p>
+</body></html>
+"""
 SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
 
 
 class ConciergeAPI(OpenAPI):
     """flask-openapi3's app, whose generated document also lists the problem-details errors, and whose requests
-    keep the JSON body the application parsed (:class:`messaging.http.ApiRequest`)."""
+    keep the JSON body the application parsed (:class:`messaging.api.http.ApiRequest`)."""
 
     request_class = ApiRequest
 
@@ -85,6 +109,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     init_limits(app)
     _register_blueprints(app)
     install_request_hooks(app)
+    install_cors(app)
     apply_limits(app)
     _register_cli(app)
     deadline.install(app)  # last: it wraps the finished application
@@ -101,6 +126,13 @@ def _register_blueprints(app: OpenAPI) -> None:
     @app.get("/openapi.json", doc_ui=False)
     def openapi_document() -> Response:
         return Response(orjson.dumps(app.api_doc), content_type="application/json")
+
+    @app.get("/", doc_ui=False)
+    def home() -> Response:
+        """Where to go from here: a small page for a browser, the same links as JSON for anything else."""
+        if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+            return Response(HOME_PAGE, content_type="text/html; charset=utf-8")
+        return json_response({"name": "Concierge messaging API", "links": HOME_LINKS})
 
     @app.get("/docs", doc_ui=False, strict_slashes=True)
     def docs() -> Any:

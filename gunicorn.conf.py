@@ -12,7 +12,7 @@ Options given on the command line win over these. Each bound is what a client me
 
 Prometheus: the worker processes share one metrics directory (``PROMETHEUS_MULTIPROC_DIR``: the environment's,
 else a private temporary directory made for this master and removed when it exits), so ``/metrics``, whichever
-worker answers it, reports the sum over all of them (``messaging.health``). It is emptied when the server starts,
+worker answers it, reports the sum over all of them (``messaging.api.health``). It is emptied when the server starts,
 and a worker's live gauges are dropped when it exits (its counters stay in the sum).
 """
 

@@ -14,4 +14,4 @@ from concierge import demo_data
 from messaging import embedded
 
 if __name__ == "__main__":
-    sys.exit(embedded.main(create_app, demo_data.seed_demo_data, demo_data.DEMO_USERS))
+    sys.exit(embedded.main(create_app, demo_data.seed_demo_data, demo_data.DEMO_USERS, demo_data.try_event))

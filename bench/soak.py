@@ -30,7 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from messaging.auth import mint_token  # noqa: E402
+from messaging.api.auth import mint_token  # noqa: E402
 from messaging.cli import upgrade_database  # noqa: E402
 
 SECRET = "soak-secret-0123456789abcdef0123456789abcdef"

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from concierge import formatting as fmt
 from concierge.intents import UNKNOWN, understand
-from messaging.conversations import post_concierge_message
-from messaging.db import utcnow
-from messaging.live import publish_after_commit
-from messaging.models import (
+from messaging.chat.conversations import post_concierge_message
+from messaging.live.bus import publish_after_commit
+from messaging.store.db import utcnow
+from messaging.store.models import (
     ConciergeMessageOrigin,
     ConciergeThread,
     Message,

@@ -6,7 +6,7 @@ import click
 from flask import Flask
 
 from concierge.demo_data import seed_demo_data
-from messaging.db import session_scope
+from messaging.store.db import session_scope
 
 
 def register_commands(app: Flask) -> None:

@@ -7,10 +7,11 @@ The rows have fixed ids, so seeding is idempotent: a row already present is left
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from messaging.models import Offer, Property, Trip, User
+from messaging.store.models import Offer, Property, Trip, User
 
 HOST_ID = "demo-host"
 TRAVELER_ID = "demo-traveler"
@@ -18,6 +19,7 @@ ADMIN_ID = "demo-admin"
 PROPERTY_ID = 1001
 OFFER_ID = 2001
 TRIP_ID = 3001
+TRY_TRIP_ID = 3002  # the trip of try_event
 # The demo users whose tokens `make run` prints: (label, user id, role).
 DEMO_USERS = (("admin", ADMIN_ID, "admin"), ("traveler", TRAVELER_ID, "guest"), ("host", HOST_ID, "host"))
 
@@ -81,3 +83,29 @@ def seed_demo_data(session: Session, today: dt.date | None = None) -> list[str]:
                 added.append(f"{type(row).__tablename__}:{row.id}")
         session.flush()
     return added
+
+
+def try_event(today: dt.date | None = None) -> dict[str, Any]:
+    """A platform event to try against the demo data (``make run`` prints it as a curl line): the demo traveler
+    books a second stay at the demo property, a month ahead, so the traveler and the host each hear about it in
+    their concierge chat. Its id is new each day, so trying it again the same day is a repeat (200)."""
+    day = today or dt.date.today()
+    check_in = day + dt.timedelta(days=30)
+    return {
+        "id": f"try-trip-booked-{day.isoformat()}",
+        "type": "trip.booked",
+        "occurredAt": f"{day.isoformat()}T12:00:00Z",
+        "data": {
+            "trip": {
+                "id": TRY_TRIP_ID, "propertyId": PROPERTY_ID, "travelerId": TRAVELER_ID,
+                "checkIn": check_in.isoformat(), "checkOut": (check_in + dt.timedelta(days=2)).isoformat(),
+                "numGuests": 2, "status": "Booked",
+            },
+            "traveler": {"id": TRAVELER_ID, "name": "Tomás Traveler", "role": "guest"},
+            "property": {
+                "id": PROPERTY_ID, "hostId": HOST_ID, "name": "Alfama River View", "city": "Lisbon",
+                "address": "Rua dos Remédios 12, 1100-445 Lisboa", "timezone": "Europe/Lisbon",
+                "checkInTime": "15:00", "checkOutTime": "10:00",
+            },
+        },
+    }

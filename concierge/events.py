@@ -19,14 +19,14 @@ from sqlalchemy.orm import Session
 from concierge import records
 from concierge.models import PlatformEvent
 from concierge.notifications import EVENT_TYPES, subject_key
-from messaging.db import driver_cursor, utcnow
+from messaging.chat.resources import message_json, select_messages
 from messaging.errors import Conflict, NotFound, Unprocessable
-from messaging.ids import new_id
-from messaging.models import ConciergeMessageOrigin, Message, User
 from messaging.outbox import OutboxItem, dispatch_now, enqueue_after_commit
-from messaging.resources import message_json, select_messages
-from messaging.schemas import ApiModel
-from messaging.upsert import insert_ignore, upsert
+from messaging.schemas import ApiModel, documented
+from messaging.store.db import driver_cursor, utcnow
+from messaging.store.ids import new_id
+from messaging.store.models import ConciergeMessageOrigin, Message, User
+from messaging.store.upsert import insert_ignore, upsert
 
 PROCESS_EVENT_TASK = "concierge.process_event"
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
@@ -59,7 +59,87 @@ class EventData(ApiModel):
     trip: EventTrip | None = None
 
 
+# The keys of an event's ``data``: every record an event may carry.
+DATA_KEYS = tuple(field.alias or name for name, field in EventData.model_fields.items())
+# Carried by every event (SPEC §4): processing fails an event without its property; the traveler is who it is for.
+EXPECTED_KEYS = ("property", "traveler")
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecords:
+    """The records an event of one type carries, by their key in ``data``."""
+
+    required: str  # the record the event is about: the intake refuses the event without it (422)
+    expected: tuple[str, ...]  # carried by every event: EXPECTED_KEYS
+    optional: tuple[str, ...]  # any other record; like every record carried, upserted with the event
+
+
+# Which records each event type carries: the table the intake checks an event against (prepare_intake) and the
+# API document shows (POST /v1/events: event_records_markdown, and event_examples, one example per type).
+# The record an event is about follows its type's prefix (concierge.notifications.subject_key), as processing
+# reads it.
+EVENT_RECORDS: dict[str, EventRecords] = {
+    event_type: EventRecords(
+        required=subject_key(event_type),
+        expected=EXPECTED_KEYS,
+        optional=tuple(k for k in DATA_KEYS if k != subject_key(event_type) and k not in EXPECTED_KEYS),
+    )
+    for event_type in EVENT_TYPES
+}
+
+
+def event_records_markdown() -> str:
+    """:data:`EVENT_RECORDS` as a Markdown table, for the API document."""
+
+    def keys(names: tuple[str, ...]) -> str:
+        return ", ".join(f"`data.{name}`" for name in names)
+
+    rows = ["| event type | must carry (422 without it) | should carry | may carry |", "|---|---|---|---|"]
+    rows += [f"| `{event_type}` | `data.{carried.required}` | {keys(carried.expected)} | {keys(carried.optional)} |"
+             for event_type, carried in EVENT_RECORDS.items()]
+    return "\n".join(rows)
+
+
+EXAMPLE_RECORDS: dict[str, dict[str, Any]] = {
+    "property": records.EXAMPLE_PROPERTY,
+    "traveler": records.EXAMPLE_TRAVELER,
+    "host": records.EXAMPLE_HOST,  # carried so that the example needs no record posted before (the hostId)
+    "offer": records.EXAMPLE_OFFER,
+    "requestToBook": records.EXAMPLE_REQUEST_TO_BOOK,
+    "trip": records.EXAMPLE_TRIP,
+}
+# How the record an example is about differs from records.EXAMPLE_* for its event type.
+EXAMPLE_CHANGES: dict[str, dict[str, Any]] = {
+    "offer.expired": {"status": "Expired"},
+    "offer.withdrawn": {"status": "Withdrawn"},
+    "offer.accepted": {"status": "Accepted"},
+    "request_to_book.approved": {"status": "Accepted", "resolvedAt": "2027-03-01T15:00:00Z"},
+    "request_to_book.denied": {"status": "Denied", "resolvedAt": "2027-03-01T15:00:00Z"},
+    "request_to_book.withdrawn": {"status": "Withdrawn", "resolvedAt": "2027-03-01T15:00:00Z"},
+    "request_to_book.expired": {"status": "Expired", "resolvedAt": "2027-03-02T09:00:00Z"},
+    "trip.cancelled": {"status": "Cancelled"},
+}
+
+
+def event_examples() -> dict[str, dict[str, Any]]:
+    """POST /v1/events's named examples, one per event type of :data:`EVENT_RECORDS`, each carrying the records
+    its type must and should carry, and the host: each is accepted on its own (202)."""
+    examples: dict[str, dict[str, Any]] = {}
+    for event_type, carried in EVENT_RECORDS.items():
+        others = (*carried.expected, "host")
+        data = {key: EXAMPLE_RECORDS[key] for key in others}
+        data[carried.required] = {**EXAMPLE_RECORDS[carried.required], **EXAMPLE_CHANGES.get(event_type, {})}
+        examples[event_type] = {
+            "summary": f"{event_type}: data.{carried.required}, with data.{', data.'.join(others)}",
+            "value": {"id": f"evt-{event_type}-1", "type": event_type, "occurredAt": "2027-03-01T09:30:00Z",
+                      "data": data},
+        }
+    return examples
+
+
 class EventIn(ApiModel):
+    model_config = documented(examples=event_examples())
+
     id: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(records._no_nul)]
     type: EventType = Field(description="One of the known event types (SPEC §5.1)")
     occurred_at: records.IsoDateTime
@@ -123,7 +203,7 @@ class Intake:
 def prepare_intake(event: EventIn, body: dict[str, Any]) -> Intake:
     """What storing ``event`` (posted as ``body``) writes; 422 if it lacks the record its type is about.
     Touches no database."""
-    key = subject_key(event.type)
+    key = EVENT_RECORDS[event.type].required
     if body.get("data", {}).get(key) is None:
         raise Unprocessable(
             f"A {event.type} event carries its {key} record in data.{key}.",

@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from messaging.db import Base
+from messaging.store.db import Base
 
 EVENT_STATUSES = ("pending", "processing", "processed", "failed", "skipped")
 

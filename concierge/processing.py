@@ -23,12 +23,12 @@ from concierge.notifications import (
     parse_facts,
     plan_notifications,
 )
-from messaging.conversations import _new_conversation, concierge_conversation_id, post_concierge_message
-from messaging.db import driver_cursor, utcnow
-from messaging.live import publish_after_commit
-from messaging.models import Conversation
+from messaging.chat.conversations import _new_conversation, concierge_conversation_id, post_concierge_message
+from messaging.live.bus import publish_after_commit
 from messaging.outbox import enqueue_after_commit
-from messaging.upsert import insert_ignore
+from messaging.store.db import driver_cursor, utcnow
+from messaging.store.models import Conversation
+from messaging.store.upsert import insert_ignore
 
 log = logging.getLogger(__name__)
 

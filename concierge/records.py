@@ -20,9 +20,10 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from messaging.auth import known_users
+from messaging.chat.users import known_users
 from messaging.errors import NotFound, Unprocessable
-from messaging.models import (
+from messaging.schemas import ApiModel, documented
+from messaging.store.models import (
     ConversationParticipant,
     ConversationStats,
     DeletedUser,
@@ -34,8 +35,7 @@ from messaging.models import (
     Trip,
     User,
 )
-from messaging.schemas import ApiModel
-from messaging.upsert import insert_ignore, upsert
+from messaging.store.upsert import insert_ignore, upsert
 
 INT32_MAX = 2**31 - 1  # the mirrored ids and counts are PostgreSQL integers
 INT64_MAX = 2**63 - 1
@@ -138,6 +138,42 @@ DealStatus = Literal["Pending", "Accepted", "Withdrawn", "Denied", "Expired"]
 TripStatus = Literal["Booked", "Needs attention", "Cancelled"]
 
 
+# --- examples -------------------------------------------------------------------------------------
+
+# The API document's examples of each record, as events carry them (with ``id``): one consistent set — a host,
+# their property, and a traveler's offer, request to book and trip there — that refers only to itself. The PUT
+# bodies' examples are the same without ``id``; concierge.events builds its event examples from them.
+EXAMPLE_HOST: dict[str, Any] = {
+    "id": "host-1", "name": "Helena Costa", "email": "helena@example.com", "phoneNumber": "+351 912 345 678",
+    "role": "host",
+}
+EXAMPLE_TRAVELER: dict[str, Any] = {
+    "id": "trav-1", "name": "Tomás Silva", "email": "tomas@example.com", "phoneNumber": "+351 913 456 789",
+    "role": "guest",
+}
+EXAMPLE_PROPERTY: dict[str, Any] = {
+    "id": 7, "hostId": "host-1", "name": "Casa Azul", "city": "Lisbon", "address": "Rua das Flores 12, Lisboa",
+    "timezone": "Europe/Lisbon", "checkInTime": "16:00", "checkOutTime": "11:00",
+}
+EXAMPLE_OFFER: dict[str, Any] = {
+    "id": 70, "propertyId": 7, "travelerId": "trav-1", "checkIn": "2027-03-12", "checkOut": "2027-03-15",
+    "totalPriceCents": 123456, "currency": "EUR", "status": "Pending", "expiresAt": "2027-03-02T18:00:00Z",
+}
+EXAMPLE_REQUEST_TO_BOOK: dict[str, Any] = {
+    "id": 71, "propertyId": 7, "travelerId": "trav-1", "checkIn": "2027-03-12", "checkOut": "2027-03-15",
+    "numGuests": 3, "totalPriceCents": 123456, "currency": "EUR", "status": "Pending",
+    "createdAt": "2027-03-01T09:00:00Z",
+}
+EXAMPLE_TRIP: dict[str, Any] = {
+    "id": 72, "propertyId": 7, "travelerId": "trav-1", "checkIn": "2027-03-12", "checkOut": "2027-03-15",
+    "numGuests": 3, "status": "Booked",
+}
+
+
+def _without_id(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in record.items() if name != "id"}
+
+
 # --- record bodies (PUT) and records (with id) ----------------------------------------------------
 
 
@@ -150,6 +186,8 @@ class _WithRecordId(ApiModel):
 
 
 class UserBody(ApiModel):
+    model_config = documented(_without_id(EXAMPLE_TRAVELER))
+
     name: Text255 | None = None
     email: Email | None = None
     phone_number: Phone | None = None
@@ -157,6 +195,8 @@ class UserBody(ApiModel):
 
 
 class PropertyBody(ApiModel):
+    model_config = documented(_without_id(EXAMPLE_PROPERTY))
+
     host_id: UserId
     name: Name
     city: Text255 | None = None
@@ -167,6 +207,8 @@ class PropertyBody(ApiModel):
 
 
 class OfferBody(ApiModel):
+    model_config = documented(_without_id(EXAMPLE_OFFER))
+
     property_id: RecordId
     traveler_id: UserId
     check_in: IsoDate
@@ -180,6 +222,8 @@ class OfferBody(ApiModel):
 
 
 class RequestToBookBody(ApiModel):
+    model_config = documented(_without_id(EXAMPLE_REQUEST_TO_BOOK))
+
     property_id: RecordId
     traveler_id: UserId
     check_in: IsoDate
@@ -195,6 +239,8 @@ class RequestToBookBody(ApiModel):
 
 
 class TripBody(ApiModel):
+    model_config = documented(_without_id(EXAMPLE_TRIP))
+
     property_id: RecordId
     traveler_id: UserId
     check_in: IsoDate
@@ -209,23 +255,23 @@ class TripBody(ApiModel):
 
 # The base order puts ``id`` first in the documents and the JSON.
 class UserRecord(UserBody, _WithUserId):
-    pass
+    model_config = documented(EXAMPLE_TRAVELER)
 
 
 class PropertyRecord(PropertyBody, _WithRecordId):
-    pass
+    model_config = documented(EXAMPLE_PROPERTY)
 
 
 class OfferRecord(OfferBody, _WithRecordId):
-    pass
+    model_config = documented(EXAMPLE_OFFER)
 
 
 class RequestToBookRecord(RequestToBookBody, _WithRecordId):
-    pass
+    model_config = documented(EXAMPLE_REQUEST_TO_BOOK)
 
 
 class TripRecord(TripBody, _WithRecordId):
-    pass
+    model_config = documented(EXAMPLE_TRIP)
 
 
 # --- services -------------------------------------------------------------------------------------

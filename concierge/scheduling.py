@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, aliased
 
 from concierge import records
 from concierge.events import record_internal_event
-from messaging.conversations import concierge_conversation_id, post_concierge_message
-from messaging.live import publish_after_commit
-from messaging.models import (
+from messaging.chat.conversations import concierge_conversation_id, post_concierge_message
+from messaging.live.bus import publish_after_commit
+from messaging.store.models import (
     ConciergeMessageOrigin,
     Offer,
     Property,

@@ -25,17 +25,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from concierge.models import WebhookDelivery
-from messaging.db import utcnow
-from messaging.ids import new_id
-from messaging.models import (
+from messaging.outbox import enqueue_after_commit
+from messaging.store.db import utcnow
+from messaging.store.ids import new_id
+from messaging.store.models import (
     ConversationStats,
     Property,
     PropertyConversation,
     PropertyMessage,
     ReadCursor,
 )
-from messaging.outbox import enqueue_after_commit
-from messaging.upsert import insert_ignore
+from messaging.store.upsert import insert_ignore
 
 GRACE = dt.timedelta(seconds=60)
 WINDOW = dt.timedelta(hours=1)

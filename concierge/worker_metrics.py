@@ -29,8 +29,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from concierge.models import PlatformEvent
-from messaging.db import utcnow
-from messaging.models import OutboxEntry
+from messaging.store.db import utcnow
+from messaging.store.models import OutboxEntry
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 from flask import Flask, current_app
 
-from messaging.auth import ROLES, mint_token
+from messaging.api.auth import ROLES, mint_token
 
 if TYPE_CHECKING:
     from alembic.config import Config

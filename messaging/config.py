@@ -25,7 +25,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expire-requests-to-book": {"task": "concierge.expire_requests_to_book", "schedule": 300.0},
     "nudge-waiting-hosts": {"task": "concierge.nudge_waiting_hosts", "schedule": 600.0},
     "unread-webhooks": {"task": "concierge.schedule_unread_webhooks", "schedule": 30.0},
-    # Idempotency-Key claims older than 24 h (messaging/idempotency.py); without it the table only grows.
+    # Idempotency-Key claims older than 24 h (messaging/api/idempotency.py); without it the table only grows.
     "purge-idempotency-keys": {"task": "idempotency.purge", "schedule": 3600.0},
 }
 
@@ -70,7 +70,7 @@ def load_settings() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": _int("MAX_BODY_BYTES", 64 * 1024),
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
         "DB_POOL_TIMEOUT": _seconds("DB_POOL_TIMEOUT", 3),
-        # Bounds on every PostgreSQL connection of the web, worker and beat processes (messaging.db.Timeouts);
+        # Bounds on every PostgreSQL connection of the web, worker and beat processes (messaging.store.db.Timeouts);
         # 0 turns one off.
         "DB_CONNECT_TIMEOUT": _seconds("DB_CONNECT_TIMEOUT", 3),
         "DB_STATEMENT_TIMEOUT": _seconds("DB_STATEMENT_TIMEOUT", 5),
@@ -78,14 +78,14 @@ def load_settings() -> dict[str, Any]:
         "DB_KEEPALIVES_IDLE": _int("DB_KEEPALIVES_IDLE", 30),
         "DB_KEEPALIVES_INTERVAL": _int("DB_KEEPALIVES_INTERVAL", 10),
         "DB_KEEPALIVES_COUNT": _int("DB_KEEPALIVES_COUNT", 3),
-        # The web tier's bound on one request, a stuck database included (messaging.deadline).
+        # The web tier's bound on one request, a stuck database included (messaging.api.deadline).
         "REQUEST_TIMEOUT": _seconds("REQUEST_TIMEOUT", 6),
         # Signs the admin pages' session (CSRF tokens, messages); derived from JWT_SECRET when unset.
         "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
         "ADMIN_COOKIE_SECURE": os.environ.get("ADMIN_COOKIE_SECURE") == "1",
         # /metrics needs "Authorization: Bearer <this>"; unset, it is served only outside production (health.py).
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN") or None,
-        # Abuse limits (messaging/limits.py): "N/period" items separated by ";", per user (per token for events).
+        # Abuse limits (messaging/api/limits.py): "N/period" items separated by ";", per user (per token for events).
         "RATE_LIMITS_ENABLED": os.environ.get("RATE_LIMITS_ENABLED", "1") not in ("0", "false", "no", "off"),
         "RATE_LIMIT_MESSAGES": os.environ.get("RATE_LIMIT_MESSAGES") or None,
         "RATE_LIMIT_THREADS": os.environ.get("RATE_LIMIT_THREADS") or None,
@@ -96,6 +96,9 @@ def load_settings() -> dict[str, Any]:
         # only, so the test suite's workers and `make run` (whose worker is in-process) never contend for a port.
         "WORKER_METRICS_PORT": _int("WORKER_METRICS_PORT", 9808 if app_env == "production" else 0),
         "WORKER_METRICS_HOST": os.environ.get("WORKER_METRICS_HOST") or "127.0.0.1",
+        # Browser origins allowed to call /v1 (messaging.api.cors): exact origins, comma-separated; a port of "*"
+        # allows any port (development). Unset: none.
+        "CORS_ORIGINS": [o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()],
         "PLATFORM_WEBHOOK_URL": os.environ.get("PLATFORM_WEBHOOK_URL") or None,
         "PLATFORM_WEBHOOK_SECRET": os.environ.get("PLATFORM_WEBHOOK_SECRET") or None,
         "CELERY": celery_settings(redis_url, key_prefix, visibility_timeout),

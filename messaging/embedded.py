@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+import orjson
 from celery import Celery, signals
 from celery.beat import Service
 from celery.worker import WorkController
@@ -33,16 +34,17 @@ from flask import Flask
 from sqlalchemy.orm import Session
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from messaging.auth import mint_token
+from messaging.api.auth import mint_token
 from messaging.cli import upgrade_database
 from messaging.config import INSTANCE_DIR
-from messaging.db import session_scope
 from messaging.local_servers import LocalPostgres, LocalRedis
+from messaging.store.db import session_scope
 
 log = logging.getLogger(__name__)
 
 BEAT_SCHEDULE_FILE = INSTANCE_DIR / "celerybeat-schedule"
 TOKEN_TTL = dt.timedelta(hours=24)
+WORKER_READY_WAIT = 30.0  # seconds the banner waits for the worker
 WORKER_CONCURRENCY = 4
 SHUTDOWN_WAIT = 8.0  # seconds per component; the whole stop stays under ten
 
@@ -51,7 +53,15 @@ SHUTDOWN_WAIT = 8.0  # seconds per component; the whole stop stays under ten
 AppFactory = Callable[[], Flask]
 Seed = Callable[[Session], list[str]]
 DemoUsers = Sequence[tuple[str, str, str]]
+# A platform event to try, as posted: what the printed curl line sends.
+TryEvent = Callable[[], dict[str, Any]]
 
+# Browser origins make run lets call the API (CORS_ORIGINS): any port on this machine.
+DEVELOPMENT_ORIGINS = "http://localhost:*,http://127.0.0.1:*"
+# The platform's own token, printed with the demo users' (label, subject, role).
+PLATFORM_USER = ("platform", "platform", "service")
+# Where `make web` serves examples/web (Makefile, WEB_PORT).
+WEB_PORT = int(os.environ.get("WEB_PORT") or 8001)
 _say_lock = threading.RLock()  # reentrant: the signal handler may print while the main thread is printing
 
 
@@ -79,17 +89,19 @@ def start_private_servers() -> list[LocalPostgres | LocalRedis]:
     return started
 
 
-def main(create_app: AppFactory, seed: Seed, demo_users: DemoUsers) -> int:
+def main(create_app: AppFactory, seed: Seed, demo_users: DemoUsers, try_event: TryEvent) -> int:
     """Start the private servers the settings lack, then :func:`serve`; returns the exit code."""
     servers = start_private_servers()
+    # The reference web client (`make web`) and other pages under development call the API from another port.
+    os.environ.setdefault("CORS_ORIGINS", DEVELOPMENT_ORIGINS)
     try:
-        return serve(create_app, seed, demo_users)
+        return serve(create_app, seed, demo_users, try_event)
     finally:
         for server in reversed(servers):
             server.stop()
 
 
-def serve(create_app: AppFactory, seed: Seed, demo_users: DemoUsers) -> int:
+def serve(create_app: AppFactory, seed: Seed, demo_users: DemoUsers, try_event: TryEvent) -> int:
     """Build the app, migrate its database, seed it, then serve with a worker and beat until SIGINT or SIGTERM."""
     app = create_app()
     try:
@@ -99,6 +111,7 @@ def serve(create_app: AppFactory, seed: Seed, demo_users: DemoUsers) -> int:
         return 1
     # Alembic's env.py applies alembic.ini's logging (root at WARNING); put the service's level back.
     logging.basicConfig(level=app.config.get("LOG_LEVEL") or os.environ.get("LOG_LEVEL", "INFO"), force=True)
+    quiet_routine_logs()
     with app.app_context(), session_scope() as session:
         added = seed(session)
     say(f"demo data {'added: ' + ', '.join(added) if added else 'already present'}")
@@ -111,12 +124,16 @@ def serve(create_app: AppFactory, seed: Seed, demo_users: DemoUsers) -> int:
 
     stop = threading.Event()
     _install_signal_handlers(stop)
-    _worker, worker_thread = start_worker(celery)
+    worker_ready = threading.Event()
+    _worker, worker_thread = start_worker(celery, worker_ready)
     beat, beat_thread = start_beat(celery)
     server_thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     server_thread.start()
 
-    print_banner(app, host, port, demo_users)
+    # The banner comes last, once the worker is up, so that nothing scrolls the tokens away.
+    if not worker_ready.wait(WORKER_READY_WAIT):
+        log.warning("the worker is not ready after %.0f s; events wait for it", WORKER_READY_WAIT)
+    print_banner(app, host, port, demo_users, try_event())
     exit_code = 0
     while not stop.wait(1.0):
         if not server_thread.is_alive():
@@ -130,7 +147,16 @@ def serve(create_app: AppFactory, seed: Seed, demo_users: DemoUsers) -> int:
     return exit_code
 
 
-def start_worker(celery: Celery) -> tuple[WorkController, threading.Thread]:
+def quiet_routine_logs() -> None:
+    """Keep the printed URLs and tokens on screen: no line per request (``LOG_ACCESS=1`` asks for them) and no line
+    per scheduled task sent (every few seconds) or task run; warnings and errors still show."""
+    if os.environ.get("LOG_ACCESS") != "1":
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    for routine in ("celery.beat", "celery.app.trace", "celery.worker.strategy"):  # sent, received, succeeded
+        logging.getLogger(routine).setLevel(logging.WARNING)
+
+
+def start_worker(celery: Celery, ready: threading.Event) -> tuple[WorkController, threading.Thread]:
     """A real Celery worker (as `celery worker` runs, minus its process-level signal handling) in a thread.
 
     Mirrors ``celery.contrib.testing.worker``: the ``threads`` pool, no mingle, gossip or heartbeats (there is
@@ -144,6 +170,7 @@ def start_worker(celery: Celery) -> tuple[WorkController, threading.Thread]:
         # `celery worker` sends this signal from its own subclass; send it here too for anything listening.
         signals.worker_ready.send(sender=consumer)
         say(f"worker ready: consuming {celery.conf.broker_url.split('://', 1)[0]}:// with {WORKER_CONCURRENCY} threads")
+        ready.set()
 
     worker = WorkController(
         app=celery,
@@ -190,21 +217,35 @@ def shutdown(
             log.warning("%s did not stop within %.0f s; leaving it behind", thread.name, SHUTDOWN_WAIT)
 
 
-def print_banner(app: Flask, host: str, port: int, demo_users: DemoUsers) -> None:
+def print_banner(app: Flask, host: str, port: int, demo_users: DemoUsers, event: dict[str, Any]) -> None:
+    """The last lines ``make run`` prints, together: where everything is, a token per demo user and one for the
+    platform (role ``service``, which posts records and events), each valid 24 h, and a curl line to try."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
-    say(f"API:  {base}/v1")
-    say(f"Docs: {base}/docs")
+    lines = [
+        "",
+        f"API:         {base}/v1        (home page: {base}/)",
+        f"Docs:        {base}/docs",
+        f"Admin pages: {base}/admin/    (sign in with the admin token)",
+        f"Web client:  http://127.0.0.1:{WEB_PORT}/?api={base}    (run `make web` in another terminal)",
+    ]
     if not app.config.get("JWT_SECRET"):
-        say("No demo tokens: JWT_PUBLIC_KEY is set, so tokens come from the platform's private key.")
-        return
-    for label, sub, role in demo_users:
-        token = mint_token(app.config, sub=sub, role=role, ttl=TOKEN_TTL)
-        say(f"Demo {label} token ({sub}, role {role}, valid 24 h): {token}")
-    if app.config.get("JWT_SECRET_IS_DEFAULT"):
-        say("Tokens are signed with the built-in development secret; set JWT_SECRET to use your own.")
-    say(f"Try: curl -H 'Authorization: Bearer <admin token>' {base}/v1/me")
-    say("Ctrl-C stops.")
+        lines.append("No demo tokens: JWT_PUBLIC_KEY is set, so tokens come from the platform's private key.")
+    else:
+        tokens = {sub: mint_token(app.config, sub=sub, role=role, ttl=TOKEN_TTL)
+                  for _label, sub, role in (*demo_users, PLATFORM_USER)}
+        lines.append("Tokens (valid 24 h):")
+        for label, sub, role in (*demo_users, PLATFORM_USER):
+            lines.append(f"  {label:<9} {sub} ({role}): {tokens[sub]}")
+        if app.config.get("JWT_SECRET_IS_DEFAULT"):
+            lines.append("  signed with the built-in development secret; set JWT_SECRET to use your own")
+        lines += [
+            "Try (the platform posts an event; the demo traveler's concierge chat tells them):",
+            f"  curl -X POST {base}/v1/events -H 'Authorization: Bearer {tokens[PLATFORM_USER[1]]}' \\",
+            f"       -H 'Content-Type: application/json' -d '{orjson.dumps(event).decode()}'",
+        ]
+    lines.append("Ctrl-C stops.")
+    say("\n".join(lines))
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -22,9 +22,9 @@ from flask import current_app
 from sqlalchemy import case, event, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from messaging.db import autocommit_cursor, utcnow
-from messaging.ids import new_id
-from messaging.models import OutboxEntry
+from messaging.store.db import autocommit_cursor, utcnow
+from messaging.store.ids import new_id
+from messaging.store.models import OutboxEntry
 
 log = logging.getLogger(__name__)
 

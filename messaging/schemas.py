@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -36,3 +36,19 @@ class ApiModel(CachedSchemaModel):
     """camelCase on the wire, snake_case in Python; unknown fields are refused (422)."""
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+def documented(example: Any = None, *, examples: dict[str, dict[str, Any]] | None = None) -> ConfigDict:
+    """A model's ``model_config`` carrying its example for the API document (merged with its bases' config).
+
+    flask-openapi3 puts ``openapi_extra``'s ``example`` (one value) or ``examples`` (named ones:
+    ``{name: {"summary", "value"}}``) on the media type of the request body or response the model describes,
+    where Swagger UI shows them. An example must pass the model (tests/api/test_openapi_document.py checks it).
+    A subclass inherits its base's example unless it documents its own.
+    """
+    extra: dict[str, Any] = {}
+    if example is not None:
+        extra["example"] = example
+    if examples is not None:
+        extra["examples"] = examples
+    return cast(ConfigDict, {"openapi_extra": extra})

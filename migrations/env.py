@@ -7,9 +7,9 @@ from logging.config import fileConfig
 from alembic import context
 
 import concierge.models  # noqa: F401  - registers the concierge tables on Base.metadata
-import messaging.models  # noqa: F401
+import messaging.store.models  # noqa: F401
 from messaging.config import load_settings
-from messaging.db import Base, make_engine
+from messaging.store.db import Base, make_engine
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -19,8 +19,8 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from concierge import chat, processing
-from messaging.db import session_scope
 from messaging.outbox import sweep_outbox
+from messaging.store.db import session_scope
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from celery import shared_task
 from flask import current_app
 
 from concierge import scheduling, webhooks
-from messaging.db import session_scope, utcnow
-from messaging.idempotency import purge_expired_idempotency_keys
+from messaging.api.idempotency import purge_expired_idempotency_keys
+from messaging.store.db import session_scope, utcnow
 from tasks.concierge_tasks import TRANSIENT
 
 log = logging.getLogger(__name__)

@@ -26,10 +26,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from messaging.auth import mint_token
+from messaging.api.auth import mint_token
 from messaging.cli import upgrade_database
-from messaging.db import Base, get_engine
 from messaging.local_servers import LocalPostgres, LocalRedis
+from messaging.store.db import Base, get_engine
 
 
 def _servers() -> tuple[str, str]:

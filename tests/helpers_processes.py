@@ -468,7 +468,7 @@ def send_task(broker_url: str, name: str, *args: Any, key_prefix: str = REDIS_TE
 def mint(sub: str, role: str = "guest", ttl: int = 3600, secret: str = TEST_JWT_SECRET) -> str:
     import datetime as dt
 
-    from messaging.auth import mint_token
+    from messaging.api.auth import mint_token
 
     config = {"JWT_SECRET": secret, "JWT_ISSUER": None, "JWT_AUDIENCE": None}
     return mint_token(config, sub=sub, role=role, ttl=dt.timedelta(seconds=ttl))

@@ -1,7 +1,7 @@
 """Seed schema (SPEC §1), the platform's mirrored records, and the chat's bookkeeping tables.
 
 The nanoid ids also get a database default: a ``nanoid()`` SQL function with the same alphabet and size as
-``messaging.ids.new_id``, drawing its randomness from core PostgreSQL's ``gen_random_uuid()`` (no extension).
+``messaging.store.ids.new_id``, drawing its randomness from core PostgreSQL's ``gen_random_uuid()`` (no extension).
 
 Revision ID: 0001
 Revises:

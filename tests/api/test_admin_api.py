@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from concierge import admin
-from concierge.admin_api import _csv
-from messaging.db import get_session
-from messaging.models import Message
+from concierge import review as admin
+from concierge.api.admin import _csv
+from messaging.store.db import get_session
+from messaging.store.models import Message
 from tasks.concierge_tasks import answer_question, process_event
 from tests.api.test_event_notifications import TRIP, event
 
@@ -302,7 +302,7 @@ def test_transcript_list_plans_use_indexes(pg_app: Any, pg_client: Any, auth: An
     right choice for a user's 130 conversations, at millions it is not, and a scan it cannot avoid stays."""
     from sqlalchemy import text
 
-    from messaging.db import get_engine
+    from messaging.store.db import get_engine
     from tests.api.test_inbox import BIG_TABLES, _bulk_other_conversations, capture_sql
 
     _bulk_other_conversations(pg_app, 20_000)
@@ -340,7 +340,7 @@ def test_transcript_list_plans_use_indexes(pg_app: Any, pg_client: Any, auth: An
 
 
 def _index_plan(app: Any, statement: str, parameters: Any) -> str:
-    from messaging.db import get_engine
+    from messaging.store.db import get_engine
 
     with app.app_context(), get_engine().connect() as conn:
         conn.exec_driver_sql("SET enable_seqscan = off")

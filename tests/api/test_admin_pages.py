@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from concierge.admin_pages import TOKEN_COOKIE
-from messaging.db import get_session
-from messaging.models import ConciergeThread
+from concierge.admin import pages as admin_pages
+from concierge.admin.pages import TOKEN_COOKIE
+from messaging.store.db import get_session
+from messaging.store.models import ConciergeThread
 from tests.api.test_admin_api import FORMULA_AUTHOR, FORMULAS, _ask, _booked, assert_csv_neutralised, formula_transcript
 
 XSS = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
@@ -189,8 +190,6 @@ def test_page_actions_and_their_refusals(app: Any, client: Any, auth: Any, token
 @pytest.mark.parametrize("path", ["/admin/transcripts", "/admin/events"])
 def test_pages_follow_the_keyset_pagination(app: Any, client: Any, auth: Any, token: Any, path: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from concierge import admin_pages
-
     monkeypatch.setattr(admin_pages, "PAGE_SIZE", 1)
     _booked(app, client, auth)  # two transcripts (traveler, host) and, with the next, two events
     _booked(app, client, auth, "ev-booked-again")

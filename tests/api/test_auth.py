@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 
 from app import create_app
-from messaging.db import get_engine
-from messaging.models import User
+from messaging.store.db import get_engine
+from messaging.store.models import User
 from tests.conftest import TEST_JWT_SECRET
 from tests.conftest import test_config as app_config
 
@@ -151,7 +151,7 @@ def test_a_verified_token_is_checked_for_expiry_on_every_use(client: Any, monkey
     assert client.get(ME, headers=token).status_code == 200
     assert client.get(ME, headers=token).status_code == 200
     later = time.time() + 60 + 31  # past the expiry and its 30 s leeway
-    monkeypatch.setattr("messaging.auth.time.time", lambda: later)
+    monkeypatch.setattr("messaging.api.auth.time.time", lambda: later)
     refused = client.get(ME, headers=token)
     assert refused.status_code == 401 and "expired" in refused.json["detail"]
 

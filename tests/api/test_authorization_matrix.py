@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from concierge.models import PlatformEvent
-from messaging.db import session_scope
-from messaging.models import (
+from messaging.store.db import session_scope
+from messaging.store.models import (
     ConciergeThread,
     Conversation,
     ConversationParticipant,

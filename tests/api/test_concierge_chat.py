@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select
 
 from concierge.intents import understand
-from messaging.db import get_session, session_scope
-from messaging.models import ConciergeMessageOrigin, ConciergeThread, Offer, Property, RequestToBook, Trip, User
+from messaging.store.db import get_session, session_scope
+from messaging.store.models import ConciergeMessageOrigin, ConciergeThread, Offer, Property, RequestToBook, Trip, User
 from tasks.concierge_tasks import answer_question
 
 # Phrasings written the way travelers write, kept apart from the keyword tables in concierge/intents.py.

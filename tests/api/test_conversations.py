@@ -11,9 +11,11 @@ import orjson
 import pytest
 from sqlalchemy import delete, func, select
 
-from messaging import conversations as svc
-from messaging.db import get_session
-from messaging.models import (
+from messaging.chat import conversations as svc
+from messaging.chat.pagination import encode_cursor
+from messaging.chat.resources import offer_id_json
+from messaging.store.db import get_session
+from messaging.store.models import (
     ConciergeThread,
     Conversation,
     DirectConversation,
@@ -22,8 +24,6 @@ from messaging.models import (
     Property,
     User,
 )
-from messaging.pagination import encode_cursor
-from messaging.resources import offer_id_json
 
 MESSAGE_KEYS = {"id", "conversationId", "userId", "senderType", "message", "read", "isEdit", "createdAt"}
 CONVERSATION_KEYS = {

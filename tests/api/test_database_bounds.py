@@ -12,8 +12,8 @@ import orjson
 import psycopg
 import pytest
 
-from messaging.db import Timeouts, autocommit_cursor, driver_cursor, get_session
-from messaging.deadline import RequestDeadline, install
+from messaging.api.deadline import RequestDeadline, install
+from messaging.store.db import Timeouts, autocommit_cursor, driver_cursor, get_session
 from tests.conftest import PG_TEST_DB, pg_database_url
 
 

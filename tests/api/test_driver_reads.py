@@ -1,6 +1,6 @@
 """The history and inbox pages are read straight from the driver (the fixed statements of
-messaging.conversations); they must be the same JSON that SQLAlchemy reads of the same rows (the tables the pages
-are kept from, and the builders of messaging.resources) make of them, whatever the text holds, for every kind of
+messaging.chat.conversations); they must be the same JSON that SQLAlchemy reads of the same rows (the tables the pages
+are kept from, and the builders of messaging.chat.resources) make of them, whatever the text holds, for every kind of
 sender and every way of paging. Sending and marking read are one statement each; the cursors, counts and ``read``
 flags they leave must be what the cursors say."""
 
@@ -12,12 +12,12 @@ import re
 import orjson
 from sqlalchemy import delete, exists, select, text, tuple_
 
-from messaging import conversations as svc
-from messaging.db import get_session
-from messaging.http import JSON_OPTIONS
-from messaging.models import ConversationParticipant, ConversationStats, Message, Offer, Property, User
-from messaging.pagination import decode_cursor, encode_cursor, history_page, position_literal
-from messaging.resources import conversations_json, message_json, message_position, select_messages
+from messaging.api.http import JSON_OPTIONS
+from messaging.chat import conversations as svc
+from messaging.chat.pagination import decode_cursor, encode_cursor, history_page, position_literal
+from messaging.chat.resources import conversations_json, message_json, message_position, select_messages
+from messaging.store.db import get_session
+from messaging.store.models import ConversationParticipant, ConversationStats, Message, Offer, Property, User
 
 AWKWARD = [
     'quote " and backslash \\ and slash /',
@@ -29,7 +29,7 @@ AWKWARD = [
 
 
 def _page(session, caller, cid, limit, before=None, after=None):
-    """A history page as the API writes it (read by psycopg: messaging.conversations.HISTORY_SQL)."""
+    """A history page as the API writes it (read by psycopg: messaging.chat.conversations.HISTORY_SQL)."""
     return _json(svc.history(session, caller, cid, limit, before, after))
 
 
@@ -190,9 +190,9 @@ def test_one_statement_read_follows_the_cursors(pg_app):
     conversation's message, and by a non-participant."""
     import random
 
-    from messaging.db import driver_cursor
+    from messaging.chat.read_state import advance_cursor_in_one_statement
     from messaging.errors import NotFound, Unprocessable
-    from messaging.read_state import advance_cursor_in_one_statement
+    from messaging.store.db import driver_cursor
 
     users = ["ana", "bob", "cy"]
     with pg_app.app_context():
@@ -370,7 +370,7 @@ def test_database_inbox_equals_python_inbox_on_every_page(pg_app):
 
 def _expected_inbox(session, user_id, limit, before):
     """The inbox page read through SQLAlchemy: the user's participations by their conversation's activity in
-    conversation_stats, newest first, shaped by messaging.resources.conversations_json."""
+    conversation_stats, newest first, shaped by messaging.chat.resources.conversations_json."""
     p, s = ConversationParticipant, ConversationStats
     activity = select(s.last_activity_at).where(s.conversation_id == p.conversation_id).scalar_subquery()
     query = (
@@ -390,7 +390,7 @@ def _expected_inbox(session, user_id, limit, before):
 
 
 def test_every_session_runs_in_utc_and_reads_times_as_utc(pg_app):
-    """Both pools start their sessions in TimeZone=UTC (messaging.db._utc_options), so psycopg reads timestamptz
+    """Both pools start their sessions in TimeZone=UTC (messaging.store.db._utc_options), so psycopg reads timestamptz
     values with datetime.timezone.utc — the cheap path — whatever the server's default zone."""
     state = pg_app.extensions["db"]
     for engine in (state["engine"], state["autocommit_engine"]):

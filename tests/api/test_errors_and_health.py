@@ -12,10 +12,10 @@ from flask import Response, request
 from pydantic import Field
 
 from app import create_app
+from messaging.api.http import ApiRequest, parse_json_body
 from messaging.config import load_settings
-from messaging.db import get_engine
-from messaging.http import ApiRequest, parse_json_body
 from messaging.schemas import ApiModel
+from messaging.store.db import get_engine
 from tests.conftest import redis_url
 from tests.conftest import test_config as app_config
 

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from concierge import processing
 from concierge.models import OfferThread, PlatformEvent
-from messaging.db import get_session, session_scope, utcnow
-from messaging.models import ConciergeMessageOrigin, OutboxEntry
+from messaging.store.db import get_session, session_scope, utcnow
+from messaging.store.models import ConciergeMessageOrigin, OutboxEntry
 from tasks.concierge_tasks import process_event
 
 HOST = {"id": "host-1", "name": "Helena", "role": "host"}
@@ -162,7 +162,7 @@ def test_unknown_types_and_missing_records_are_refused(client: Any, auth: Any) -
 
 
 def _counts(app: Any) -> dict[str, int]:
-    from messaging.models import DeletedUser, Property, Trip, User
+    from messaging.store.models import DeletedUser, Property, Trip, User
 
     with app.app_context():
         session = get_session()
@@ -195,7 +195,7 @@ def test_a_refused_event_writes_nothing_and_names_every_missing_reference(app: A
     assert client.post("/v1/events", json=changed, headers=service).status_code == 409
     assert _counts(app) == after
     with app.app_context():
-        from messaging.models import Trip, User
+        from messaging.store.models import Trip, User
 
         session = get_session()
         assert session.get(Trip, TRIP["id"]).num_guests == 3  # type: ignore[union-attr]
@@ -220,7 +220,7 @@ def test_an_event_puts_back_the_people_it_carries_and_may_name_one_person_twice(
     selfish["data"]["traveler"] = {**HOST, "name": "Helena H."}
     assert client.post("/v1/events", json=selfish, headers=service).status_code == 202
     with app.app_context():
-        from messaging.models import User
+        from messaging.store.models import User
 
         assert get_session().get(User, "host-1").name == "Helena H."  # type: ignore[union-attr]
 
@@ -350,7 +350,7 @@ def test_tomorrow_is_the_propertys_tomorrow_when_the_reminder_is_written(app: An
 
 def test_a_failed_event_can_be_retried(app: Any, client: Any, auth: Any) -> None:
     from concierge.processing import retry_failed_event
-    from messaging.db import session_scope
+    from messaging.store.db import session_scope
 
     service = auth("platform", "service")
     backwards = event("trip.booked", "trip", {**TRIP, "checkIn": "2026-12-23", "checkOut": "2026-12-20"}, "ev-r")
@@ -373,8 +373,8 @@ def test_an_event_that_keeps_failing_transiently_ends_failed_then_retries_cleanl
     import psycopg
     from sqlalchemy import text
 
-    from messaging.db import get_engine
-    from messaging.models import ConversationStats
+    from messaging.store.db import get_engine
+    from messaging.store.models import ConversationStats
     from tasks.concierge_tasks import MAX_RETRIES
     from tests.conftest import PG_TEST_DB, pg_database_url
 
@@ -419,7 +419,7 @@ def test_a_recipient_gone_before_processing_ends_the_event_failed_naming_them(ap
     event fails with a readable error and nobody, not even the people still there, gets a message."""
     from sqlalchemy import text
 
-    from messaging.db import session_scope
+    from messaging.store.db import session_scope
 
     service = auth("platform", "service")
     gone = event("trip.booked", "trip", TRIP, "ev-gone")
@@ -443,7 +443,7 @@ def test_the_same_event_processed_by_eight_workers_at_once_writes_each_message_o
     written twice."""
     import threading
 
-    from messaging.models import Message
+    from messaging.store.models import Message
 
     service = auth("platform", "service")
     assert pg_client.post("/v1/events", json=event("trip.booked", "trip", TRIP, "ev-race"),

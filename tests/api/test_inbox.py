@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from messaging import conversations as svc
-from messaging.db import get_engine, get_session
-from messaging.models import User
-from messaging.pagination import decode_cursor
+from messaging.chat import conversations as svc
+from messaging.chat.pagination import decode_cursor
+from messaging.store.db import get_engine, get_session
+from messaging.store.models import User
 from tests.api.test_conversations import assert_problem, conversation, group, join, posted
 from tests.conftest import sql_count
 
@@ -358,7 +358,7 @@ def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
     second = pg_client.get(f"/v1/conversations?limit=50&before={r.json['nextCursor']}", headers=h)
     assert second.status_code == 200 and len(second.json["items"]) == 50
 
-    # The page is one statement run on the driver (messaging.conversations.INBOX_SQL): EXPLAIN it as it runs.
+    # The page is one statement run on the driver (messaging.chat.conversations.INBOX_SQL): EXPLAIN it as it runs.
     # The page is a range of the caller's inbox entries by activity (not a sort of all 200 conversations);
     # everything else is looked up by key.
     pages = [(svc.INBOX_SQL[False], {"uid": "big", "limit": 51}),
@@ -384,7 +384,7 @@ def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
 
     # Sending, in the same conversation: every part by key, and the read flags it may settle only from the
     # author's old position on (a range of the partial index of unread messages, not all of them).
-    from messaging.conversations import _SEND_SQL
+    from messaging.chat.conversations import _SEND_SQL
 
     parameters = {"cid": cid, "uid": "big", "mid": "planned", "body": "hi", "now": dt.datetime.now(dt.UTC)}
     plan = _driver_plan(pg_app, _SEND_SQL, parameters)
@@ -481,7 +481,7 @@ def test_inbox_entries_follow_the_last_message_and_the_concierge_flag(app, clien
     writing the last message, a concierge chat made, a participant leaving and joining — every entry equals what
     it copies, and each inbox item equals the conversation read on its own."""
     from concierge import records
-    from messaging.models import ConciergeThread
+    from messaging.store.models import ConciergeThread
 
     join(client, auth, "ana", "bob", "cy", "gone")
     pair = group(client, auth, "ana", ["bob"], name="pair")

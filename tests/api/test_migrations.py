@@ -14,9 +14,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 import concierge.models  # noqa: F401  - registers the concierge tables on Base.metadata
-import messaging.models  # noqa: F401
+import messaging.store.models  # noqa: F401
 from messaging.cli import alembic_config
-from messaging.db import Base, make_engine
+from messaging.store.db import Base, make_engine
 from tests.conftest import PG_TEST_DB, recreate_pg_database
 
 SEED_TABLES = (

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from messaging.db import get_session
-from messaging.models import (
+from messaging.api.property_threads import PropertyConversationOut, PropertyMessageOut
+from messaging.store.db import get_session
+from messaging.store.models import (
     Offer,
     Property,
     PropertyConversation,
@@ -20,7 +21,6 @@ from messaging.models import (
     Trip,
     User,
 )
-from messaging.property_threads_api import PropertyConversationOut, PropertyMessageOut
 from tests.conftest import sql_count
 
 PROPERTY = 10
@@ -310,7 +310,7 @@ def test_history_pages_120_messages_exactly_once_in_order_both_ways(app, client,
 
 
 def _cursor_of(app: Any, thread_id: str, text: str) -> str:
-    from messaging.pagination import encode_cursor
+    from messaging.chat.pagination import encode_cursor
 
     with app.app_context():
         row = get_session().execute(

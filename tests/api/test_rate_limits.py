@@ -12,8 +12,8 @@ import redis
 from sqlalchemy import func, select
 
 from app import create_app
-from messaging.db import get_session
-from messaging.models import Conversation, Message, PropertyConversation, PropertyMessage
+from messaging.store.db import get_session
+from messaging.store.models import Conversation, Message, PropertyConversation, PropertyMessage
 from tests import conftest
 from tests.api.test_admin_api import _booked
 from tests.api.test_admin_pages import _csrf, _sign_in

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from messaging.db import session_scope
-from messaging.models import (
+from messaging.store.db import session_scope
+from messaging.store.models import (
     Conversation,
     ConversationParticipant,
     Message,

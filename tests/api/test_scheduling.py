@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 from concierge import scheduling
 from concierge.models import PlatformEvent
-from messaging.db import get_session, session_scope
-from messaging.models import (
+from messaging.store.db import get_session, session_scope
+from messaging.store.models import (
     ConciergeMessageOrigin,
     Message,
     Offer,
@@ -64,7 +64,7 @@ def _process_all(app: Any, now: dt.datetime = NOW) -> list[str]:
 
 
 def _concierge_texts(app: Any, user_id: str) -> list[str]:
-    from messaging.models import ConciergeThread
+    from messaging.store.models import ConciergeThread
 
     with app.app_context():
         s = get_session()

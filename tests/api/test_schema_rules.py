@@ -13,9 +13,9 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Engine, delete, func, insert, select, text
 from sqlalchemy.exc import DataError, IntegrityError
 
-from messaging.db import get_engine
-from messaging.ids import ID_SIZE, new_id
-from messaging.models import (
+from messaging.store.db import get_engine
+from messaging.store.ids import ID_SIZE, new_id
+from messaging.store.models import (
     Conversation,
     ConversationParticipant,
     Message,

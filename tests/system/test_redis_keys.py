@@ -10,7 +10,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 
 from app import create_app
-from messaging.limits import LIMITER
+from messaging.api.limits import LIMITER
 from tests import conftest
 from tests.helpers_processes import (
     Processes,

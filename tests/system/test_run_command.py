@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from concierge import demo_data
-from messaging.auth import mint_token
+from messaging.api.auth import mint_token
 from messaging.config import DEV_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,32 +112,30 @@ def test_embedded_runner_serves_works_and_stops_on_sigterm(tmp_path: Path) -> No
         status, body = get(f"{base}/readyz")
         assert status == 200, body
 
-        match = output.wait_for(r"^Demo admin token .*: (\S+)$", timeout=10)
-        assert match, output.text
-        status, body = get(f"{base}/v1/me", token=match.group(1))
-        assert status == 200, body
-        assert json.loads(body)["userId"] == "demo-admin"
+        assert output.wait_for(r"^Ctrl-C stops\.$", timeout=40), f"no banner:\n{output.text}"
+        # The banner comes last and together: the worker is up before it, and nothing is logged after it
+        # (no line per request: LOG_ACCESS is off).
+        banner = output.text[output.text.index("\nAPI: "):]
+        assert "worker ready" in output.text and "worker ready" not in banner
+        tokens = dict(re.findall(r"^  \w+ +(\S+) \(\w+\): (\S+)$", banner, re.MULTILINE))
+        assert set(tokens) == {"demo-admin", "demo-traveler", "demo-host", "platform"}, banner
+        for sub, token in tokens.items():
+            status, body = get(f"{base}/v1/me", token=token)
+            assert status == 200 and json.loads(body)["userId"] == sub, body
         assert "demo data added" in output.text or "demo data already present" in output.text
-
-        assert output.wait_for(r"^worker ready", timeout=15), f"the in-process worker never came up:\n{output.text}"
         assert "PostgreSQL: a private server" in output.text and "Redis: a private server" in output.text
 
-        # The platform books a trip for the demo traveler: the worker writes the concierge's confirmation.
-        service = mint_token(DEV_TOKENS, sub="platform", role="service", ttl=dt.timedelta(hours=1))
-        check_in = dt.date.today() + dt.timedelta(days=30)
-        trip = {"id": 9001, "propertyId": demo_data.PROPERTY_ID, "travelerId": demo_data.TRAVELER_ID,
-                "checkIn": check_in.isoformat(), "checkOut": (check_in + dt.timedelta(days=3)).isoformat(),
-                "numGuests": 2, "status": "Booked"}
-        status, body = get(f"{base}/v1/events", service, {
-            "id": "run-command-trip", "type": "trip.booked", "occurredAt": dt.datetime.now(dt.UTC).isoformat(),
-            "data": {"trip": trip, "traveler": {"id": demo_data.TRAVELER_ID, "name": "Tomás Traveler", "role": "guest"},
-                     "property": {"id": demo_data.PROPERTY_ID, "hostId": demo_data.HOST_ID, "name": "Alfama River View",
-                                  "city": "Lisbon", "address": "Rua dos Remédios 12", "timezone": "Europe/Lisbon",
-                                  "checkInTime": "15:00", "checkOutTime": "10:00"}}})
+        # The printed curl line, as printed: the platform books a trip for the demo traveler, and the worker
+        # writes the concierge's confirmation.
+        curl = re.search(r"curl -X POST (\S+) -H 'Authorization: Bearer (\S+)' \\\n.* -d '(.+)'$", banner,
+                         re.MULTILINE)
+        assert curl and curl.group(1) == f"{base}/v1/events" and curl.group(2) == tokens["platform"], banner
+        service, tried = curl.group(2), json.loads(curl.group(3))
+        status, body = get(f"{base}/v1/events", service, tried)
         assert status == 202, body
 
         def processed() -> dict[str, Any] | None:
-            event = json.loads(get(f"{base}/v1/events/run-command-trip", service)[1])
+            event = json.loads(get(f"{base}/v1/events/{tried['id']}", service)[1])
             return event if event["status"] in ("processed", "failed", "skipped") else None
 
         deadline = time.monotonic() + 30
@@ -149,6 +147,7 @@ def test_embedded_runner_serves_works_and_stops_on_sigterm(tmp_path: Path) -> No
         messages = json.loads(get(f"{base}/v1/conversations/{concierge['id']}/messages", traveler)[1])["items"]
         written = {m["id"] for m in messages if m["senderType"] == "concierge"}
         assert {m["id"] for m in event["messages"]} & written, (event, messages)
+        assert output.text.endswith(banner), "something was logged after the banner:\n" + output.text[-2000:]
 
         proc.send_signal(signal.SIGTERM)
         try:
@@ -166,8 +165,8 @@ def test_flask_seed_adds_the_demo_data_once(app: Any, runner: Any) -> None:
     from sqlalchemy import func, select
 
     from concierge import demo_data
-    from messaging.db import session_scope
-    from messaging.models import Offer, Property, Trip, User
+    from messaging.store.db import session_scope
+    from messaging.store.models import Offer, Property, Trip, User
 
     first = runner.invoke(args=["seed"])
     assert first.exit_code == 0, first.output

@@ -25,10 +25,10 @@ import pytest
 import redis
 
 from app import create_app
-from messaging.auth import mint_token
+from messaging.api.auth import mint_token
 from messaging.cli import upgrade_database
-from messaging.db import session_scope
-from messaging.live import RedisLiveBus, parse_stream_id, publish_after_commit, resume_gap
+from messaging.live.bus import RedisLiveBus, parse_stream_id, publish_after_commit, resume_gap
+from messaging.store.db import session_scope
 from tests import conftest
 from tests.conftest import TEST_JWT_SECRET, pg_database_url, recreate_pg_database, redis_url
 from tests.helpers_processes import drop_stale_pg_databases, wait_until
@@ -741,7 +741,7 @@ PUBLISHER_CHILD = """
 from gevent import monkey; monkey.patch_all()
 import json, socket, sys, time
 import gevent, redis
-from messaging.live import RedisLiveBus
+from messaging.live.bus import RedisLiveBus
 
 url, prefix, key_prefix = sys.argv[1], sys.argv[2], sys.argv[3]
 client = redis.Redis.from_url(url)

@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 
 from concierge import webhooks
 from concierge.models import WebhookDelivery
-from messaging.db import get_session, session_scope
-from messaging.models import ConversationStats
+from messaging.store.db import get_session, session_scope
+from messaging.store.models import ConversationStats
 from tasks.scheduled_tasks import WEBHOOK_MAX_RETRIES, deliver_webhook
 
 SECRET = "webhook-secret"
@@ -188,7 +188,7 @@ def test_a_receiver_failing_twice_gets_exactly_one_delivery_through_the_worker(
             started.worker(env, pool="threads")
             app = create_app(make_config(database_url))
             client = app.test_client()
-            from messaging.auth import mint_token
+            from messaging.api.auth import mint_token
             from tests.conftest import TEST_JWT_SECRET
 
             config = {"JWT_SECRET": TEST_JWT_SECRET, "JWT_ISSUER": None, "JWT_AUDIENCE": None}

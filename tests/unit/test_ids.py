@@ -1,4 +1,4 @@
-"""Ids: messaging.ids.new_id is nanoid's algorithm for our 64-symbol alphabet, done with one bytes.translate."""
+"""Ids: messaging.store.ids.new_id is nanoid's algorithm for our 64-symbol alphabet, done with one bytes.translate."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 
 from nanoid.method import method
 
-from messaging.ids import ID_ALPHABET, ID_SIZE, id_from_bytes, new_id
+from messaging.store.ids import ID_ALPHABET, ID_SIZE, id_from_bytes, new_id
 
 
 def test_an_id_is_what_nanoid_makes_of_the_same_random_bytes() -> None:

@@ -25,8 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from messaging.db import Base
-from messaging.ids import new_id
+from messaging.store.db import Base
+from messaging.store.ids import new_id
 
 ROLES = ("guest", "host", "admin")
 DEAL_STATUSES = ("Pending", "Accepted", "Withdrawn", "Denied", "Expired")

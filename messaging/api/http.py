@@ -13,12 +13,13 @@ from flask import Flask, Request, Response, current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
-from messaging.auth import Principal, authenticate, current_principal, ensure_user
-from messaging.db import get_session
+from messaging.api.auth import authenticate, current_principal
+from messaging.api.health import record_request
+from messaging.chat.resources import JSON_OPTIONS
+from messaging.chat.users import Principal, ensure_user
 from messaging.errors import Forbidden, NotFound, Unprocessable
-from messaging.health import record_request
-from messaging.ids import new_id
-from messaging.resources import JSON_OPTIONS
+from messaging.store.db import get_session
+from messaging.store.ids import new_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -158,6 +159,8 @@ def install_request_hooks(app: Flask) -> None:
         nothing from the body's shape (401 comes before 400/422); the admin pages read forms."""
         g.request_started = time.perf_counter()
         g.request_id = request_id(request.headers.get("X-Request-Id", ""))
+        if request.method == "OPTIONS":  # a browser's preflight (messaging.api.cors): no token, no body
+            return
         refuse_nul()
         blueprint = request.blueprint
         if blueprint in AUTHENTICATED_BLUEPRINTS:

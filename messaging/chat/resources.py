@@ -10,7 +10,8 @@ import orjson
 from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
-from messaging.models import (
+from messaging.chat.property_threads import INT32_MAX
+from messaging.store.models import (
     ConciergeMessageOrigin,
     ConciergeThread,
     Conversation,
@@ -20,7 +21,6 @@ from messaging.models import (
     ReadCursor,
     User,
 )
-from messaging.property_threads import INT32_MAX
 
 # How a resource is written as JSON (orjson): datetimes as UTC with a ``Z``, naive ones taken as UTC.
 JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
@@ -67,7 +67,7 @@ def message_json(row: Any) -> dict[str, Any]:
     }
 
 
-# The paging position, (created_at, id), of a MESSAGE_COLUMNS row (messaging.pagination.history_page).
+# The paging position, (created_at, id), of a MESSAGE_COLUMNS row (messaging.chat.pagination.history_page).
 message_position = itemgetter(6, 0)
 
 

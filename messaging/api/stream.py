@@ -18,13 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from messaging.auth import KnownUsers, authenticate, bearer_token, ensure_user, existing_users, known_users
-from messaging.db import get_session
+from messaging.api.auth import authenticate, bearer_token
+from messaging.api.health import REGISTRY
+from messaging.api.http import BEARER
+from messaging.chat.users import KnownUsers, ensure_user, existing_users, known_users
 from messaging.errors import Forbidden, ServiceUnavailable
-from messaging.health import REGISTRY
-from messaging.http import BEARER
-from messaging.live import RESET_EVENT, LiveBus, LiveBusUnavailable, LiveEntry, StreamStart, encode_event
+from messaging.live.bus import RESET_EVENT, LiveBus, LiveBusUnavailable, LiveEntry, StreamStart, encode_event
 from messaging.schemas import ApiModel
+from messaging.store.db import get_session
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,18 @@ class StreamHeaders(BaseModel):
 
 @bp.get("/stream", responses={200: STREAM_RESPONSE}, doc_ui=True)
 def stream(query: StreamQuery, header: StreamHeaders) -> Response:
-    """The caller's live updates (Server-Sent Events), for the conversations and property threads they are in."""
+    """The caller's live updates, as Server-Sent Events.
+
+    Changes in the conversations and property threads the caller is in, and nothing else (the response
+    describes the events). Browsers' `EventSource` cannot send headers: pass the token as `access_token`.
+    Reconnecting with `Last-Event-ID` replays what was missed, within a bounded window; beyond it a `reset`
+    event says to refetch.
+
+    **Who may call it:** `guest`, `host` and `admin` tokens (the `service` role has no stream: 403).
+
+    **Errors:** 401 for a missing, invalid or expired token; 503 (with `Retry-After`) while live updates are
+    unavailable.
+    """
     token = bearer_token() or query.access_token
     principal = authenticate(token)
     if principal.is_service:
@@ -134,8 +146,8 @@ class StreamingUsers:
     """The users with a stream open in this process, and whether each still exists.
 
     An open stream asks :meth:`exists` at least every :data:`USER_CHECK_SECONDS`. The answer comes from
-    :class:`~messaging.auth.KnownUsers` while it remembers the user; once it no longer does, one statement looks up
-    every user with a stream open here whom it no longer remembers, so a process holding many streams makes one
+    :class:`~messaging.chat.users.KnownUsers` while it remembers the user; once it no longer does, one statement
+    looks up every user with a stream open here whom it no longer remembers, so a process holding many streams makes one
     lookup per recheck time, not one per stream. The database is the only thing consulted: a deletion through
     another process is seen here without any message from it.
     """

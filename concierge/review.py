@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 from concierge.chat import hand_back_to_bot, hand_over_to_human
 from concierge.models import OfferThread, PlatformEvent
 from concierge.processing import retry_failed_event
-from messaging.conversations import _join, clean_message_text, participant_ids, post_message
+from messaging.chat.conversations import _join, clean_message_text, participant_ids, post_message
+from messaging.chat.pagination import Position, encode_cursor, position_literal
+from messaging.chat.resources import conversations_json, message_json, participants_by_conversation, select_messages
 from messaging.errors import Conflict, NotFound
-from messaging.live import publish_after_commit
-from messaging.models import (
+from messaging.live.bus import publish_after_commit
+from messaging.store.models import (
     ConciergeMessageOrigin,
     ConciergeThread,
     ConversationParticipant,
@@ -28,8 +30,6 @@ from messaging.models import (
     Message,
     MessageEdit,
 )
-from messaging.pagination import Position, encode_cursor, position_literal
-from messaging.resources import conversations_json, message_json, participants_by_conversation, select_messages
 
 EXPORT_BATCH = 500
 

@@ -13,9 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
-from messaging.auth import bearer_token
-from messaging.db import get_engine
+from messaging.api.auth import bearer_token
 from messaging.errors import NotFound, Unauthorized, problem_response
+from messaging.store.db import get_engine
 
 bp = Blueprint("health", __name__)
 

@@ -9,15 +9,16 @@ from flask import Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from messaging import property_threads as svc
-from messaging.auth import USER_ROLES, current_principal
-from messaging.db import get_session, read_session
+from messaging.api.auth import current_principal
+from messaging.api.http import api_blueprint, json_response
+from messaging.api.idempotency import idempotent
+from messaging.chat import property_threads as svc
+from messaging.chat.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT, PageQuery
+from messaging.chat.users import USER_ROLES
 from messaging.errors import Forbidden
-from messaging.http import api_blueprint, json_response
-from messaging.idempotency import idempotent
-from messaging.live import publish_once_committed
-from messaging.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT, PageQuery
-from messaging.schemas import ApiModel
+from messaging.live.bus import publish_once_committed
+from messaging.schemas import ApiModel, documented
+from messaging.store.db import get_session, read_session
 
 bp = api_blueprint(
     "property_threads",
@@ -44,6 +45,11 @@ class IdPath(ApiModel):
 
 
 class OpenThreadIn(ApiModel):
+    model_config = documented({
+        "message": "Hello! Is the flat quiet at night, and can we check in a little early?",
+        "plannedCheckIn": "2027-03-12", "plannedCheckOut": "2027-03-15", "plannedNumGuests": 3,
+    })
+
     message: str = Field(
         max_length=20_000, description=f"1–{svc.PROPERTY_MESSAGE_MAX_CHARS} characters after trimming"
     )
@@ -62,6 +68,8 @@ class OpenThreadIn(ApiModel):
 
 
 class PropertyMessageIn(ApiModel):
+    model_config = documented({"message": "Yes, it is very quiet. Check-in from 14:00 is fine."})
+
     message: str = Field(
         max_length=20_000, description=f"1–{svc.PROPERTY_MESSAGE_MAX_CHARS} characters after trimming"
     )
@@ -73,7 +81,22 @@ class ThreadListQuery(ApiModel):
     before: str | None = Field(None, max_length=CURSOR_MAX_LENGTH)
 
 
+PROPERTY_MESSAGE_EXAMPLE = {
+    "id": "Qm7x2K_dLp0aZr9TnYw4c", "conversationId": "h3Jk9_LmN0pQrStUvWxYz", "authorId": "trav-1",
+    "message": "Hello! Is the flat quiet at night, and can we check in a little early?", "readAt": None,
+    "editedAt": None, "createdAt": "2027-03-01T10:20:00.456Z",
+}
+PROPERTY_CONVERSATION_EXAMPLE = {
+    "id": "h3Jk9_LmN0pQrStUvWxYz", "travelerId": "trav-1", "propertyId": 7, "offerId": None,
+    "requestToBookId": None, "tripId": None, "plannedCheckIn": "2027-03-12", "plannedCheckOut": "2027-03-15",
+    "plannedNumGuests": 3, "createdAt": "2027-03-01T10:20:00.456Z", "lastMessage": PROPERTY_MESSAGE_EXAMPLE,
+    "unreadCount": 0,
+}
+
+
 class PropertyMessageOut(ApiModel):
+    model_config = documented(PROPERTY_MESSAGE_EXAMPLE)
+
     id: str
     conversation_id: str
     author_id: str
@@ -84,6 +107,8 @@ class PropertyMessageOut(ApiModel):
 
 
 class PropertyConversationOut(ApiModel):
+    model_config = documented(PROPERTY_CONVERSATION_EXAMPLE)
+
     id: str
     traveler_id: str
     property_id: int
@@ -99,16 +124,22 @@ class PropertyConversationOut(ApiModel):
 
 
 class PropertyConversationPageOut(ApiModel):
+    model_config = documented({"items": [PROPERTY_CONVERSATION_EXAMPLE], "nextCursor": None})
+
     items: list[PropertyConversationOut]
     next_cursor: str | None
 
 
 class PropertyMessagePageOut(ApiModel):
+    model_config = documented({"items": [PROPERTY_MESSAGE_EXAMPLE], "nextCursor": None})
+
     items: list[PropertyMessageOut] = Field(description="oldest→newest within the page")
     next_cursor: str | None
 
 
 class UnreadCountOut(ApiModel):
+    model_config = documented({"unreadCount": 0})
+
     unread_count: int
 
 
@@ -128,10 +159,18 @@ def _writer_id() -> str:
 )
 @idempotent
 def open_property_thread(path: PropertyPath, body: OpenThreadIn) -> Response:
-    """A traveler opens (201) or reuses (200) their one thread about a property, with a first message.
+    """Ask a property's host: open (201) or reuse (200) the caller's thread about it, with a message.
 
-    Check-out after check-in; guests ≥ 1; the property's host cannot open one (403); linked
-    offer / request to book / trip must be the caller's, on this property (422).
+    A traveler has one thread per property, with its host: asking again adds the message to it (200). The
+    traveler and the host are told (`property_message.created` on their live updates). Send an
+    `Idempotency-Key` to make a retry safe.
+
+    **Who may call it:** `guest` and `host` tokens (a host asking about someone else's property); admins only
+    read threads (403).
+
+    **Errors:** 404 for an unknown property; 403 for the property's own host; 422 for an empty or too long
+    message (1–5000 characters after trimming), a planned check-out not after check-in, fewer than 1 guest, or an
+    `offerId` / `requestToBookId` / `tripId` that is not the caller's on this property.
     """
     session = get_session()
     thread, created = svc.open_property_thread(
@@ -160,7 +199,16 @@ def _publish(session: Session, event_type: str, thread_id: str, message: dict) -
 
 @bp.get("/property-conversations", responses={200: PropertyConversationPageOut})
 def list_property_threads(query: ThreadListQuery) -> Response:
-    """The caller's threads as traveler (default) or as host, latest activity first."""
+    """The caller's property threads, as traveler or as host, latest activity first.
+
+    `role=traveler` (the default): the threads the caller opened; `role=host`: those about the caller's
+    properties. Each comes with its last message and the caller's unread count. Keyset-paginated: `limit`
+    1–100 (default 50), `before` the previous page's `nextCursor`.
+
+    **Who may call it:** `guest`, `host` and `admin` tokens, for themselves.
+
+    **Errors:** 422 for an unknown `role`, a `limit` out of range or a cursor this service did not issue.
+    """
     before = svc.decode_position(query.before, "before") if query.before else None
     page = svc.list_threads(read_session(), current_principal().user_id, query.role, query.limit, before)
     return json_response({"items": page.items, "nextCursor": page.next_cursor})
@@ -168,15 +216,30 @@ def list_property_threads(query: ThreadListQuery) -> Response:
 
 @bp.get("/property-conversations/<id>", responses={200: PropertyConversationOut})
 def get_property_thread(path: IdPath) -> Response:
-    """One thread, with its last message and the caller's unread count."""
+    """One property thread, with its last message and the caller's unread count.
+
+    **Who may call it:** its traveler and the property's host (`guest` and `host` tokens); `admin` tokens read
+    any thread.
+
+    **Errors:** 404 for an unknown thread or one the caller is not party to.
+    """
     principal = current_principal()
     return json_response(svc.get_thread(read_session(), path.id, principal.user_id, may_read_all=principal.is_admin))
 
 
 @bp.get("/property-conversations/<id>/messages", responses={200: PropertyMessagePageOut})
 def list_property_messages(path: IdPath, query: PageQuery) -> Response:
-    """History, keyset-paginated; items oldest→newest within the page, ``nextCursor`` pages to older
-    ones (or, when paging with ``after``, to newer ones)."""
+    """A property thread's messages, keyset-paginated.
+
+    Items are oldest→newest within the page; `nextCursor` pages to older ones with `before` (or, when paging
+    with `after`, to newer ones). `limit` 1–100, default 50.
+
+    **Who may call it:** its traveler and the property's host (`guest` and `host` tokens); `admin` tokens read
+    any thread.
+
+    **Errors:** 404 for an unknown thread or one the caller is not party to; 422 for a `limit` out of range or a
+    cursor this service did not issue.
+    """
     principal = current_principal()
     before = svc.decode_position(query.before, "before") if query.before else None
     after = svc.decode_position(query.after, "after") if query.after else None
@@ -189,7 +252,17 @@ def list_property_messages(path: IdPath, query: PageQuery) -> Response:
 @bp.post("/property-conversations/<id>/messages", responses={201: PropertyMessageOut})
 @idempotent
 def reply_in_property_thread(path: IdPath, body: PropertyMessageIn) -> Response:
-    """The traveler or the host replies (201 with the property message)."""
+    """Reply in a property thread (201 with the property message).
+
+    The traveler and the host are told (`property_message.created` on their live updates). Send an
+    `Idempotency-Key` to make a retry safe.
+
+    **Who may call it:** the thread's traveler and the property's host (`guest` and `host` tokens); admins only
+    read (403).
+
+    **Errors:** 404 for a thread the caller is not party to; 422 for an empty or too long message (1–5000
+    characters after trimming); 409 while a request with the same `Idempotency-Key` is still being processed.
+    """
     session = get_session()
     message = svc.reply(session, path.id, _writer_id(), body.message)
     _publish(session, "property_message.created", path.id, message)
@@ -199,7 +272,16 @@ def reply_in_property_thread(path: IdPath, body: PropertyMessageIn) -> Response:
 
 @bp.patch("/property-messages/<id>", responses={200: PropertyMessageOut})
 def edit_property_message(path: IdPath, body: PropertyMessageIn) -> Response:
-    """The author edits their message: sets ``editedAt``; the previous text is kept."""
+    """Edit a property message (200 with the property message).
+
+    Sets `editedAt`; the previous text is kept. The traveler and the host are told (`property_message.updated`
+    on their live updates).
+
+    **Who may call it:** the message's author (`guest` and `host` tokens); admins only read (403).
+
+    **Errors:** 403 for someone else's message; 404 for a message the caller cannot see; 422 for an empty or
+    too long message.
+    """
     session = get_session()
     message = svc.edit_property_message(session, path.id, _writer_id(), body.message)
     _publish(session, "property_message.updated", message["conversationId"], message)
@@ -209,7 +291,15 @@ def edit_property_message(path: IdPath, body: PropertyMessageIn) -> Response:
 
 @bp.post("/property-conversations/<id>/read", responses={200: UnreadCountOut})
 def mark_property_thread_read(path: IdPath) -> Response:
-    """Set ``readAt`` on the other party's unread messages."""
+    """Mark a property thread read: `readAt` on the other party's unread messages.
+
+    The answer is the caller's unread count in the thread, then 0.
+
+    **Who may call it:** the thread's traveler and the property's host (`guest` and `host` tokens); admins only
+    read (403).
+
+    **Errors:** 404 for a thread the caller is not party to.
+    """
     session = get_session()
     unread = svc.mark_read(session, path.id, _writer_id())
     session.commit()

@@ -14,16 +14,16 @@ from flask import Response, stream_with_context
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from concierge import admin
-from messaging.auth import current_principal
-from messaging.csv_cells import csv_cell
-from messaging.db import get_session
+from concierge import review as admin
+from messaging.api.auth import current_principal
+from messaging.api.csv_cells import csv_cell
+from messaging.api.http import api_blueprint, json_response
+from messaging.api.idempotency import idempotent
+from messaging.chat.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
+from messaging.chat.resources import JSON_OPTIONS
 from messaging.errors import Unprocessable
-from messaging.http import api_blueprint, json_response
-from messaging.idempotency import idempotent
-from messaging.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
-from messaging.resources import JSON_OPTIONS
 from messaging.schemas import ApiModel
+from messaging.store.db import get_session
 
 bp = api_blueprint("admin", __name__, "Admin", "Reviewing the concierge", roles=frozenset({"admin"}))
 
@@ -149,7 +149,7 @@ EXACT_CSV_COLUMNS = frozenset({"id", "createdAt", "senderType", "originKind", "q
 
 def _csv(first: list[dict[str, Any]], rest: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
     """The CSV export: every cell but those of :data:`EXACT_CSV_COLUMNS` through
-    :func:`messaging.csv_cells.csv_cell`, so no formula runs when it is opened in a spreadsheet."""
+    :func:`messaging.api.csv_cells.csv_cell`, so no formula runs when it is opened in a spreadsheet."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)

@@ -17,10 +17,11 @@ from typing import Any
 from sqlalchemy import TIMESTAMP, Select, String, and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
-from messaging.db import driver_cursor, utcnow
+from messaging.chat.pagination import Page, Position, decode_cursor, encode_cursor, history_page
 from messaging.errors import Forbidden, NotFound, Unprocessable
-from messaging.ids import new_id
-from messaging.models import (
+from messaging.store.db import driver_cursor, utcnow
+from messaging.store.ids import new_id
+from messaging.store.models import (
     Offer,
     Property,
     PropertyConversation,
@@ -29,8 +30,7 @@ from messaging.models import (
     RequestToBook,
     Trip,
 )
-from messaging.pagination import Page, Position, decode_cursor, encode_cursor, history_page
-from messaging.upsert import insert_ignore
+from messaging.store.upsert import insert_ignore
 
 # property_messages.message is `text`; a cap keeps one message from being a document.
 PROPERTY_MESSAGE_MAX_CHARS = 5000

@@ -38,7 +38,7 @@ from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from messaging.auth import bearer_token
+from messaging.api.auth import bearer_token
 from messaging.errors import ProblemError
 
 log = logging.getLogger(__name__)

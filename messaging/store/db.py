@@ -46,7 +46,7 @@ class Timeouts:
 
     None of these ends a wait on a server that is stopped while its kernel still accepts connections and
     acknowledges what is sent: the server's timers do not run, and keepalives are answered. That bound is the
-    client's, the web tier's request deadline (:mod:`messaging.deadline`)."""
+    client's, the web tier's request deadline (:mod:`messaging.api.deadline`)."""
 
     connect: float = 3
     statement: float = 5

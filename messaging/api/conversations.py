@@ -8,19 +8,20 @@ from flask import Response
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from messaging import conversations as svc
-from messaging.auth import USER_ROLES, current_principal
-from messaging.db import driver_cursor, get_session, read_session
+from messaging.api.auth import current_principal
+from messaging.api.http import api_blueprint, json_response, no_content, user_implied
+from messaging.api.idempotency import idempotent
+from messaging.chat import conversations as svc
+from messaging.chat.pagination import CURSOR_MAX_LENGTH, PageQuery, decode_cursor
+from messaging.chat.property_threads import INT32_MAX, unread_property_messages
+from messaging.chat.read_state import advance_cursor_in_one_statement
+from messaging.chat.resources import conversations_json
+from messaging.chat.users import USER_ROLES
 from messaging.errors import NotFound
-from messaging.http import api_blueprint, json_response, no_content, user_implied
-from messaging.idempotency import idempotent
-from messaging.live import publish_after_commit, publish_committed, publish_once_committed
+from messaging.live.bus import publish_after_commit, publish_committed, publish_once_committed
 from messaging.outbox import enqueue_after_commit
-from messaging.pagination import CURSOR_MAX_LENGTH, PageQuery, decode_cursor
-from messaging.property_threads import INT32_MAX, unread_property_messages
-from messaging.read_state import advance_cursor_in_one_statement
-from messaging.resources import conversations_json
-from messaging.schemas import ApiModel
+from messaging.schemas import ApiModel, documented
+from messaging.store.db import driver_cursor, get_session, read_session
 
 bp = api_blueprint(
     "conversations", __name__, "Conversations", "Direct, group and offer conversations", roles=USER_ROLES
@@ -50,6 +51,8 @@ class MessagePath(ApiModel):
 
 
 class CreateConversationIn(ApiModel):
+    model_config = documented({"participantIds": ["host-1", "trav-2"], "name": "Casa Azul, 12–15 March"})
+
     participant_ids: list[Annotated[str, USER_ID]] = Field(min_length=1, max_length=svc.MAX_PARTICIPANTS)
     name: str | None = Field(None, min_length=1, max_length=255, pattern=NO_NUL)
     offer_id: int | None = Field(
@@ -58,14 +61,20 @@ class CreateConversationIn(ApiModel):
 
 
 class AddParticipantIn(ApiModel):
+    model_config = documented({"userId": "trav-2"})
+
     user_id: str = USER_ID
 
 
 class MessageIn(ApiModel):
+    model_config = documented({"message": "Hi Helena, is there parking near the house?"})
+
     message: str = Field(max_length=20_000, pattern=NO_NUL, description="1–1500 characters after trimming")
 
 
 class ReadIn(ApiModel):
+    model_config = documented({"upTo": "V1StGXR8_Z5jdHi6B-myT"})
+
     up_to: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL)
 
 
@@ -74,11 +83,29 @@ class InboxQuery(ApiModel):
     before: str | None = Field(None, max_length=CURSOR_MAX_LENGTH)
 
 
+MESSAGE_EXAMPLE = {
+    "id": "V1StGXR8_Z5jdHi6B-myT", "conversationId": "Uakgb_J5m9g-0JDMbcJqL", "userId": "trav-1",
+    "senderType": "user", "message": "Hi Helena, is there parking near the house?", "read": False, "isEdit": False,
+    "createdAt": "2027-03-01T10:15:00.123Z",
+}
+CONVERSATION_EXAMPLE = {
+    "id": "Uakgb_J5m9g-0JDMbcJqL", "name": None, "offerId": 70, "createdAt": "2027-03-01T10:14:58.002Z",
+    "isConcierge": False,
+    "participants": [
+        {"userId": "trav-1", "name": "Tomás Silva", "lastReadAt": "2027-03-01T10:15:00.123Z"},
+        {"userId": "host-1", "name": "Helena Costa", "lastReadAt": None},
+    ],
+    "lastMessage": MESSAGE_EXAMPLE, "unreadCount": 0,
+}
+
+
 class MessageOut(ApiModel):
+    model_config = documented(MESSAGE_EXAMPLE)
+
     id: str
     conversation_id: str
     user_id: str | None
-    sender_type: str = Field(description="user | concierge | deleted")
+    sender_type: str = Field(description="user | concierge | staff | deleted")
     message: str
     read: bool
     is_edit: bool
@@ -92,6 +119,8 @@ class ParticipantOut(ApiModel):
 
 
 class ConversationOut(ApiModel):
+    model_config = documented(CONVERSATION_EXAMPLE)
+
     id: str
     name: str | None
     offer_id: int | None
@@ -103,20 +132,28 @@ class ConversationOut(ApiModel):
 
 
 class ConversationPageOut(ApiModel):
+    model_config = documented({"items": [CONVERSATION_EXAMPLE], "nextCursor": "MjAyNy0wMy0wMVQxMDoxNTowMC4xMjNa"})
+
     items: list[ConversationOut]
     next_cursor: str | None
 
 
 class MessagePageOut(ApiModel):
+    model_config = documented({"items": [MESSAGE_EXAMPLE], "nextCursor": None})
+
     items: list[MessageOut]
     next_cursor: str | None
 
 
 class UnreadCountOut(ApiModel):
+    model_config = documented({"unreadCount": 0})
+
     unread_count: int
 
 
 class UnreadTotalsOut(ApiModel):
+    model_config = documented({"conversations": 3, "propertyConversations": 1, "total": 4})
+
     conversations: int
     property_conversations: int
     total: int
@@ -132,7 +169,18 @@ def _conversation(conversation_id: str) -> dict:  # type: ignore[type-arg]
 @bp.post("/conversations", responses={201: ConversationOut, 200: ConversationOut})
 @idempotent
 def create_conversation(body: CreateConversationIn) -> Response:
-    """Create a conversation with the caller and the named users; an existing DM is returned (200)."""
+    """Create a conversation with the caller and the named users.
+
+    With exactly one other participant and no name it is a direct message: an existing one between the two is
+    returned (200) rather than a second created (201). `offerId` links it to an offer the caller is party to
+    (traveler or host). The other participants are told (`conversation.created` on their live updates). Send an
+    `Idempotency-Key` to make a retry safe: the same key returns the first response and creates nothing.
+
+    **Who may call it:** `guest`, `host` and `admin` tokens.
+
+    **Errors:** 422 for unknown user ids, no other participant or more than 50, or an offer that is not the
+    caller's; 409 while a request with the same `Idempotency-Key` is still being processed.
+    """
     session = get_session()
     conversation_id, created = svc.create_conversation(
         session, current_principal().user_id, body.participant_ids, body.name, body.offer_id
@@ -153,7 +201,16 @@ def _announce_conversation(session: Session, conversation_id: str, only: list[st
 
 @bp.get("/conversations", responses={200: ConversationPageOut})
 def list_conversations(query: InboxQuery) -> Response:
-    """The caller's inbox, latest activity first, each with its last message and unread count."""
+    """The caller's inbox, latest activity first.
+
+    Each conversation comes with its participants, its last message and the caller's unread count; activity is
+    the last message, else the creation. Keyset-paginated: `limit` 1–100 (default 50), and `before` the previous
+    page's `nextCursor` (null on the last page).
+
+    **Who may call it:** `guest`, `host` and `admin` tokens; each sees only the conversations they are in.
+
+    **Errors:** 422 for a `limit` out of range or a cursor this service did not issue.
+    """
     session = get_session()
     user_id = current_principal().user_id
     before = decode_cursor(query.before) if query.before else None
@@ -163,7 +220,14 @@ def list_conversations(query: InboxQuery) -> Response:
 @bp.get("/conversations/<id>", responses={200: ConversationOut})
 @user_implied
 def get_conversation(path: ConversationPath) -> Response:
-    """One conversation with its participants."""
+    """One conversation with its participants.
+
+    With each participant's `lastReadAt`, the last message and the caller's unread count.
+
+    **Who may call it:** its participants (`guest`, `host` and `admin` tokens).
+
+    **Errors:** 404 for an unknown conversation or one the caller is not in (never revealing it exists).
+    """
     svc.require_participant(read_session(), path.id, current_principal().user_id)
     return json_response(_conversation(path.id))
 
@@ -171,7 +235,16 @@ def get_conversation(path: ConversationPath) -> Response:
 @bp.post("/conversations/<id>/participants", responses={201: ConversationOut, 200: ConversationOut})
 @idempotent
 def add_participant(path: ConversationPath, body: AddParticipantIn) -> Response:
-    """Add someone (participants only): 201, or 200 if they were already in."""
+    """Add someone to a conversation.
+
+    201 with the conversation, or 200 if they were already in. The person added is told
+    (`conversation.created` on their live updates). Send an `Idempotency-Key` to make a retry safe.
+
+    **Who may call it:** the conversation's participants (`guest`, `host` and `admin` tokens).
+
+    **Errors:** 404 for a conversation the caller is not in; 403 for a concierge conversation (it belongs to one
+    person); 422 for an unknown user or a conversation that already has 50 participants.
+    """
     session = get_session()
     added = svc.add_participant(session, current_principal().user_id, path.id, body.user_id)
     if added:
@@ -182,7 +255,15 @@ def add_participant(path: ConversationPath, body: AddParticipantIn) -> Response:
 
 @bp.delete("/conversations/<id>/participants/<userId>", responses={204: None})
 def leave_conversation(path: ParticipantPath) -> Response:
-    """Leave the conversation (yourself only; removing someone else is 403)."""
+    """Leave a conversation (204).
+
+    `userId` is the caller's own id: nobody can remove someone else.
+
+    **Who may call it:** the conversation's participants (`guest`, `host` and `admin` tokens), for themselves.
+
+    **Errors:** 403 for removing someone else, or for a concierge conversation; 404 for a conversation the
+    caller is not in.
+    """
     session = get_session()
     svc.leave_conversation(session, current_principal().user_id, path.id, path.userId)
     session.commit()
@@ -192,7 +273,16 @@ def leave_conversation(path: ParticipantPath) -> Response:
 @bp.get("/conversations/<id>/messages", responses={200: MessagePageOut})
 @user_implied
 def list_messages(path: ConversationPath, query: PageQuery) -> Response:
-    """History, keyset-paginated; items oldest→newest within the page."""
+    """A conversation's messages, keyset-paginated.
+
+    Items are oldest→newest within the page. The first page is the newest messages; `before` (the previous
+    page's `nextCursor`) pages to older ones, `after` to newer ones. `limit` 1–100, default 50.
+
+    **Who may call it:** the conversation's participants (`guest`, `host` and `admin` tokens).
+
+    **Errors:** 404 for a conversation the caller is not in; 422 for a `limit` out of range or a cursor this
+    service did not issue.
+    """
     before = decode_cursor(query.before, "before") if query.before else None
     after = decode_cursor(query.after, "after") if query.after else None
     page = svc.history(get_session(), current_principal().user_id, path.id, query.limit, before, after)
@@ -203,7 +293,16 @@ def list_messages(path: ConversationPath, query: PageQuery) -> Response:
 @user_implied
 @idempotent
 def post_message(path: ConversationPath, body: MessageIn) -> Response:
-    """Post a message (1–1500 characters after trimming)."""
+    """Post a message (201 with the Message).
+
+    1–1500 characters after trimming. The participants are told (`message.created` on their live updates). In
+    the caller's concierge conversation the concierge answers. Send an `Idempotency-Key` to make a retry safe.
+
+    **Who may call it:** the conversation's participants (`guest`, `host` and `admin` tokens).
+
+    **Errors:** 404 for a conversation the caller is not in; 422 for an empty or too long message; 409 while
+    a request with the same `Idempotency-Key` is still being processed.
+    """
     session = get_session()
     sent = svc.send_user_message(session, path.id, current_principal().user_id, body.message)
     if not session.in_transaction():  # PostgreSQL's one statement, in autocommit: committed already
@@ -218,7 +317,16 @@ def post_message(path: ConversationPath, body: MessageIn) -> Response:
 
 @bp.patch("/messages/<id>", responses={200: MessageOut})
 def edit_message(path: MessagePath, body: MessageIn) -> Response:
-    """The author edits their message; the previous text is kept in the edit history."""
+    """Edit a message (200 with the Message).
+
+    Sets `isEdit`; the previous text is kept in the edit history (admins see it in transcripts). The
+    participants are told (`message.updated` on their live updates).
+
+    **Who may call it:** the message's author (`guest`, `host` and `admin` tokens); never a concierge message.
+
+    **Errors:** 403 for someone else's message or a concierge message; 404 for a message in a conversation the
+    caller is not in; 422 for an empty or too long message.
+    """
     session = get_session()
     message = svc.edit_message(session, current_principal().user_id, path.id, body.message)
     publish_after_commit(session, "message.updated", svc.participant_ids(session, message["conversationId"]), message)
@@ -229,7 +337,16 @@ def edit_message(path: MessagePath, body: MessageIn) -> Response:
 @bp.post("/conversations/<id>/read", responses={200: UnreadCountOut})
 @user_implied
 def mark_read(path: ConversationPath, body: ReadIn) -> Response:
-    """Move the caller's read cursor forward to ``upTo`` or the newest message."""
+    """Mark a conversation read, up to `upTo` or the newest message.
+
+    The caller's read cursor only moves forward, never back; the answer is how many messages remain unread.
+    When it moves, the participants are told (`conversation.read` on their live updates).
+
+    **Who may call it:** the conversation's participants (`guest`, `host` and `admin` tokens).
+
+    **Errors:** 404 for a conversation the caller is not in; 422 for an `upTo` that is not a message of the
+    conversation.
+    """
     session = get_session()
     user_id = current_principal().user_id
     if len(path.id) > 21:
@@ -245,7 +362,15 @@ def mark_read(path: ConversationPath, body: ReadIn) -> Response:
 
 @bp.get("/me/unread", responses={200: UnreadTotalsOut})
 def unread_totals() -> Response:
-    """How many messages the caller has not read, in conversations and in property threads."""
+    """How many messages the caller has not read.
+
+    In conversations (messages by others after the caller's read cursor) and in property threads (the other
+    party's messages without `readAt`), and their total.
+
+    **Who may call it:** `guest`, `host` and `admin` tokens, for themselves.
+
+    **Errors:** only those of authentication (401, 403 for a `service` token).
+    """
     session = get_session()
     user_id = current_principal().user_id
     conversations = svc.unread_conversation_messages(session, user_id)
@@ -261,7 +386,15 @@ def unread_totals() -> Response:
 
 @bp.get("/concierge", responses={200: ConversationOut})
 def concierge_conversation() -> Response:
-    """The caller's concierge conversation, created on first use."""
+    """The caller's concierge conversation, created on first use.
+
+    The concierge writes its event notifications here (offer events go to the offer's conversation instead) and
+    answers the messages posted here from the caller's own records (`isConcierge` is true).
+
+    **Who may call it:** `guest`, `host` and `admin` tokens, for themselves.
+
+    **Errors:** only those of authentication (401, 403 for a `service` token).
+    """
     session = get_session()
     conversation_id = svc.concierge_conversation_id(session, current_principal().user_id)
     session.commit()

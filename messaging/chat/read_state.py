@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from messaging.db import utcnow
+from messaging.chat.pagination import position_literal
 from messaging.errors import NotFound, Unprocessable
-from messaging.models import ConversationParticipant, Message, ReadCursor
-from messaging.pagination import position_literal
+from messaging.store.db import utcnow
+from messaging.store.models import ConversationParticipant, Message, ReadCursor
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ claimed in ``idempotency_keys`` in the request's own transaction, before the vie
 The view then runs in that transaction, and its response, if below 500, is stored on the claim in that
 transaction too, before the decorator commits. **The claim, the view's work and the stored response commit
 together or not at all**, so a request interrupted anywhere — an exception, a lost connection, the web tier's
-request deadline (:mod:`messaging.deadline`), a killed process — leaves a retry with the same key one of two
+request deadline (:mod:`messaging.api.deadline`), a killed process — leaves a retry with the same key one of two
 states, never half of one:
 
 * nothing committed: there is no claim, and the retry runs the view: the work is done once;
@@ -49,11 +49,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from messaging.auth import current_principal
-from messaging.db import get_session, utcnow
+from messaging.api.auth import current_principal
 from messaging.errors import Conflict, Unprocessable
-from messaging.models import IdempotencyKey
 from messaging.schemas import CachedSchemaModel
+from messaging.store.db import get_session, utcnow
+from messaging.store.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

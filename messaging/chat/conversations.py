@@ -14,10 +14,19 @@ import orjson
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from messaging.db import driver_cursor, utcnow
+from messaging.chat.pagination import Page, Position, encode_cursor, history_page
+from messaging.chat.read_state import READ_BY_EVERYONE_ELSE, advance_cursor, mark_read_by_everyone, start_cursor
+from messaging.chat.resources import (
+    JSON_OPTIONS,
+    conversation_json,
+    message_json,
+    message_position,
+    select_messages,
+)
 from messaging.errors import Forbidden, NotFound, Unprocessable
-from messaging.ids import new_id
-from messaging.models import (
+from messaging.store.db import driver_cursor, utcnow
+from messaging.store.ids import new_id
+from messaging.store.models import (
     ConciergeThread,
     Conversation,
     ConversationParticipant,
@@ -30,16 +39,7 @@ from messaging.models import (
     ReadCursor,
     User,
 )
-from messaging.pagination import Page, Position, encode_cursor, history_page
-from messaging.read_state import READ_BY_EVERYONE_ELSE, advance_cursor, mark_read_by_everyone, start_cursor
-from messaging.resources import (
-    JSON_OPTIONS,
-    conversation_json,
-    message_json,
-    message_position,
-    select_messages,
-)
-from messaging.upsert import insert_ignore
+from messaging.store.upsert import insert_ignore
 
 MESSAGE_MAX_CHARS = 1500
 MAX_PARTICIPANTS = 50
@@ -504,8 +504,8 @@ def edit_message(session: Session, caller_id: str, message_id: str, text: str) -
 
 # --- history and inbox pages: one fixed statement each ------------------------------------------
 #
-# Run on a binary psycopg cursor (:func:`messaging.db.driver_cursor`), prepared by psycopg after a few runs, read
-# as plain tuples with the columns of the SQLAlchemy reads in :mod:`messaging.resources` in their order, so the
+# Run on a binary psycopg cursor (:func:`messaging.store.db.driver_cursor`), prepared by psycopg after a few runs, read
+# as plain tuples with the columns of the SQLAlchemy reads in :mod:`messaging.chat.resources` in their order, so the
 # same builders shape both (decision 0008). JSON is built here, not by PostgreSQL.
 
 
@@ -543,8 +543,8 @@ def history_rows(
     after: Position | None = None,
 ) -> list[Any]:
     """Up to ``count`` messages in paging order (none when the caller is not a participant), as plain tuples of
-    the columns of :data:`messaging.resources.MESSAGE_COLUMNS` in their order, read on ``cursor`` (a binary psycopg
-    cursor: :func:`messaging.db.driver_cursor`)."""
+    the columns of :data:`messaging.chat.resources.MESSAGE_COLUMNS` in their order, read on ``cursor`` (a binary psycopg
+    cursor: :func:`messaging.store.db.driver_cursor`)."""
     params: dict[str, Any] = {"cid": conversation_id, "uid": caller_id, "limit": count}
     direction = "newest"
     if after is not None:
@@ -558,7 +558,7 @@ def _inbox_sql(paged: bool) -> str:
     """A page of the caller's conversations by latest activity, each with what the Conversation resource needs
     (SPEC §4): its row, counters, the caller's cursor, its last message and its participants (as three arrays
     in user id order). The page is a backward range of ``ix_inbox_entries_user_activity`` (one entry per
-    participation, kept by triggers: :class:`messaging.models.InboxEntry`), whose rows also carry the
+    participation, kept by triggers: :class:`messaging.store.models.InboxEntry`), whose rows also carry the
     conversation's name, offer, creation time, counters, concierge flag and last message, so its cost is the 50
     conversations on it, not all of the caller's, and no lookup in ``conversations``, ``conversation_stats``,
     ``messages`` or ``concierge_threads``. The rest is looked up by key: the participants from their read cursors
@@ -598,7 +598,7 @@ SELECT page.id, page.name, page.offer_id, page.conversation_created_at AS create
 
 
 INBOX_SQL = {paged: _inbox_sql(paged) for paged in (False, True)}
-# Positions in an inbox row after the 14 columns of messaging.resources.conversation_json.
+# Positions in an inbox row after the 14 columns of messaging.chat.resources.conversation_json.
 INBOX_LAST_ACTIVITY = 14
 INBOX_PARTICIPANTS = slice(15, 18)  # user ids, names, read times
 
@@ -606,7 +606,7 @@ INBOX_PARTICIPANTS = slice(15, 18)  # user ids, names, read times
 def inbox_rows(cursor: Any, user_id: str, count: int, before: Position | None = None) -> list[tuple[Any, ...]]:
     """Up to ``count`` of the caller's conversations, latest activity first, read on ``cursor`` as plain tuples
     (positions, not names): the columns of
-    :func:`messaging.resources.conversation_json` in its order, then ``last_activity_at`` and the participants'
+    :func:`messaging.chat.resources.conversation_json` in its order, then ``last_activity_at`` and the participants'
     user ids, names and read times."""
     params: dict[str, Any] = {"uid": user_id, "limit": count}
     if before is not None:

@@ -11,7 +11,7 @@
   Content-Security-Policy without any script source, so markup that got through would still not run.
 - No JavaScript: filters are GET forms, actions are POST forms answered with a redirect (303).
 - **Abuse limits**: a reply spends the signed-in admin's ``messages`` budget, shared with the admin API
-  (:mod:`messaging.limits`); once it is spent the reply is refused with the error page (429, ``Retry-After``)
+  (:mod:`messaging.api.limits`); once it is spent the reply is refused with the error page (429, ``Retry-After``)
   and nothing is written.
 """
 
@@ -48,14 +48,15 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from concierge import admin
-from concierge.admin_api import export_body
+from concierge import review as admin
+from concierge.api.admin import export_body
 from concierge.notifications import EVENT_TYPES
-from messaging.auth import Principal, decode_token, ensure_user
-from messaging.db import get_session
+from messaging.api.auth import decode_token
+from messaging.chat.pagination import decode_cursor
+from messaging.chat.users import Principal, ensure_user
 from messaging.errors import ProblemError
-from messaging.models import User
-from messaging.pagination import decode_cursor
+from messaging.store.db import get_session
+from messaging.store.models import User
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ TOKEN_COOKIE = "concierge_admin_token"
 PAGE_SIZE = 25
 MAX_TOKEN_LENGTH = 8192
 EVENT_STATUSES = ("pending", "processing", "processed", "failed", "skipped")
-# The pages' own headers, stricter than every HTML page's (messaging.http.HTML_SECURITY_HEADERS, which adds the
+# The pages' own headers, stricter than every HTML page's (messaging.api.http.HTML_SECURITY_HEADERS, which adds the
 # rest): no script at all, and nothing kept in caches.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "

@@ -37,8 +37,27 @@ WITH_PATH = {"404": "Unknown resource, or one the caller may not see"}
 CREATING = {"409": "Conflict (a concurrent request with the same Idempotency-Key)"}
 
 
+MARKDOWN_BLOCKS = ("- ", "* ", "|", "#")
+
+
+def as_markdown(description: str) -> str:
+    """An operation's description as Markdown paragraphs. flask-openapi3 joins the lines of a view's docstring
+    after the first (the summary) with ``<br/>``, and Swagger UI breaks the line at every newline: the lines of
+    a paragraph are joined with spaces again, while blank lines (paragraphs), list items and table rows stay."""
+    lines: list[str] = []
+    for line in description.replace("<br/>", "\n").strip().split("\n"):
+        previous = lines[-1] if lines else ""
+        starts_block = not line.strip() or line.lstrip().startswith(MARKDOWN_BLOCKS)
+        if previous.strip() and not starts_block and not previous.lstrip().startswith(("|", "#")):
+            lines[-1] = f"{previous.rstrip()} {line.strip()}"
+        else:
+            lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
 def finish_document(doc: dict[str, Any]) -> dict[str, Any]:
-    """Replace flask-openapi3's validation-error entries with problem details on every operation."""
+    """Replace flask-openapi3's validation-error entries with problem details on every operation, and give each
+    description its Markdown paragraphs (:func:`as_markdown`)."""
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("ValidationErrorModel", None)
     problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -61,6 +80,8 @@ def finish_document(doc: dict[str, Any]) -> dict[str, Any]:
                 statuses.update(WITH_PATH)
             if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
                 statuses.update(CREATING)
+            if operation.get("description"):
+                operation["description"] = as_markdown(operation["description"])
             responses = operation["responses"]
             for status, description in statuses.items():
                 existing = responses.get(status)

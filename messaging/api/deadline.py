@@ -1,6 +1,6 @@
 """The web tier's bound on one request: past ``REQUEST_TIMEOUT`` seconds it is answered 503, whatever it waits on.
 
-The server's own bounds (``statement_timeout``, ``lock_timeout``: :class:`messaging.db.Timeouts`) end a slow
+The server's own bounds (``statement_timeout``, ``lock_timeout``: :class:`messaging.store.db.Timeouts`) end a slow
 statement with an error, but not a wait on a server that stopped answering while its kernel still accepts
 connections and acknowledges what is sent (the process stopped or frozen, a host paused): its timers do not run,
 and TCP keepalives are answered. Only the client can bound that wait. Under gunicorn's gevent worker every wait of
@@ -9,16 +9,16 @@ the request — for a pooled connection, a new connection, a statement, a commit
 application interrupts it wherever it is. Then:
 
 * the interrupted connection is discarded, never put back in the pool, whose state is unknown: SQLAlchemy
-  invalidates a connection an exception that is not an ``Exception`` interrupts, :func:`messaging.db.driver_cursor`
-  does the same, and the request's session is invalidated at teardown rather than rolled back (a ROLLBACK would
-  wait, with no deadline left, on the same server);
+  invalidates a connection an exception that is not an ``Exception`` interrupts,
+  :func:`messaging.store.db.driver_cursor` does the same, and the request's session is invalidated at teardown
+  rather than rolled back (a ROLLBACK would wait, with no deadline left, on the same server);
 * the client gets 503 problem details with ``Retry-After``, logged as a warning (the database's state, not a fault
   of the service);
 * what the request wrote committed in full or not at all: a transaction is interrupted either before its COMMIT
   reached the server (the server rolls it back when it reads the closed connection) or after (it commits when
   the server resumes). Which one, the client cannot tell from a 503: a retry with the same ``Idempotency-Key``
   replays the first result if it committed and does the work once if it did not
-  (:mod:`messaging.idempotency`: the claim and the response are stored in the view's own transaction).
+  (:mod:`messaging.api.idempotency`: the claim and the response are stored in the view's own transaction).
 
 The deadline covers the application call, which returns the response; a streamed body is iterated after it, so a
 live-update stream (``GET /v1/stream``, open for hours) is never cut by it, only its opening is bounded. It is
@@ -37,9 +37,9 @@ import orjson
 from flask import Flask
 from gevent import Timeout  # type: ignore[import-untyped]
 
+from messaging.api.http import request_id
 from messaging.errors import PROBLEM_CONTENT_TYPE, problem_document
 from messaging.green import gevent_patched
-from messaging.http import request_id
 
 log = logging.getLogger(__name__)
 
