@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LINT_PATHS := app.py run.py messaging concierge tasks
 
-.PHONY: venv install lock run web test test-quick lint bench fuzz
+.PHONY: venv install lock run web demo test test-quick lint bench fuzz
 
 venv: $(STAMP)
 install: $(STAMP)
@@ -40,6 +40,10 @@ lock:
 
 run: $(STAMP)
 	$(BIN)/python -m run
+
+# The demo (concierge/demo.py): events of every type and a few questions, against the service `make run` serves.
+demo: $(STAMP)
+	$(BIN)/python -m concierge.demo --api $(WEB_API)
 
 # The reference web client (examples/web), on its own origin, against the service `make run` serves.
 WEB_PORT ?= 8001

@@ -1,4 +1,5 @@
-"""Flask CLI commands of the concierge, for operators: the demo data set (``flask seed``), platform events
+"""Flask CLI commands of the concierge, for operators: the demo data set (``flask seed``) and the demo
+(``flask demo``, :mod:`concierge.demo`), platform events
 (``flask events post|show|retry``) and transcripts (``flask transcripts export``). Each runs the same service
 functions as the API, in its own transaction, and prints JSON (or CSV) to stdout; a refusal is the API's problem
 detail on stderr with exit code 1."""
@@ -10,11 +11,12 @@ from typing import Any, TextIO
 
 import click
 import orjson
-from flask import Flask
+from flask import Flask, current_app
 from pydantic import ValidationError
 
 from concierge import review
 from concierge.api.admin import export_body
+from concierge.demo import DEFAULT_API, run_demo
 from concierge.demo_data import seed_demo_data
 from concierge.events import EventIn, accept_event, event_json, get_event
 from messaging.chat.resources import JSON_OPTIONS
@@ -41,6 +43,13 @@ def register_commands(app: Flask) -> None:
         with session_scope() as session:
             added = seed_demo_data(session)
         click.echo(f"demo data added: {', '.join(added)}" if added else "demo data already present")
+
+    @app.cli.command("demo")
+    @click.option("--api", default=DEFAULT_API, show_default=True, help="The running service's base URL.")
+    def demo_command(api: str) -> None:
+        """Post one event of every type for the demo traveler and host, ask the concierge a few questions, and
+        print what it wrote (the service at --api must be running, with its worker)."""
+        sys.exit(run_demo(api, click.echo, current_app.config))
 
     @app.cli.group("events")
     def events_group() -> None:

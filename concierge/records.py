@@ -277,6 +277,24 @@ class TripRecord(TripBody, _WithRecordId):
 # --- services -------------------------------------------------------------------------------------
 
 
+def stored_record(session: Session, record_type: type[AnyRecord], record_id: Any) -> dict[str, Any]:
+    """A record as stored here, in the shape the platform PUTs it (camelCase, dates and times as text); 404 for
+    one this service does not have (a deleted user included)."""
+    model, what = _STORED[record_type]
+    row = session.get(model, record_id)
+    if row is None:
+        raise NotFound(f"No such {what}.")
+    stored: dict[str, Any] = {}
+    for name, field in record_type.model_fields.items():
+        value = getattr(row, name, None)
+        if isinstance(value, dt.time):
+            value = value.strftime("%H:%M")
+        elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            value = value.isoformat()
+        stored[field.alias or name] = value
+    return stored
+
+
 def _clock(value: str) -> dt.time:
     return dt.time.fromisoformat(value)
 
@@ -412,3 +430,13 @@ def delete_request_to_book(session: Session, request_to_book_id: int) -> None:
 
 def delete_trip(session: Session, trip_id: int) -> None:
     _delete(session, Trip, trip_id, "trip")
+
+
+# Each record type's table, and what a 404 calls it.
+_STORED: dict[type[Any], tuple[type[Any], str]] = {
+    UserRecord: (User, "user"),
+    PropertyRecord: (Property, "property"),
+    OfferRecord: (Offer, "offer"),
+    RequestToBookRecord: (RequestToBook, "request to book"),
+    TripRecord: (Trip, "trip"),
+}

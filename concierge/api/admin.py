@@ -15,14 +15,16 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from concierge import review as admin
+from concierge.events import event_examples
 from messaging.api.auth import current_principal
+from messaging.api.conversations import CONVERSATION_EXAMPLE, MessageOut
 from messaging.api.csv_cells import csv_cell
 from messaging.api.http import api_blueprint, json_response
 from messaging.api.idempotency import idempotent
 from messaging.chat.pagination import CURSOR_MAX_LENGTH, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
 from messaging.chat.resources import JSON_OPTIONS
 from messaging.errors import Unprocessable
-from messaging.schemas import ApiModel
+from messaging.schemas import ApiModel, documented
 from messaging.store.db import get_session
 
 bp = api_blueprint("admin", __name__, "Admin", "Reviewing the concierge", roles=frozenset({"admin"}))
@@ -49,6 +51,8 @@ class ExportQuery(ApiModel):
 
 
 class ReplyIn(ApiModel):
+    model_config = documented({"message": "Hi Tomás, this is Marta from the team: I have asked Helena to call you."})
+
     message: str = Field(max_length=20_000, description="1–1500 characters after trimming")
 
 
@@ -63,25 +67,114 @@ class EventPath(ApiModel):
     id: str = Field(min_length=1, max_length=255)
 
 
+# The examples: the concierge conversation of the traveler of concierge.events' examples.
+CONCIERGE_ID = "k8Pq2Rs_Tu4Vw6Xy8Za0b"
+BOOKED = event_examples()["trip.booked"]["value"]
+CONCIERGE_NOTICE = {
+    "id": "V1StGXR8_Z5jdHi6B-myT", "conversationId": CONCIERGE_ID, "userId": None, "senderType": "concierge",
+    "message": "Your trip to Casa Azul in Lisbon is booked: Fri 12 Mar – Mon 15 Mar (3 nights), 3 guests. "
+               "Address: Rua das Flores 12, Lisboa. Check-in from 16:00 on Fri 12 Mar, check-out by 11:00 on "
+               "Mon 15 Mar.",
+    "read": True, "isEdit": False, "createdAt": "2027-03-01T09:30:02.498Z",
+}
+TRANSCRIPT_MESSAGES: list[dict[str, Any]] = [
+    {**CONCIERGE_NOTICE,
+     "origin": {"kind": "event", "eventId": BOOKED["id"], "eventType": BOOKED["type"], "payload": BOOKED}},
+    {"id": "Rt5Yu7Io9Pa1Sd3Fg5Hj7", "conversationId": CONCIERGE_ID, "userId": "trav-1", "senderType": "user",
+     "message": "What time can we check in?", "read": True, "isEdit": True, "createdAt": "2027-03-02T18:01:00Z",
+     "edits": [{"message": "What time can we chek in", "editedAt": "2027-03-02T18:01:20Z"}]},
+    {"id": "Zx1Cv3Bn5Mq7Wr9Ty2Ui4", "conversationId": CONCIERGE_ID, "userId": None, "senderType": "concierge",
+     "message": "Check-in at Casa Azul is from 16:00 on Fri 12 Mar.", "read": True, "isEdit": False,
+     "createdAt": "2027-03-02T18:01:21Z",
+     "origin": {"kind": "reply", "questionMessageId": "Rt5Yu7Io9Pa1Sd3Fg5Hj7", "intent": "check_in"}},
+]
+CONCIERGE_CONVERSATION = {
+    **CONVERSATION_EXAMPLE, "id": CONCIERGE_ID, "name": None, "offerId": None, "isConcierge": True,
+    "participants": [{"userId": "trav-1", "name": "Tomás Silva", "lastReadAt": "2027-03-02T18:01:21Z"}],
+    "lastMessage": {k: v for k, v in TRANSCRIPT_MESSAGES[-1].items() if k != "origin"}, "unreadCount": 0,
+}
+EVENT_SUMMARY_EXAMPLE = {
+    "id": "evt-trip.booked-1", "type": "trip.booked", "status": "failed", "attempts": 5,
+    "lastError": "the trip is for property 8 but data.property is 7", "occurredAt": "2027-03-01T09:30:00Z",
+    "receivedAt": "2027-03-01T09:30:01.204Z", "processedAt": "2027-03-01T09:30:02.517Z",
+}
+
+
 class TranscriptPageOut(ApiModel):
+    model_config = documented({
+        "items": [{
+            "conversationId": CONCIERGE_ID, "kind": "concierge",
+            "users": [{"userId": "trav-1", "name": "Tomás Silva"}], "messageCount": 3, "conciergeMessageCount": 2,
+            "lastMessage": CONCIERGE_CONVERSATION["lastMessage"], "needsHuman": False,
+            "lastActivityAt": "2027-03-02T18:01:21Z",
+        }],
+        "nextCursor": None,
+    })
+
     items: list[dict[str, Any]]
     next_cursor: str | None
 
 
 class TranscriptOut(ApiModel):
+    model_config = documented(
+        {"conversation": CONCIERGE_CONVERSATION, "needsHuman": False, "messages": TRANSCRIPT_MESSAGES}
+    )
+
     conversation: dict[str, Any]
     needs_human: bool
     messages: list[dict[str, Any]]
 
 
 class HandlingOut(ApiModel):
+    model_config = documented({"conversationId": CONCIERGE_ID, "needsHuman": True})
+
     conversation_id: str
     needs_human: bool
 
 
 class EventPageOut(ApiModel):
+    model_config = documented({"items": [EVENT_SUMMARY_EXAMPLE], "nextCursor": None})
+
     items: list[dict[str, Any]]
     next_cursor: str | None
+
+
+class EventSummaryOut(ApiModel):
+    model_config = documented({**EVENT_SUMMARY_EXAMPLE, "status": "pending", "lastError": None, "processedAt": None})
+
+    id: str
+    type: str
+    status: str = Field(description="pending | processing | processed | failed | skipped")
+    attempts: int
+    last_error: str | None
+    occurred_at: str
+    received_at: str
+    processed_at: str | None
+
+
+class ReplyOut(MessageOut):
+    """The Message the admin wrote: its author is the admin."""
+
+    model_config = documented({
+        "id": "Lk2Jh4Gf6Ds8Aq0Wz1Xc3", "conversationId": CONCIERGE_ID, "userId": "admin-1", "senderType": "user",
+        "message": "Hi Tomás, this is Marta from the team: I have asked Helena to call you.", "read": False,
+        "isEdit": False, "createdAt": "2027-03-02T18:05:00Z",
+    })
+
+
+EXPORT_RESPONSE = {
+    "description": "The transcript as a download (`Content-Disposition: attachment`): every message in order, "
+                   "with its origin and edits; as JSON `{\"messages\": [...]}`, or as CSV, one row per message.",
+    "content": {
+        "application/json": {"schema": {"type": "object"}, "example": {"messages": TRANSCRIPT_MESSAGES[1:]}},
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "id,createdAt,senderType,userId,message,originKind,eventId,eventType,questionMessageId,"
+                       "intent,edits\r\nRt5Yu7Io9Pa1Sd3Fg5Hj7,2027-03-02T18:01:00+00:00,user,trav-1,"
+                       "What time can we check in?,,,,,,1\r\n",
+        },
+    },
+}
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -92,7 +185,18 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 
 @bp.get("/admin/transcripts", responses={200: TranscriptPageOut})
 def list_transcripts(query: TranscriptQuery) -> Response:
-    """Concierge conversations (and offer conversations the concierge wrote in), latest activity first."""
+    """Concierge transcripts, latest activity first.
+
+    Concierge conversations, and offer conversations the concierge wrote in, each with its user(s), message
+    counts, last message and whether a person has it (`needsHuman`). Filters: `userId`, `eventType` (of the
+    events the concierge told), `from` / `to` (last activity, ISO 8601 with an offset), `needsHuman`, and `q`
+    (text in any message). Keyset-paginated: `limit` 1–100 (default 50), `before` the previous page's
+    `nextCursor`.
+
+    **Who may call it:** `admin` tokens (any other role: 403).
+
+    **Errors:** 422 for a filter out of range, a time without an offset, or a cursor this service did not issue.
+    """
     filters = admin.TranscriptFilters(
         user_id=query.user_id, event_type=query.event_type, since=_aware(query.from_), until=_aware(query.to),
         needs_human=query.needs_human, q=query.q,
@@ -104,13 +208,31 @@ def list_transcripts(query: TranscriptQuery) -> Response:
 
 @bp.get("/admin/transcripts/<conversationId>", responses={200: TranscriptOut})
 def get_transcript(path: TranscriptPath) -> Response:
-    """Every message in order, each concierge message with its origin, edited ones with their history."""
+    """One transcript: every message in order, with origins and edit history.
+
+    Each concierge message carries its `origin`: the event it told (`kind` `event`, with the event's type and
+    payload) or the question it answered (`kind` `reply`, with the intent understood). Each edited message
+    carries its previous texts (`edits`). Messages of users the platform deleted show `senderType` `deleted`.
+
+    **Who may call it:** `admin` tokens (any other role: 403).
+
+    **Errors:** 404 for a conversation that is not a transcript (neither a concierge conversation nor an offer
+    conversation).
+    """
     return json_response(admin.transcript(get_session(), path.conversationId))
 
 
-@bp.get("/admin/transcripts/<conversationId>/export", responses={200: None})
+@bp.get("/admin/transcripts/<conversationId>/export", responses={200: EXPORT_RESPONSE})
 def export_transcript(path: TranscriptPath, query: ExportQuery) -> Response:
-    """A download of the transcript (JSON or CSV), streamed in batches."""
+    """Download a transcript, as JSON or CSV.
+
+    `format=json` (the default) or `format=csv`; streamed in batches, so a long transcript starts at once. CSV
+    cells that a spreadsheet would run as a formula are neutralised.
+
+    **Who may call it:** `admin` tokens (any other role: 403).
+
+    **Errors:** 404 for a conversation that is not a transcript; 422 for an unknown `format`.
+    """
     content_type, headers, body = export_body(get_session(), path.conversationId, query.format)
     return Response(stream_with_context(body), content_type=content_type, headers=headers)
 
@@ -147,6 +269,11 @@ CSV_COLUMNS = ["id", "createdAt", "senderType", "userId", "message", "originKind
 EXACT_CSV_COLUMNS = frozenset({"id", "createdAt", "senderType", "originKind", "questionMessageId", "edits"})
 
 
+def _json_time(value: Any) -> str:
+    """A time written exactly as the JSON export writes it (UTC, with ``Z``)."""
+    return orjson.dumps(value, option=JSON_OPTIONS).decode().strip('"')
+
+
 def _csv(first: list[dict[str, Any]], rest: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
     """The CSV export: every cell but those of :data:`EXACT_CSV_COLUMNS` through
     :func:`messaging.api.csv_cells.csv_cell`, so no formula runs when it is opened in a spreadsheet."""
@@ -156,9 +283,8 @@ def _csv(first: list[dict[str, Any]], rest: Iterator[list[dict[str, Any]]]) -> I
     for batch in _chain(first, rest):
         for m in batch:
             origin = m.get("origin") or {}
-            created = m["createdAt"]
             cells = (
-                m["id"], created.isoformat() if hasattr(created, "isoformat") else created, m["senderType"],
+                m["id"], _json_time(m["createdAt"]), m["senderType"],
                 m["userId"] or "", m["message"], origin.get("kind", ""), origin.get("eventId") or "",
                 origin.get("eventType") or "", origin.get("questionMessageId") or "", origin.get("intent") or "",
                 len(m.get("edits", [])),
@@ -172,7 +298,14 @@ def _csv(first: list[dict[str, Any]], rest: Iterator[list[dict[str, Any]]]) -> I
 
 @bp.post("/admin/transcripts/<conversationId>/takeover", responses={200: HandlingOut})
 def take_over(path: TranscriptPath) -> Response:
-    """A person takes the conversation from the bot, which stops answering there."""
+    """Take a concierge conversation over from the bot.
+
+    A person has it from now on (`needsHuman` true): the concierge stops answering there until it is handed back.
+
+    **Who may call it:** `admin` tokens (any other role: 403).
+
+    **Errors:** 404 for a conversation that is not a concierge conversation.
+    """
     session = get_session()
     needs_human = admin.take_over(session, path.conversationId)
     session.commit()
@@ -181,17 +314,33 @@ def take_over(path: TranscriptPath) -> Response:
 
 @bp.post("/admin/transcripts/<conversationId>/handback", responses={200: HandlingOut})
 def hand_back(path: TranscriptPath) -> Response:
-    """The bot answers again."""
+    """Hand a concierge conversation back to the bot.
+
+    The concierge answers there again (`needsHuman` false).
+
+    **Who may call it:** `admin` tokens (any other role: 403).
+
+    **Errors:** 404 for a conversation that is not a concierge conversation.
+    """
     session = get_session()
     needs_human = admin.hand_back(session, path.conversationId)
     session.commit()
     return json_response({"conversationId": path.conversationId, "needsHuman": needs_human})
 
 
-@bp.post("/admin/transcripts/<conversationId>/messages", responses={201: None})
+@bp.post("/admin/transcripts/<conversationId>/messages", responses={201: ReplyOut})
 @idempotent
 def reply(path: TranscriptPath, body: ReplyIn) -> Response:
-    """An admin replies as a person (the admin is the message's author)."""
+    """Reply in a transcript as a person (201 with the Message).
+
+    The admin is the message's author; the conversation's participants are told (`message.created` on their
+    live updates). 1–1500 characters after trimming. Send an `Idempotency-Key` to make a retry safe.
+
+    **Who may call it:** `admin` tokens (any other role: 403).
+
+    **Errors:** 404 for a conversation that is not a transcript; 422 for an empty or too long message; 409
+    while a request with the same `Idempotency-Key` is still being processed.
+    """
     session = get_session()
     message = admin.reply_as_human(session, path.conversationId, current_principal().user_id, body.message)
     # Committed by @idempotent, with the response it replays.
@@ -200,15 +349,31 @@ def reply(path: TranscriptPath, body: ReplyIn) -> Response:
 
 @bp.get("/admin/events", responses={200: EventPageOut})
 def list_events(query: EventsQuery) -> Response:
-    """Platform events, newest first, with their processing state and error."""
+    """Platform events, newest first, with their processing state and error.
+
+    Filters: `status` (`pending`, `processing`, `processed`, `failed`, `skipped`) and `type`. Keyset-paginated:
+    `limit` 1–100 (default 50), `before` the previous page's `nextCursor`.
+
+    **Who may call it:** `admin` tokens (any other role: 403).
+
+    **Errors:** 422 for an unknown `status`, a `limit` out of range or a cursor this service did not issue.
+    """
     before = decode_cursor(query.before) if query.before else None
     items, next_cursor = admin.list_events(get_session(), query.status, query.type, query.limit, before)
     return json_response({"items": items, "nextCursor": next_cursor})
 
 
-@bp.post("/admin/events/<id>/retry", responses={200: None})
+@bp.post("/admin/events/<id>/retry", responses={200: EventSummaryOut})
 def retry_event(path: EventPath) -> Response:
-    """A failed event goes back to the worker (409 for an event that has not failed)."""
+    """Retry a failed event: it goes back to the worker.
+
+    The event is `pending` again, its error cleared; the worker processes it as if it had just arrived (its
+    messages are still written at most once per recipient).
+
+    **Who may call it:** `admin` tokens (any other role: 403).
+
+    **Errors:** 404 for an unknown event; 409 for an event that has not failed.
+    """
     session = get_session()
     event = admin.retry_event(session, path.id)
     session.commit()

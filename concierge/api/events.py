@@ -25,10 +25,16 @@ ACCEPTED_EXAMPLE = {
 PROCESSED_EXAMPLE = {
     **ACCEPTED_EXAMPLE, "status": "processed", "attempts": 1, "processedAt": "2027-03-01T09:30:02.517Z",
     "messages": [{
-        "id": "V1StGXR8_Z5jdHi6B-myT", "conversationId": "Uakgb_J5m9g-0JDMbcJqL", "userId": None,
+        "id": "V1StGXR8_Z5jdHi6B-myT", "conversationId": "k8Pq2Rs_Tu4Vw6Xy8Za0b", "userId": None,
         "senderType": "concierge", "read": False, "isEdit": False, "createdAt": "2027-03-01T09:30:02.498Z",
         "message": "Your trip to Casa Azul in Lisbon is booked: Fri 12 Mar – Mon 15 Mar (3 nights), 3 guests. "
-                   "Check-in from 16:00, check-out by 11:00, at Rua das Flores 12, Lisboa.",
+                   "Address: Rua das Flores 12, Lisboa. Check-in from 16:00 on Fri 12 Mar, check-out by 11:00 on "
+                   "Mon 15 Mar.",
+    }, {
+        "id": "Wq4Er6Ty8Ui0Op2As4Df6", "conversationId": "Gh8Jk0Lz2Xc4Vb6Nm8Qw0", "userId": None,
+        "senderType": "concierge", "read": False, "isEdit": False, "createdAt": "2027-03-01T09:30:02.501Z",
+        "message": "Tomás Silva booked Casa Azul in Lisbon for Fri 12 Mar – Mon 15 Mar (3 nights), 3 guests. "
+                   "Check-in from 16:00, check-out by 11:00.",
     }],
 }
 

@@ -6,17 +6,17 @@ from flask import Response
 from pydantic import Field
 
 from concierge import records as svc
-from messaging.api.http import api_blueprint, json_response, no_content
+from messaging.api.http import api_blueprint, json_response, no_content, only_roles
 from messaging.chat.users import known_users
 from messaging.schemas import ApiModel
-from messaging.store.db import get_session
+from messaging.store.db import get_session, read_session
 
 bp = api_blueprint(
     "records",
     __name__,
     "Platform records",
     "The platform's records mirrored here: create or replace (PUT), delete with the cascades of SPEC §1",
-    roles=frozenset({"service"}),
+    roles=frozenset({"service", "admin"}),  # admins read records; only the platform writes them
 )
 
 
@@ -34,6 +34,7 @@ def _saved(record: ApiModel, created: bool) -> Response:
 
 
 @bp.put("/users/<id>", responses={200: svc.UserRecord, 201: svc.UserRecord})
+@only_roles("service")
 def put_user(path: UserPath, body: svc.UserBody) -> Response:
     """Create (201) or replace (200) a user.
 
@@ -49,6 +50,7 @@ def put_user(path: UserPath, body: svc.UserBody) -> Response:
 
 
 @bp.delete("/users/<id>", responses={204: None, 404: None})
+@only_roles("service")
 def delete_user(path: UserPath) -> Response:
     """Delete a user (204).
 
@@ -67,6 +69,7 @@ def delete_user(path: UserPath) -> Response:
 
 
 @bp.put("/properties/<id>", responses={200: svc.PropertyRecord, 201: svc.PropertyRecord})
+@only_roles("service")
 def put_property(path: RecordPath, body: svc.PropertyBody) -> Response:
     """Create (201) or replace (200) a property.
 
@@ -82,6 +85,7 @@ def put_property(path: RecordPath, body: svc.PropertyBody) -> Response:
 
 
 @bp.delete("/properties/<id>", responses={204: None, 404: None})
+@only_roles("service")
 def delete_property(path: RecordPath) -> Response:
     """Delete a property (204), with its offers, requests to book, trips and property threads.
 
@@ -95,6 +99,7 @@ def delete_property(path: RecordPath) -> Response:
 
 
 @bp.put("/offers/<id>", responses={200: svc.OfferRecord, 201: svc.OfferRecord})
+@only_roles("service")
 def put_offer(path: RecordPath, body: svc.OfferBody) -> Response:
     """Create (201) or replace (200) an offer.
 
@@ -108,6 +113,7 @@ def put_offer(path: RecordPath, body: svc.OfferBody) -> Response:
 
 
 @bp.delete("/offers/<id>", responses={204: None, 404: None})
+@only_roles("service")
 def delete_offer(path: RecordPath) -> Response:
     """Delete an offer (204); property threads and trips linked to it keep going without the link.
 
@@ -121,6 +127,7 @@ def delete_offer(path: RecordPath) -> Response:
 
 
 @bp.put("/requests-to-book/<id>", responses={200: svc.RequestToBookRecord, 201: svc.RequestToBookRecord})
+@only_roles("service")
 def put_request_to_book(path: RecordPath, body: svc.RequestToBookBody) -> Response:
     """Create (201) or replace (200) a request to book.
 
@@ -134,6 +141,7 @@ def put_request_to_book(path: RecordPath, body: svc.RequestToBookBody) -> Respon
 
 
 @bp.delete("/requests-to-book/<id>", responses={204: None, 404: None})
+@only_roles("service")
 def delete_request_to_book(path: RecordPath) -> Response:
     """Delete a request to book (204); property threads and trips linked to it lose the link.
 
@@ -147,6 +155,7 @@ def delete_request_to_book(path: RecordPath) -> Response:
 
 
 @bp.put("/trips/<id>", responses={200: svc.TripRecord, 201: svc.TripRecord})
+@only_roles("service")
 def put_trip(path: RecordPath, body: svc.TripBody) -> Response:
     """Create (201) or replace (200) a trip.
 
@@ -163,6 +172,7 @@ def put_trip(path: RecordPath, body: svc.TripBody) -> Response:
 
 
 @bp.delete("/trips/<id>", responses={204: None, 404: None})
+@only_roles("service")
 def delete_trip(path: RecordPath) -> Response:
     """Delete a trip (204); property threads linked to it lose the link.
 
@@ -173,3 +183,68 @@ def delete_trip(path: RecordPath) -> Response:
     svc.delete_trip(get_session(), path.id)
     get_session().commit()
     return no_content()
+
+
+@bp.get("/users/<id>", responses={200: svc.UserRecord})
+def get_user(path: UserPath) -> Response:
+    """Read an user as stored here.
+
+    What the last PUT stored (or an event carried), in the shape the platform PUTs it, with its `id`.
+
+    **Who may call it:** the platform (`service` tokens) and admins (any other role: 403).
+
+    **Errors:** 404 for an user the service does not have.
+    """
+    return json_response(svc.stored_record(read_session(), svc.UserRecord, path.id))
+
+
+@bp.get("/properties/<id>", responses={200: svc.PropertyRecord})
+def get_property(path: RecordPath) -> Response:
+    """Read a property as stored here.
+
+    What the last PUT stored (or an event carried), in the shape the platform PUTs it, with its `id`.
+
+    **Who may call it:** the platform (`service` tokens) and admins (any other role: 403).
+
+    **Errors:** 404 for a property the service does not have.
+    """
+    return json_response(svc.stored_record(read_session(), svc.PropertyRecord, path.id))
+
+
+@bp.get("/offers/<id>", responses={200: svc.OfferRecord})
+def get_offer(path: RecordPath) -> Response:
+    """Read an offer as stored here.
+
+    What the last PUT stored (or an event carried), in the shape the platform PUTs it, with its `id`.
+
+    **Who may call it:** the platform (`service` tokens) and admins (any other role: 403).
+
+    **Errors:** 404 for an offer the service does not have.
+    """
+    return json_response(svc.stored_record(read_session(), svc.OfferRecord, path.id))
+
+
+@bp.get("/requests-to-book/<id>", responses={200: svc.RequestToBookRecord})
+def get_request_to_book(path: RecordPath) -> Response:
+    """Read a request to book as stored here.
+
+    What the last PUT stored (or an event carried), in the shape the platform PUTs it, with its `id`.
+
+    **Who may call it:** the platform (`service` tokens) and admins (any other role: 403).
+
+    **Errors:** 404 for a request to book the service does not have.
+    """
+    return json_response(svc.stored_record(read_session(), svc.RequestToBookRecord, path.id))
+
+
+@bp.get("/trips/<id>", responses={200: svc.TripRecord})
+def get_trip(path: RecordPath) -> Response:
+    """Read a trip as stored here.
+
+    What the last PUT stored (or an event carried), in the shape the platform PUTs it, with its `id`.
+
+    **Who may call it:** the platform (`service` tokens) and admins (any other role: 403).
+
+    **Errors:** 404 for a trip the service does not have.
+    """
+    return json_response(svc.stored_record(read_session(), svc.TripRecord, path.id))

@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from functools import wraps
 from typing import Any, TypeVar, cast
 
 import jwt
 from flask import current_app, g, request
 
 from messaging.chat.users import Principal
-from messaging.errors import Forbidden, Unauthorized
+from messaging.errors import Unauthorized
 
 ROLES = frozenset({"guest", "host", "admin", "service"})
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
@@ -146,20 +145,3 @@ def current_principal() -> Principal:
     if principal is None:
         raise Unauthorized()
     return cast(Principal, principal)
-
-
-def require_roles(*roles: str) -> Callable[[F], F]:
-    """Refuse (403) an authenticated caller whose role is not one of ``roles``."""
-    allowed = frozenset(roles)
-
-    def decorator(view: F) -> F:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            principal = current_principal()
-            if principal.role not in allowed:
-                raise Forbidden(f"This call needs one of the roles: {', '.join(sorted(allowed))}.")
-            return view(*args, **kwargs)
-
-        return cast(F, wrapper)
-
-    return decorator

@@ -83,6 +83,10 @@ def finish_document(doc: dict[str, Any]) -> dict[str, Any]:
             if operation.get("description"):
                 operation["description"] = as_markdown(operation["description"])
             responses = operation["responses"]
+            # flask-openapi3 gives every operation a 422 of its ValidationErrorModel, even one without input:
+            # a 422 there (a query parameter holding NUL) is a problem too.
+            statuses.update({status: WITH_INPUT.get(status, "Error") for status, response in responses.items()
+                             if "ValidationErrorModel" in str(response)})
             for status, description in statuses.items():
                 existing = responses.get(status)
                 if existing is None or "ValidationErrorModel" in str(existing):

@@ -76,7 +76,10 @@ class PropertyMessageIn(ApiModel):
 
 
 class ThreadListQuery(ApiModel):
-    role: Literal["traveler", "host"] = Field("traveler", description="the caller's threads as traveler or as host")
+    role: Literal["traveler", "host"] | None = Field(
+        None, description="the caller's threads as traveler or as host; by default as host for a host token, "
+        "as traveler otherwise"
+    )
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     before: str | None = Field(None, max_length=CURSOR_MAX_LENGTH)
 
@@ -201,16 +204,19 @@ def _publish(session: Session, event_type: str, thread_id: str, message: dict) -
 def list_property_threads(query: ThreadListQuery) -> Response:
     """The caller's property threads, as traveler or as host, latest activity first.
 
-    `role=traveler` (the default): the threads the caller opened; `role=host`: those about the caller's
-    properties. Each comes with its last message and the caller's unread count. Keyset-paginated: `limit`
-    1–100 (default 50), `before` the previous page's `nextCursor`.
+    `role=traveler`: the threads the caller opened; `role=host`: those about the caller's properties. Without
+    `role`, a host token gets its properties' threads and any other token the threads it opened. Each comes
+    with its last message and the caller's unread count. Keyset-paginated: `limit` 1–100 (default 50),
+    `before` the previous page's `nextCursor`.
 
     **Who may call it:** `guest`, `host` and `admin` tokens, for themselves.
 
     **Errors:** 422 for an unknown `role`, a `limit` out of range or a cursor this service did not issue.
     """
     before = svc.decode_position(query.before, "before") if query.before else None
-    page = svc.list_threads(read_session(), current_principal().user_id, query.role, query.limit, before)
+    principal = current_principal()
+    role = query.role or ("host" if principal.role == "host" else "traveler")
+    page = svc.list_threads(read_session(), principal.user_id, role, query.limit, before)
     return json_response({"items": page.items, "nextCursor": page.next_cursor})
 
 
@@ -293,7 +299,7 @@ def edit_property_message(path: IdPath, body: PropertyMessageIn) -> Response:
 def mark_property_thread_read(path: IdPath) -> Response:
     """Mark a property thread read: `readAt` on the other party's unread messages.
 
-    The answer is the caller's unread count in the thread, then 0.
+    Answers with the caller's unread count in the thread, which is then 0.
 
     **Who may call it:** the thread's traveler and the property's host (`guest` and `host` tokens); admins only
     read (403).

@@ -140,7 +140,29 @@ def create_conversation(
         return _direct_conversation(session, caller_id, next(iter(others)))
     members = [caller_id, *sorted(others)]
     stored_offer = str(offer_id) if offer_id is not None else None  # conversations.offer_id is the seed's varchar
+    if offer_id is not None and name is None:
+        name = offer_conversation_name(session, offer_id)
     return _new_conversation(session, members, name=name, offer_id=stored_offer), True
+
+
+def offer_conversation_name(session: Session, offer_id: int) -> str | None:
+    """The name an offer's conversation gets when none is given: "Offer · Casa Azul · 10–14 Apr" (the months
+    named when they differ, the years when those do); None for an offer this service does not have."""
+    row = session.execute(
+        select(Property.name, Offer.check_in, Offer.check_out)
+        .join(Property, Property.id == Offer.property_id)
+        .where(Offer.id == offer_id)
+    ).first()
+    if row is None:
+        return None
+    start, end = row.check_in, row.check_out
+    if start.year != end.year:
+        stay = f"{start.day} {start:%b %Y} – {end.day} {end:%b %Y}"
+    elif start.month != end.month:
+        stay = f"{start.day} {start:%b} – {end.day} {end:%b}"
+    else:
+        stay = f"{start.day}–{end.day} {end:%b}"
+    return f"Offer · {row.name} · {stay}"[:255]
 
 
 def require_offer_party(session: Session, caller_id: str, offer_id: int) -> None:

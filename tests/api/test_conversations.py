@@ -170,9 +170,11 @@ def test_a_name_or_an_offer_id_makes_a_new_conversation_each_time(app, client, a
     offered = [create(client, auth, "ana", ["bob"], offerId=17) for _ in range(2)]
     assert [r.status_code for r in offered] == [201, 201]
     assert offered[0].json["offerId"] == 17
-    assert offered[0].json["name"] is None
+    assert offered[0].json["name"] == "Offer · Casa Azul · 1–5 Dec"  # named after the offer when given no name
+    named_offer = create(client, auth, "ana", ["bob"], offerId=17, name="Our trip")
+    assert named_offer.json["name"] == "Our trip"
     ids = {dm.json["id"], *(r.json["id"] for r in named), *(r.json["id"] for r in offered)}
-    assert len(ids) == 5
+    assert len(ids) == 5 and named_offer.json["id"] not in ids
     assert conversation(client, auth, "bob", offered[1].json["id"])["offerId"] == 17
 
 

@@ -78,6 +78,7 @@ def test_transcripts_export_as_json_and_csv(app: Any, client: Any, auth: Any, ru
     as_csv = runner.invoke(args=["transcripts", "export", traveler, "--format", "csv"])
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert as_csv.exit_code == 0 and [r["id"] for r in rows] == [message["id"]] and rows[0]["eventId"] == "ev-booked"
+    assert rows[0]["createdAt"] == message["createdAt"] and message["createdAt"].endswith("Z")  # the same time
     assert "Error: 404" in runner.invoke(args=["transcripts", "export", "nope"]).output
 
 

@@ -205,6 +205,9 @@ def test_lists_as_traveler_and_as_host_latest_activity_first_with_unread_counts(
     assert {t["id"]: t["unreadCount"] for t in r.json["items"]} == {b: 2, a: 1, c: 1}
     assert r.json["items"][0]["lastMessage"]["message"] == "Also…"
     assert r.json["nextCursor"] is None
+    # A host token without ?role= gets its properties' threads, as with role=host; role=traveler, those it opened.
+    assert client.get("/v1/property-conversations", headers=auth("h1", "host")).json == r.json
+    assert client.get("/v1/property-conversations?role=traveler", headers=auth("h1", "host")).json["items"] == []
 
     r = client.get("/v1/property-conversations", headers=auth("t1"))  # role defaults to traveler
     assert [t["id"] for t in r.json["items"]] == [a, c]

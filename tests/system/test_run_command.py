@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from concierge import demo_data
+from concierge.demo import run_demo
+from concierge.notifications import EVENT_TYPES
 from messaging.api.auth import mint_token
 from messaging.config import DEV_JWT_SECRET
 
@@ -148,6 +150,14 @@ def test_embedded_runner_serves_works_and_stops_on_sigterm(tmp_path: Path) -> No
         written = {m["id"] for m in messages if m["senderType"] == "concierge"}
         assert {m["id"] for m in event["messages"]} & written, (event, messages)
         assert output.text.endswith(banner), "something was logged after the banner:\n" + output.text[-2000:]
+
+        # make demo against it: one event of every type, each processed, and every question answered.
+        said: list[str] = []
+        assert run_demo(base, said.append, DEV_TOKENS) == 0, "\n".join(said)
+        shown = "\n".join(said)
+        for event_type in EVENT_TYPES:
+            assert f"  {event_type} → " in shown, shown
+        assert "(no answer yet)" not in shown and f"{base}/admin/transcripts" in shown, shown
 
         proc.send_signal(signal.SIGTERM)
         try:
