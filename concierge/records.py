@@ -440,3 +440,25 @@ _STORED: dict[type[Any], tuple[type[Any], str]] = {
     RequestToBookRecord: (RequestToBook, "request to book"),
     TripRecord: (Trip, "trip"),
 }
+# The records an event's data may carry, by key, and their type.
+_CARRIED: dict[str, type[Any]] = {
+    "traveler": UserRecord, "host": UserRecord, "property": PropertyRecord, "offer": OfferRecord,
+    "requestToBook": RequestToBookRecord, "trip": TripRecord,
+}
+
+
+def current_records(session: Session, data: dict[str, Any]) -> dict[str, Any]:
+    """An event's ``data`` with each record it carries replaced by the record as stored now (the platform may
+    have corrected it with a PUT since), so that processing it again reads the correction. A record no longer
+    stored, or carried without a usable id, is left as the event carried it."""
+    current = dict(data)
+    for key, record_type in _CARRIED.items():
+        carried = data.get(key)
+        if not isinstance(carried, dict) or not isinstance(carried.get("id"), (str, int)):
+            continue
+        try:
+            current[key] = stored_record(session, record_type, carried["id"])
+        except NotFound:
+            continue
+    return current
+

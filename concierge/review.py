@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from concierge.chat import hand_back_to_bot, hand_over_to_human
 from concierge.models import OfferThread, PlatformEvent
 from concierge.processing import retry_failed_event
+from concierge.records import current_records
 from messaging.chat.conversations import _join, clean_message_text, participant_ids, post_message
 from messaging.chat.pagination import Position, encode_cursor, position_literal
 from messaging.chat.resources import conversations_json, message_json, participants_by_conversation, select_messages
@@ -256,11 +257,18 @@ def event_summary(e: PlatformEvent) -> dict[str, Any]:
 
 
 def retry_event(session: Session, event_id: str) -> dict[str, Any]:
+    """Send a failed event to the worker again (404 unknown, 409 not failed), carrying its records as stored now
+    (:func:`concierge.records.current_records`); the rest of what the platform posted is kept as posted, and so
+    is its digest, so a re-delivery of the original body is still recognised as a repeat."""
     event = session.get(PlatformEvent, event_id) if len(event_id) <= 255 else None
     if event is None:
         raise NotFound("No such event.")
     if event.status != "failed":
         raise Conflict(f"Only a failed event can be retried; this one is {event.status}.")
+    # The platform fixes what made an event fail by correcting the record (PUT); the retry reads it.
+    payload = dict(event.payload)
+    payload["data"] = current_records(session, payload.get("data") or {})
+    event.payload = payload
     retried = retry_failed_event(session, event_id)
     assert retried is not None
     return event_summary(retried)

@@ -368,7 +368,8 @@ def retry_event(path: EventPath) -> Response:
     """Retry a failed event: it goes back to the worker.
 
     The event is `pending` again, its error cleared; the worker processes it as if it had just arrived (its
-    messages are still written at most once per recipient).
+    messages are still written at most once per recipient), with the records it carries as stored now: an event
+    that failed on a bad record is fixed by correcting the record (`PUT /v1/trips/{id}`, …), then retrying.
 
     **Who may call it:** `admin` tokens (any other role: 403).
 
