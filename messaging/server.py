@@ -14,6 +14,10 @@ live-update streams — with two additions made through the worker class's publi
   ``worker_connections`` of a worker are open, a new connection closes the one that has waited longest for a
   request, so a flood of idle sockets cannot keep the worker from answering others. Connections with a request in
   progress (an open live-update stream among them) are never closed for this.
+
+The overridden methods (``handle``, ``timeout_ctx``, ``handle_request``) are public methods of gunicorn's async
+workers, not a documented interface: checked against gunicorn 23.0.0, the version requirements.txt pins.
+``tests/unit/test_gunicorn_worker.py`` fails on any other version until they are checked again.
 """
 
 from __future__ import annotations
