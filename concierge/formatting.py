@@ -17,14 +17,41 @@ def day(value: dt.date, today: dt.date | None = None) -> str:
     return text
 
 
+NEAR_DAYS = 6  # up to this many days ahead a day is counted ("in 3 days"); further, its date says it
+
+
+def days_away(value: dt.date, today: dt.date) -> str | None:
+    """How far ``value`` is from ``today``, in words true on ``today``: 'yesterday', 'today', 'tomorrow',
+    'in 3 days' (up to NEAR_DAYS ahead); None otherwise, where only the date is to be said."""
+    ahead = (value - today).days
+    if ahead == -1:
+        return "yesterday"
+    if ahead == 0:
+        return "today"
+    if ahead == 1:
+        return "tomorrow"
+    if 1 < ahead <= NEAR_DAYS:
+        return f"in {ahead} days"
+    return None
+
+
 def relative_day(value: dt.date, today: dt.date) -> str:
-    """'today, Fri 20 Dec', 'tomorrow, Sat 21 Dec', else 'on Mon 23 Dec': ``today`` is the date where the day
-    is lived (the property's time zone) when the text is written."""
-    if value == today:
-        return f"today, {day(value, today)}"
-    if value == today + dt.timedelta(days=1):
-        return f"tomorrow, {day(value, today)}"
-    return f"on {day(value, today)}"
+    """'today, Fri 20 Dec', 'tomorrow, Sat 21 Dec', 'in 3 days, Mon 23 Dec', 'yesterday, Thu 19 Dec', else
+    'on Mon 30 Dec': ``today`` is the date where the day is lived (the property's time zone) when the text is
+    written."""
+    near = days_away(value, today)
+    return f"{near}, {day(value, today)}" if near else f"on {day(value, today)}"
+
+
+def relative_moment(moment: dt.datetime, timezone: str, today: dt.date) -> str:
+    """An instant as :func:`local_moment` says it, led by how far its day is from ``today`` (the date in
+    ``timezone`` when the text is written; :func:`days_away`): 'tomorrow, Sat 21 Dec at 18:00 (Europe/Lisbon)',
+    else the date alone, 'Mon 30 Dec at 18:00 (Europe/Lisbon)'."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    near = days_away(moment.astimezone(ZoneInfo(timezone)).date(), today)
+    absolute = local_moment(moment, timezone, today)
+    return f"{near}, {absolute}" if near else absolute
 
 
 def date_range(check_in: dt.date, check_out: dt.date, today: dt.date | None = None) -> str:

@@ -66,6 +66,26 @@ class OfferThread(Base):
     traveler_id: Mapped[str] = mapped_column(Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
 
 
+class ConciergeFact(Base):
+    """One fact the concierge told one person (SPEC §5.1, "one message per fact, whoever reports it"), written in
+    the transaction of the message that tells it. The primary key (kind, subject_id, version, recipient_id) is the
+    fact — "the check-in reminder of trip 7 for 2027-03-01, to trav-1" — so that of two reports of it (platform
+    events, scheduler runs, in any order or at once) only one can write its message; ``event_id`` is the report
+    that did."""
+
+    __tablename__ = "concierge_facts"
+
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)  # the event type
+    subject_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # offer, request, trip
+    # What makes it this fact of the subject: the date or deadline reminded of, else a digest of the record.
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recipient_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    told_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
+
+
 class WebhookDelivery(Base):
     """One "you have unread messages" call to the platform (SPEC §5.4): at most one per user per hour,
     which the unique (user_id, hour) enforces when two schedulers run at once."""

@@ -121,8 +121,10 @@ def _who(user: UserRecord | None, fallback: str) -> str:
 
 def plan_notifications(facts: EventFacts, now: dt.datetime) -> list[Notification]:
     """The notes for ``facts`` as written at ``now`` (aware; the moment of writing, not ``occurred_at``): times
-    left are counted from it, and "today" / "tomorrow" are the property's dates at it. EventNotApplicable when
-    the notice no longer applies, its moment having passed among the reasons (:func:`_moment_passed`)."""
+    left are counted from it, and every day or deadline is said from the property's date at it — "today",
+    "tomorrow", "in 3 days", else its date (:func:`concierge.formatting.days_away`, the one place that words
+    it). EventNotApplicable when the notice no longer applies, its moment having passed among the reasons
+    (:func:`_moment_passed`)."""
     _require_applicable(facts, now)
     p = facts.property
     handler = _RULES.get(facts.type)
@@ -178,7 +180,7 @@ def _offer_rules(f: EventFacts, p: PropertyRecord, now: dt.datetime, today: dt.d
     assert o is not None
     dates = fmt.date_range(o.check_in, o.check_out, today)
     price = fmt.money(o.total_price_cents, o.currency)
-    expires = fmt.local_moment(o.expires_at, p.timezone, today)
+    expires = fmt.relative_moment(o.expires_at, p.timezone, today)
     if f.type == "offer.created":
         text = (
             f"You have a new offer for {_place(p)}: {dates}, {price} in total. "
@@ -187,8 +189,8 @@ def _offer_rules(f: EventFacts, p: PropertyRecord, now: dt.datetime, today: dt.d
     elif f.type == "offer.expiring":
         left = o.expires_at - now  # positive: _moment_passed skipped an offer expired by now
         text = (
-            f"Your offer for {_place(p)} ({dates}, {price}) expires in {fmt.duration(left)}, "
-            f"{expires}. Accept it before then to keep these dates."
+            f"Your offer for {_place(p)} ({dates}, {price}) expires {expires}: {fmt.duration(left)} left. "
+            "Accept it before then to keep these dates."
         )
     elif f.type == "offer.expired":
         text = f"The offer for {_place(p)} ({dates}, {price}) has expired and is no longer available."
@@ -209,20 +211,20 @@ def _request_rules(f: EventFacts, p: PropertyRecord, _now: dt.datetime, today: d
     dates = fmt.date_range(r.check_in, r.check_out, today)
     price = fmt.money(r.total_price_cents, r.currency)
     if f.type == "request_to_book.created":
-        deadline = fmt.local_moment(r.created_at + HOST_ANSWER_WINDOW, p.timezone, today)
+        deadline = fmt.relative_moment(r.created_at + HOST_ANSWER_WINDOW, p.timezone, today)
         traveler = _who(f.traveler, "A traveler")
         return [
             Notification(
                 p.host_id,
                 "concierge",
                 f"{traveler} asked to book {_place(p)} for {dates}, {fmt.guests(r.num_guests)}, {price} in total. "
-                f"Please approve or decline by {deadline}.",
+                f"Please approve or decline it: unanswered, the request expires {deadline}.",
             ),
             Notification(
                 r.traveler_id,
                 "concierge",
                 f"Your request to book {_place(p)} for {dates} ({fmt.guests(r.num_guests)}, {price}) was sent "
-                f"to the host. They have until {deadline} to answer.",
+                f"to the host. They have to answer before the request expires {deadline}.",
             ),
         ]
     outcome = {
@@ -250,8 +252,8 @@ def _trip_rules(f: EventFacts, p: PropertyRecord, _now: dt.datetime, today: dt.d
                 t.traveler_id,
                 "concierge",
                 f"Your trip to {_place(p)} is booked: {dates}, {fmt.guests(t.num_guests)}. "
-                f"Address: {address}. Check-in from {check_in} on {fmt.day(t.check_in, today)}, "
-                f"check-out by {check_out} on {fmt.day(t.check_out, today)}.",
+                f"Address: {address}. Check-in from {check_in} {fmt.relative_day(t.check_in, today)}, "
+                f"check-out by {check_out} {fmt.relative_day(t.check_out, today)}.",
             ),
             Notification(
                 p.host_id,

@@ -1,8 +1,10 @@
-"""Processing a platform event: one concierge message per recipient, ever (SPEC §5.1, §5.5).
+"""Processing a platform event: one concierge message per recipient, ever, and one per fact, whoever reports it
+(SPEC §5.1, §5.5).
 
 Runs in a worker. The unique (event_id, recipient_id) of ``concierge_message_origins`` is what
 guarantees "at most once" across redeliveries, retries and concurrent workers; the event row's
-state decides whether there is anything left to do.
+state decides whether there is anything left to do. The key of ``concierge_facts`` (concierge.facts), claimed
+in the transaction of the messages, does the same across events reporting one fact.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from concierge.facts import Fact, claim_fact, duplicate_reason, fact_of
 from concierge.models import OfferThread, PlatformEvent
 from concierge.notifications import (
     EventDataError,
@@ -23,7 +26,12 @@ from concierge.notifications import (
     parse_facts,
     plan_notifications,
 )
-from messaging.chat.conversations import _new_conversation, concierge_conversation_id, post_concierge_message
+from messaging.chat.conversations import (
+    _new_conversation,
+    concierge_conversation_id,
+    offer_conversation_name,
+    post_concierge_message,
+)
 from messaging.live.bus import publish_after_commit
 from messaging.outbox import enqueue_after_commit
 from messaging.store.db import driver_cursor, utcnow
@@ -69,12 +77,19 @@ def process_event(session: Session, event_id: str, started: Started, now: dt.dat
     (default: the current time), however long the event waited: a notice whose moment has passed by then ends
     the event ``skipped`` with the reason. Then the event row is locked (a concurrent run of the same event
     waits, then finds it finished) and every recipient read with it, so "already notified" read under that lock
-    holds until commit; the unique (event, recipient) key of the origins stays the guarantee."""
+    holds until commit; the unique (event, recipient) key of the origins stays the guarantee.
+
+    The event's fact (:func:`concierge.facts.fact_of`) is claimed for its recipients before their messages are
+    written: a recipient another report already told gets nothing, and the event ends ``skipped`` with
+    ``lastError`` naming that report when nobody is left to tell (``processed``, with the same note, when
+    others were told)."""
     notes: list[Notification] = []
+    fact: Fact | None = None
     outcome: tuple[str, str] | None = None  # (final status, error) without any message
     try:
         facts = parse_facts(started.type, started.occurred_at, started.payload.get("data") or {})
         notes = plan_notifications(facts, now or utcnow())
+        fact = fact_of(facts)
     except EventNotApplicable as exc:
         outcome = ("skipped", str(exc))
     except EventDataError as exc:
@@ -88,10 +103,17 @@ def process_event(session: Session, event_id: str, started: Started, now: dt.dat
             outcome = ("failed", f"recipient user(s) unknown: {', '.join(missing)}")
     if outcome is not None:
         return _finish(session, event_id, *outcome)
+    assert fact is not None  # planned without an exception
+    told = claim_fact(session, event_id, fact, (r for r, found in recipients.items() if not found.notified))
+    written = 0
     for note in notes:
-        deliver(session, event_id, note, recipients[note.recipient_id])
+        if note.recipient_id in told:
+            continue
+        written += deliver(session, event_id, note, recipients[note.recipient_id]) is not None
         recipients[note.recipient_id] = Recipient(None, notified=True)  # one message per recipient, however planned
-    return _finish(session, event_id, "processed", None)
+    if not told:
+        return _finish(session, event_id, "processed", None)
+    return _finish(session, event_id, "processed" if written else "skipped", duplicate_reason(fact, told.values()))
 
 
 def _finish(session: Session, event_id: str, status: str, error: str | None) -> str:
@@ -176,7 +198,9 @@ def offer_conversation_id(session: Session, offer_id: int, traveler_id: str) -> 
     ).scalar()
     if existing is not None:
         return str(existing)
-    candidate = _new_conversation(session, [traveler_id], name=None, offer_id=str(offer_id))
+    candidate = _new_conversation(
+        session, [traveler_id], name=offer_conversation_name(session, offer_id), offer_id=str(offer_id)
+    )
     if insert_ignore(
         session, OfferThread, {"offer_id": offer_id, "conversation_id": candidate, "traveler_id": traveler_id}
     ):

@@ -2,7 +2,9 @@
 
 Each job takes ``now`` (so tests control time), handles a bounded batch per run and is exactly-once
 however often it runs: reminders become events with deterministic ids (stored once, by primary key),
-a host nudge is a concierge message whose origin is unique per waiting message.
+a host nudge is a concierge message whose origin is unique per waiting message. A reminder or expiry the
+platform reports as well is still told once: processing claims the fact (concierge.facts), and the later
+report ends ``skipped`` naming the first.
 """
 
 from __future__ import annotations

@@ -33,13 +33,15 @@ DATES = "Sun 20 Dec – Wed 23 Dec (3 nights)"
 CASES: dict[str, tuple[str, dict[str, Any], dict[str, list[str]]]] = {
     "offer.created": ("offer", OFFER, {"trav-1": ["Casa Azul in Lisbon", DATES, "$1,234.56",
                                                   "Wed 2 Dec at 18:00 (Europe/Lisbon)"]}),
-    "offer.expiring": ("offer", OFFER, {"trav-1": ["expires in 1 day 8 hours", "$1,234.56"]}),
+    "offer.expiring": ("offer", OFFER, {"trav-1": [
+        "expires tomorrow, Wed 2 Dec at 18:00 (Europe/Lisbon): 1 day 8 hours left", "$1,234.56"]}),
     "offer.expired": ("offer", OFFER, {"trav-1": ["expired", "no longer available", DATES]}),
     "offer.withdrawn": ("offer", OFFER, {"trav-1": ["withdrew", "no longer available"]}),
     "offer.accepted": ("offer", OFFER, {"trav-1": ["accepted", "$1,234.56", "16:00"]}),
     "request_to_book.created": ("requestToBook", REQUEST, {
-        "host-1": ["Tomás asked to book", DATES, "3 guests", "€99.50", "Wed 2 Dec at 09:00"],
-        "trav-1": ["was sent to the host", "Wed 2 Dec at 09:00"],
+        "host-1": ["Tomás asked to book", DATES, "3 guests", "€99.50",
+                   "the request expires tomorrow, Wed 2 Dec at 09:00"],
+        "trav-1": ["was sent to the host", "before the request expires tomorrow, Wed 2 Dec at 09:00"],
     }),
     "request_to_book.approved": ("requestToBook", REQUEST, {"trav-1": ["approved", DATES]}),
     "request_to_book.denied": ("requestToBook", REQUEST, {"trav-1": ["declined", DATES]}),
@@ -289,7 +291,7 @@ def test_an_expiry_warning_counts_the_time_left_from_the_moment_it_is_written(
                       dt.datetime(2026, 12, 2, 15, 0, tzinfo=dt.UTC))
     assert stored["status"] == "processed"
     [note] = stored["messages"]
-    assert "expires in 3 hours," in note["message"], note["message"]
+    assert "expires today, Wed 2 Dec at 18:00 (Europe/Lisbon): 3 hours left." in note["message"], note["message"]
 
 
 def test_the_worker_judges_a_notice_at_the_current_time(app: Any, client: Any, auth: Any) -> None:
@@ -301,7 +303,7 @@ def test_the_worker_judges_a_notice_at_the_current_time(app: Any, client: Any, a
     waited["occurredAt"] = (now - dt.timedelta(days=1)).isoformat()
     stored = _written(app, client, auth, waited, None)
     assert stored["status"] == "processed", stored
-    assert "expires in 3 hours," in stored["messages"][0]["message"]
+    assert ": 3 hours left." in stored["messages"][0]["message"]
 
     gone = {**OFFER, "id": 81, "expiresAt": (now - dt.timedelta(minutes=1)).isoformat()}
     late = event("offer.expiring", "offer", gone, "ev-late")

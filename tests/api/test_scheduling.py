@@ -112,7 +112,7 @@ def test_offer_expiry_reminders_once_and_only_when_due(app: Any) -> None:
     assert _process_all(app) == ["processed"]
     with app.app_context():
         messages = list(get_session().scalars(select(Message.message).where(Message.user_id.is_(None))))
-    assert len(messages) == 1 and "expires in 5 hours" in messages[0] and "$500.00" in messages[0]
+    assert len(messages) == 1 and "5 hours left" in messages[0] and "$500.00" in messages[0]
 
 
 def test_requests_to_book_pending_for_a_day_expire_and_the_traveler_is_told_once(app: Any) -> None:
@@ -194,7 +194,7 @@ def test_expiry_warnings_processed_after_a_backlog_are_judged_when_written(app: 
         assert "the offer expired before the notice could be written" in (expired.last_error or "")
         texts = list(s.scalars(select(Message.message).where(Message.user_id.is_(None))))
         s.close()
-    assert len(texts) == 1 and "expires in 4 hours 58 minutes" in texts[0], texts
+    assert len(texts) == 1 and "4 hours 58 minutes left" in texts[0], texts
 
 
 def test_check_in_reminders_processed_after_a_backlog_are_judged_when_written(app: Any) -> None:
