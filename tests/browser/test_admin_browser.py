@@ -156,6 +156,18 @@ def test_an_admin_reviews_and_acts_in_the_browser(
     assert [m["message"] for m in transcript["messages"]].count("Hi Tomás, Rita from the team here.") == 1
     assert pg_client.get("/v1/admin/events?status=pending", headers=admin).json["items"][0]["id"] == "ev-backwards"
 
+    # On a phone: nothing runs off the side, Sign out is on screen, and the reply box is in view at the top of a
+    # transcript, however long it is (it stays at the bottom of the window).
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/admin/transcripts", "/admin/events", f"/admin/transcripts/{conversation}"):
+        page.goto(f"{served}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+        box = page.locator("button:has-text('Sign out')").bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (path, box)
+    reply = page.locator(".reply-box").bounding_box()
+    assert reply is not None and reply["y"] + reply["height"] <= 844, reply
+    page.screenshot(path=str(ARTIFACTS / "admin-transcript-390.png"))
+
     page.click("button:has-text('Sign out')")
     expect(page).to_have_url(f"{served}/admin/login")
     page.goto(f"{served}/admin/transcripts")
