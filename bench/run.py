@@ -71,6 +71,9 @@ HEAVY_CONVERSATIONS = 500
 CONNECTIONS = 16
 
 
+# Travelers who ask the concierge in the questions phase (each has a trip from the events phase).
+QUESTION_TRAVELERS = 100
+
 def conversation_id(n: int) -> str:
     return "c" + str(n).zfill(20)
 
@@ -328,7 +331,8 @@ class Bench:
         self.sa_url = self.plain_url.replace("postgresql://", "postgresql+psycopg://", 1)
         self.stage_url = f"{server}/{STAGE_DATABASE}"
         self.stage_sa_url = self.stage_url.replace("postgresql://", "postgresql+psycopg://", 1)
-        self.result: dict[str, Any] = {"config": {}, "stages": {}, "api": {}, "raw": {}, "events": {}}
+        self.result: dict[str, Any] = {"config": {}, "stages": {}, "api": {}, "raw": {}, "events": {},
+                                        "questions": {}}
         self.tokens: dict[tuple[str, str], str] = {}
 
     def token(self, sub: str, role: str = "guest") -> str:
@@ -376,6 +380,7 @@ class Bench:
             self._api(service, full_conversations)
             self._settle()
             self._events(service)
+            self._questions(service)
         finally:
             stage_service.stop()
             service.stop()
@@ -616,6 +621,65 @@ class Bench:
             "sending_s": round(sending_s, 2),
         }
 
+    def _questions(self, service: Service) -> None:
+        """Travelers ask their concierge at a steady ``--question-rate`` for ``--event-seconds`` (after the events
+        phase: they have a trip, so the question is answered); latency = the question's ``created_at`` → its
+        answer's, both written in the transaction that commits them, read after the phase by the database's own
+        clock. A warm-up of ``--warmup`` seconds goes first and is left out."""
+        a = self.args
+        count = int(a.question_rate * a.event_seconds)
+        print(f"[full] {count} questions at {a.question_rate}/s", flush=True)
+        travelers = [user_id(n) for n in range(QUESTION_TRAVELERS)]
+        with psycopg.connect(self.plain_url, autocommit=True) as conn:
+            chats = dict(conn.execute("SELECT user_id, conversation_id FROM concierge_threads WHERE user_id = ANY(%s)",
+                                      (travelers,)).fetchall())
+        askers = [t for t in travelers if t in chats]
+        body = json.dumps({"message": "What time is check-in?"}).encode()
+
+        def prepared(key: str, n: int) -> tuple[str, bytes]:
+            traveler = askers[n % len(askers)]
+            head = (f"POST /v1/conversations/{chats[traveler]}/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"Authorization: Bearer {self.token(traveler)}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            return key, head + body
+
+        asyncio.run(_post_on_schedule(service.port, [prepared(f"warm{n}", n) for n in range(int(a.question_rate
+                                                                                                  * a.warmup))],
+                                      a.question_rate, {}))
+        with psycopg.connect(self.plain_url, autocommit=True) as conn:
+            started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        statuses, _post_ms, _sending = asyncio.run(_post_on_schedule(
+            service.port, [prepared(f"q{n}", n) for n in range(count)], a.question_rate, {}))
+        answered = """SELECT count(DISTINCT q.id), count(o.message_id) FROM messages q
+                      LEFT JOIN concierge_message_origins o ON o.question_message_id = q.id
+                      WHERE q.conversation_id = ANY(%s) AND q.user_id IS NOT NULL AND q.created_at >= %s"""
+        conversations = [chats[t] for t in askers]
+        with psycopg.connect(self.plain_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                asked, answers = conn.execute(answered, (conversations, started)).fetchone()
+                if answers >= asked:
+                    break
+                time.sleep(0.1)
+            latencies = sorted(float(row[0]) for row in conn.execute(
+                """SELECT extract(epoch FROM a.created_at - q.created_at) * 1000
+                     FROM messages q JOIN concierge_message_origins o ON o.question_message_id = q.id
+                     JOIN messages a ON a.id = o.message_id
+                    WHERE q.conversation_id = ANY(%s) AND q.user_id IS NOT NULL AND q.created_at >= %s""",
+                (conversations, started)).fetchall())
+            duplicates = conn.execute(
+                """SELECT count(*) FROM (SELECT o.question_message_id FROM concierge_message_origins o
+                     JOIN messages q ON q.id = o.question_message_id
+                    WHERE q.conversation_id = ANY(%s) AND q.created_at >= %s GROUP BY 1 HAVING count(*) > 1) d""",
+                (conversations, started)).fetchone()[0]
+            asked = conn.execute(answered, (conversations, started)).fetchone()[0]
+        self.result["questions"] = {
+            "sent": count, "rate_per_s": a.question_rate, "accepted": statuses.get(201, 0), "asked": asked,
+            "answered": len(latencies), "lost": asked - len(latencies) + duplicates, "duplicates": duplicates,
+            "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99),
+            "max_ms": round(latencies[-1], 2) if latencies else None,
+        }
+
     def _wrk(self, service: Service, lines: list[str], name: str, measure: str | None) -> dict[str, Any]:
         """:func:`wrk` on ``service``; with ``--profile``, the first window of each ``measure`` is also recorded
         by py-spy (both web workers, samples of the thread holding the GIL) into ``profile-<measure>-<n>.txt``."""
@@ -641,7 +705,7 @@ class Bench:
         r = self.result
         send, history, inbox = r["api"]["send"], r["api"]["history"], r["api"]["inbox"]
         stage, full = r["stages"]["stage"], r["stages"]["full"]
-        e = r["events"]
+        e, q = r["events"], r["questions"]
         r["ratios"] = {
             "send_vs_raw_insert": round(send["per_second"] / r["raw"]["insert"]["per_second"], 3),
             "history_vs_raw_select": round(history["per_second"] / r["raw"]["select50"]["per_second"], 3),
@@ -657,6 +721,8 @@ class Bench:
             "history p95 growth <= 1.3": ratios["history_p95_growth"] <= 1.3,
             "inbox p95 growth <= 1.3": ratios["inbox_p95_growth"] <= 1.3,
             "event p99 <= 250 ms": e["p99_ms"] is not None and e["p99_ms"] <= 250 and e["lost"] == 0,
+            "reply p99 <= 500 ms": (q["p99_ms"] is not None and q["p99_ms"] <= 500 and q["lost"] == 0
+                                    and q["accepted"] == q["sent"]),
         }
         r["errors"] = sum(v.get("errors", 0) for v in r["api"].values()) + stage["history"]["errors"] + \
             stage["inbox"]["errors"]
@@ -805,6 +871,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"| event → concierge message, {e['rate_per_s']}/s | p50 {e['p50_ms']} ms, p99 {e['p99_ms']} ms; "
         f"{e['processed']}/{e['sent']} processed, {e['duplicates']} duplicates | p99 ≤ 250 ms | "
         f"{_yes(r, 'event p99 <= 250 ms')} |",
+        f"| question → concierge answer, {r['questions']['rate_per_s']}/s | p50 {r['questions']['p50_ms']} ms, "
+        f"p99 {r['questions']['p99_ms']} ms; {r['questions']['answered']}/{r['questions']['sent']} answered, "
+        f"{r['questions']['duplicates']} duplicates | p99 ≤ 500 ms | {_yes(r, 'reply p99 <= 500 ms')} |",
     ]
     lines += ["", "¹ Each size on its own database and service, measured in interleaved windows (stage, full, full, "
                   "stage); a size's p95 is the mean of its two windows' p95. The raw SELECT follows each full-size "
@@ -832,6 +901,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--event-rate", type=float, default=100)
     parser.add_argument("--event-seconds", type=float, default=20)
+    parser.add_argument("--question-rate", type=float, default=20, help="concierge questions per second")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--pool-size", type=int, default=8, help="database connections per web process")
     parser.add_argument("--worker-pool", default="solo", help="each worker's --pool (the README runs solo)")
