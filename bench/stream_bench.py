@@ -31,6 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import redis
+from sqlalchemy.engine import make_url
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -60,9 +64,6 @@ def raise_fd_limit(needed: int) -> int:
 
 
 def recreate_database(admin_url: str, name: str) -> str:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
@@ -365,7 +366,6 @@ def main() -> int:
     # Client sockets here, and in the web process (which inherits the limit) one socket per stream
     # plus one blocked Redis connection per stream.
     fd_limit = raise_fd_limit(3 * args.streams + 1024)
-    import redis
 
     redis.Redis.from_url(args.redis_url).flushdb()
     database_url = recreate_database(args.pg_admin_url, args.database)

@@ -21,6 +21,7 @@ Never point these at the shared Redis on 6379 with intent to stop or flush it; `
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import json
 import os
@@ -35,8 +36,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+import redis
+from celery import Celery
 
+from messaging.api.auth import mint_token
+from messaging.cli import upgrade_database
 from messaging.local_servers import redis_server_binary
 from tests.conftest import PG_ADMIN_URL, REDIS_TEST_PREFIX, TEST_JWT_SECRET, drop_database, recreate_pg_database
 
@@ -182,8 +188,6 @@ class RedisServer(ManagedProcess):
         return self
 
     def wait_ready(self, timeout: float = 10.0) -> None:
-        import redis
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
@@ -402,8 +406,6 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 def drop_stale_pg_databases(prefix: str) -> None:
     """Databases ``<prefix>_<pid>`` left by runs that were killed before their teardown."""
-    import psycopg
-
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         like = prefix.replace("_", "\\_") + "\\_%"
         names = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (like,))]
@@ -416,8 +418,6 @@ def drop_stale_pg_databases(prefix: str) -> None:
 @contextlib.contextmanager
 def private_pg_database(prefix: str) -> Iterator[str]:
     """A migrated database ``<prefix>_<pid>`` (two runs at once don't collide), dropped on exit."""
-    from messaging.cli import upgrade_database
-
     name = f"{prefix}_{os.getpid()}"
     url = recreate_pg_database(name)
     try:
@@ -455,8 +455,6 @@ def call(
 def send_task(broker_url: str, name: str, *args: Any, key_prefix: str = REDIS_TEST_PREFIX) -> None:
     """Send a task by name through ``broker_url``, as celery beat would (e.g. ``outbox.sweep``), to the queue of a
     service whose REDIS_KEY_PREFIX is ``key_prefix`` (service_env's)."""
-    from celery import Celery
-
     sender = Celery("test-sender", broker=broker_url, set_as_current=False)
     sender.conf.broker_transport_options = {"global_keyprefix": key_prefix}
     try:
@@ -466,9 +464,5 @@ def send_task(broker_url: str, name: str, *args: Any, key_prefix: str = REDIS_TE
 
 
 def mint(sub: str, role: str = "guest", ttl: int = 3600, secret: str = TEST_JWT_SECRET) -> str:
-    import datetime as dt
-
-    from messaging.api.auth import mint_token
-
     config = {"JWT_SECRET": secret, "JWT_ISSUER": None, "JWT_AUDIENCE": None}
     return mint_token(config, sub=sub, role=role, ttl=dt.timedelta(seconds=ttl))

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Response
 from pydantic import Field
@@ -16,9 +17,9 @@ from sqlalchemy import func, select, update
 import tests.conftest as conftest
 from app import create_app
 from messaging.api.http import api_blueprint, json_response
-from messaging.api.idempotency import idempotent, purge_expired_idempotency_keys
+from messaging.api.idempotency import idempotent, purge_expired_idempotency_keys, request_fingerprint
 from messaging.schemas import ApiModel
-from messaging.store.db import get_session, session_scope, utcnow
+from messaging.store.db import get_engine, get_session, session_scope, utcnow
 from messaging.store.models import Conversation, IdempotencyKey
 
 PATH = "/v1/idempotency-probe/conversations"
@@ -190,7 +191,6 @@ def test_a_request_in_progress_answers_409(probe, probe_app, auth):
     r = post(probe, auth("u1"), "busy")
     # A different fingerprint is reported first (422); the same one would be 409 — see the next test.
     assert r.status_code == 422
-    from messaging.api.idempotency import request_fingerprint
 
     fingerprint = request_fingerprint("POST", PATH, b'{"name":"trip"}')
     with probe_app.app_context(), session_scope() as session:
@@ -269,8 +269,6 @@ def test_concurrent_duplicates_create_exactly_once(pg_url, token):
     finally:
         conftest._wipe(app)
         with app.app_context():
-            from messaging.store.db import get_engine
-
             get_engine().dispose()
 
 
@@ -278,10 +276,6 @@ def test_a_duplicate_waits_for_the_request_holding_the_key_then_answers_409(pg_u
     """A request holding the key in its open transaction (here another session, as a request still being served
     would): the duplicate waits for its outcome up to the lock timeout, then answers 409 with Retry-After and
     writes nothing; once the holder rolls back, the key is free and the next try runs the view once."""
-    import psycopg
-
-    from messaging.api.idempotency import request_fingerprint
-
     app = build_app(pg_url, DB_LOCK_TIMEOUT=0.3)
     try:
         client = app.test_client()
@@ -302,6 +296,4 @@ def test_a_duplicate_waits_for_the_request_holding_the_key_then_answers_409(pg_u
     finally:
         conftest._wipe(app)
         with app.app_context():
-            from messaging.store.db import get_engine
-
             get_engine().dispose()

@@ -6,18 +6,23 @@ a fixed number of SQL statements per page whatever the number of conversations o
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import event, text
 
+from concierge import records
 from messaging.chat import conversations as svc
+from messaging.chat.conversations import _SEND_SQL
 from messaging.chat.pagination import decode_cursor
 from messaging.store.db import get_engine, get_session
-from messaging.store.models import User
+from messaging.store.models import ConciergeThread, User
 from tests.api.test_conversations import assert_problem, conversation, group, join, posted
 from tests.conftest import sql_count
 
@@ -384,7 +389,6 @@ def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
 
     # Sending, in the same conversation: every part by key, and the read flags it may settle only from the
     # author's old position on (a range of the partial index of unread messages, not all of them).
-    from messaging.chat.conversations import _SEND_SQL
 
     parameters = {"cid": cid, "uid": "big", "mid": "planned", "body": "hi", "now": dt.datetime.now(dt.UTC)}
     plan = _driver_plan(pg_app, _SEND_SQL, parameters)
@@ -396,8 +400,6 @@ def test_inbox_plans_use_indexes(pg_client, pg_app, auth):
 
 def _driver_plan(app, statement: str, parameters: Any) -> str:
     """EXPLAIN a statement the way psycopg runs it (server-side parameters, as once prepared)."""
-    import psycopg
-
     with app.app_context():
         url = get_engine().url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url) as conn:
@@ -410,9 +412,6 @@ def test_sends_reads_and_inbox_pages_at_once_in_one_conversation_never_deadlock(
     deadlocked: a send (holding its new message) waited for another participant's cursor while that participant,
     marking the conversation read (holding their cursor), waited for the new message. Six callers hammering one
     conversation with sends, reads and inbox pages must all succeed, and the inbox must end in the right order."""
-    import random
-    from concurrent.futures import ThreadPoolExecutor
-
     users = ["ana", "bob", "cy"]
     join(pg_client, auth, *users)
     cid = group(pg_client, auth, "ana", ["bob", "cy"])
@@ -480,9 +479,6 @@ def test_inbox_entries_follow_the_last_message_and_the_concierge_flag(app, clien
     — a send, a read that marks the last message read, an edit, the concierge's messages, a user deleted after
     writing the last message, a concierge chat made, a participant leaving and joining — every entry equals what
     it copies, and each inbox item equals the conversation read on its own."""
-    from concierge import records
-    from messaging.store.models import ConciergeThread
-
     join(client, auth, "ana", "bob", "cy", "gone")
     pair = group(client, auth, "ana", ["bob"], name="pair")
     trio = group(client, auth, "ana", ["bob", "cy", "gone"], name="trio")
@@ -548,9 +544,6 @@ def test_entries_stay_true_and_nothing_deadlocks_when_every_kind_of_write_meets(
     general path) from two devices while they mark it read, an admin replying there, participants leaving and
     coming back, and users deleted just after writing a conversation's last message while the others read it.
     Every request succeeds (a deadlock would be a 503), and every entry ends equal to what it copies."""
-    import random
-    from concurrent.futures import ThreadPoolExecutor
-
     users = ["ana", "bob", "cy", "tom"]
     join(pg_client, auth, *users)
     trio = group(pg_client, auth, "ana", ["bob", "cy"], name="trio")
