@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import requests
+from playwright.sync_api import expect, sync_playwright
 
 from app import create_app
 from tests import conftest
@@ -115,10 +116,6 @@ def _no_errors_in_service_logs(service: Service) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _unavailable(f"playwright is not installed ({exc}); `make test` installs it")
     if not os.access(CHROMIUM, os.X_OK):
         _unavailable(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     with sync_playwright() as p:
@@ -178,8 +175,6 @@ OpenClient = Callable[..., Any]
 def open_client(browser: Any, service: Service, page_origin: str) -> Iterator[OpenClient]:
     """``open_client(person)`` → a page of the client in a fresh browser context, signed in and live. The pages'
     uncaught script errors fail the test; the contexts are closed after it."""
-    from playwright.sync_api import expect
-
     contexts: list[Any] = []
     script_errors: list[str] = []
 
@@ -207,8 +202,6 @@ def _item(page: Any, conversation_id: str) -> Any:
 
 
 def _open_conversation(page: Any, conversation_id: str) -> None:
-    from playwright.sync_api import expect
-
     _item(page, conversation_id).click()
     expect(_item(page, conversation_id)).to_have_attribute("aria-current", "true")
     expect(page.get_by_test_id("composer")).to_be_enabled()
@@ -222,8 +215,6 @@ def _shown(page: Any, text: str) -> Any:
 
 def _send(page: Any, text: str, *, enter: bool = False) -> str:
     """Types ``text`` and sends it (Send button, or Enter); returns the message's id once the server confirmed it."""
-    from playwright.sync_api import expect
-
     page.get_by_test_id("composer").fill(text)
     if enter:
         page.get_by_test_id("composer").press("Enter")
@@ -247,8 +238,6 @@ def _same_document(page: Any) -> bool:
 
 
 def test_a_traveler_and_a_host_chat_live_in_two_browsers(service: Service, open_client: OpenClient) -> None:
-    from playwright.sync_api import expect
-
     pair = _pair(service.api)
     traveler, host = open_client(pair.traveler), open_client(pair.host)
     _open_conversation(traveler, pair.conversation_id)
@@ -273,8 +262,6 @@ def test_a_traveler_and_a_host_chat_live_in_two_browsers(service: Service, open_
 
 
 def test_the_concierge_answers_a_question_in_the_browser(service: Service, open_client: OpenClient) -> None:
-    from playwright.sync_api import expect
-
     traveler = _person(service.api, "guest")
     status, concierge = call(service.api, "GET", "/v1/concierge", traveler.token)
     assert status == 200, concierge
@@ -291,8 +278,6 @@ def test_the_concierge_answers_a_question_in_the_browser(service: Service, open_
 
 
 def test_unread_badges_fall_when_the_messages_are_seen(service: Service, open_client: OpenClient) -> None:
-    from playwright.sync_api import expect
-
     pair = _pair(service.api)
     traveler, host = open_client(pair.traveler), open_client(pair.host)
     _open_conversation(traveler, pair.conversation_id)
@@ -326,8 +311,6 @@ def test_a_web_restart_mid_conversation_loses_nothing_and_shows_nothing_twice(
     same PostgreSQL and Redis) takes the host's message, and the traveler types one that the page keeps retrying.
     gunicorn comes back on its port; each browser's EventSource reconnects by itself, sending Last-Event-ID, and is
     replayed what it missed (or told to reset, and the page reloads its data: either way nothing is lost)."""
-    from playwright.sync_api import expect
-
     pair = _pair(service.api)
     traveler, host = open_client(pair.traveler), open_client(pair.host)
     _open_conversation(traveler, pair.conversation_id)
@@ -373,8 +356,6 @@ def test_a_web_restart_mid_conversation_loses_nothing_and_shows_nothing_twice(
 def test_a_page_from_an_origin_not_allowed_gets_nothing(
     service: Service, open_client: OpenClient, page_origin: str, stranger_origin: str
 ) -> None:
-    from playwright.sync_api import expect
-
     person = _person(service.api, "guest")
     stream_url = f"{service.api}/v1/stream?access_token={person.token}"
 
@@ -414,8 +395,6 @@ def _event_source_outcome(page: Any, url: str) -> str:
 
 
 def test_the_layout_fits_wide_and_narrow_screens(service: Service, open_client: OpenClient) -> None:
-    from playwright.sync_api import expect
-
     pair = _pair(service.api)
     _post(service.api, pair.traveler, pair.conversation_id, "Hello! We booked the flat for the first week of June.")
     _post(service.api, pair.host, pair.conversation_id,
