@@ -1,47 +1,43 @@
 """The concierge answering a person in their concierge conversation (SPEC §5.2).
 
-Answers come only from the asking user's own records (their trips, requests to book and offers).
-Two misunderstandings in a row, or a request for a person, hand the conversation to a human: it is
-marked as needing one and the bot stays quiet there until an admin hands it back.
+Answers come only from the asking user's own records: a traveler's trips, properties, requests to book and offers
+(concierge.answers), a host's properties, bookings, requests and threads (concierge.host_answers). They are written
+in the question's language, else the user's ``locale`` when the platform sent one, else the conversation's.
+What the bot cannot do itself (cancel, change dates or guests, refund, accept or pay), a request for a person, an
+urgent problem, or two misunderstandings in a row hand the conversation to a human with that reason
+(:data:`HANDOVERS`): the thread records the reason and the time, and the bot stays quiet there until an admin hands
+it back — except that an urgent problem raised meanwhile is escalated, once, with its reply. Nobody is left
+unanswered: concierge.scheduling tells the user once when no person has replied within 30 minutes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from concierge import formatting as fmt
-from concierge.intents import UNKNOWN, understand
+from concierge import locales
+from concierge.answers import Answer, answer_traveler, names_a_trip, previous_answer
+from concierge.host_answers import answer_host, is_host
+from concierge.intents import UNKNOWN, Match, understand
+from concierge.phrasebook import say
 from messaging.chat.conversations import post_concierge_message
 from messaging.live.bus import publish_after_commit
 from messaging.store.db import utcnow
-from messaging.store.models import (
-    ConciergeMessageOrigin,
-    ConciergeThread,
-    Message,
-    Offer,
-    Property,
-    RequestToBook,
-    Trip,
-    User,
-)
+from messaging.store.models import ConciergeMessageOrigin, ConciergeThread, Message, User
 
 log = logging.getLogger(__name__)
 
 MISUNDERSTANDINGS_BEFORE_HANDOVER = 2
-HELP_TEXT = (
-    "I can tell you about your next trip (dates, check-in and check-out times, the address, guests), "
-    "the status of your requests to book, and your open offers and when they expire. "
-    "Ask for a person at any time and someone from the team will take over."
-)
-HANDOVER_TEXT = (
-    "I've asked a person from our team to help you here; they will reply in this conversation shortly."
-)
+# The intents the bot hands to a person, with the reason it records (SPEC §5.2's reasons: accepting an offer or
+# paying is ``other``).
+HANDOVERS = {
+    "urgent": "urgent", "human": "asked", "cancellation": "cancellation", "change": "change", "refund": "refund",
+    "payment": "other",
+}
 
 
 def answer_question(session: Session, message_id: str) -> str:
@@ -60,20 +56,46 @@ def answer_question(session: Session, message_id: str) -> str:
         return "skipped: not a question to the concierge"
     if _answered(session, message_id):
         return "skipped: already answered"
-    if thread.needs_human:
-        return "skipped: a person has this conversation"
     match = understand(question.message)
-    if match.intent == "human":
-        return _reply(session, thread, message_id, HANDOVER_TEXT, "handover", hand_over=True)
+    if thread.needs_human and not (match.intent == "urgent" and thread.handover_reason != "urgent"):
+        return "skipped: a person has this conversation"
+    user = session.get(User, thread.user_id)
+    if user is None:
+        return "skipped: not a question to the concierge"
+    previous = previous_answer(session, thread.conversation_id)
+    lang = locales.choose(user.locale, match.language, previous.language)
+    now = utcnow()
+    reason = HANDOVERS.get(match.intent)
+    if reason is not None:
+        said = "urgent" if reason == "urgent" else "handover_asked" if reason == "asked" else f"handover_{match.intent}"
+        answer = Answer(say(lang, said), match.intent)
+        return _reply(session, thread, message_id, answer, lang, hand_over=reason)
+    hosting = is_host(session, user)
+    if (match.intent == UNKNOWN and previous.intent in _FOLLOWS and not hosting
+            and names_a_trip(session, user.id, match.references, now.date())):
+        # "and the one in Porto?": the previous question, about the trip this one names.
+        match = Match(str(previous.intent), match.confidence, match.language, None, match.references)
     if match.intent == UNKNOWN:
         thread.misunderstandings += 1
         if thread.misunderstandings >= MISUNDERSTANDINGS_BEFORE_HANDOVER:
-            return _reply(session, thread, message_id, HANDOVER_TEXT, "handover", hand_over=True)
-        text = "Sorry, I didn't catch that. " + HELP_TEXT
-        return _reply(session, thread, message_id, text, UNKNOWN)
+            answer = Answer(say(lang, "handover_not_understood"), UNKNOWN)
+            return _reply(session, thread, message_id, answer, lang, hand_over="not_understood")
+        help_text = say(lang, "help_host" if hosting else "help_traveler")
+        return _reply(session, thread, message_id, Answer(say(lang, "not_understood") + help_text, UNKNOWN), lang)
     thread.misunderstandings = 0
-    text = compose_reply(session, thread.user_id, match.intent, utcnow())
-    return _reply(session, thread, message_id, text, match.intent)
+    if hosting:
+        answer = answer_host(session, user, match, lang, now)
+    else:
+        answer = answer_traveler(session, user, match, lang, previous, now)
+    return _reply(session, thread, message_id, answer, lang)
+
+
+# The intents a question naming only a trip ("and in March?") asks again about that trip.
+_FOLLOWS = frozenset({
+    "check_in", "check_out", "address", "guests", "nights", "days_until", "price", "next_trip", "check_in_info",
+    "amenity", "amenities", "pets", "smoking", "bedrooms", "bathrooms", "max_guests", "house_rules",
+    "cancellation_policy", "about",
+})
 
 
 def _answered(session: Session, question_id: str) -> bool:
@@ -84,29 +106,41 @@ def _answered(session: Session, question_id: str) -> bool:
 
 
 def _reply(
-    session: Session, thread: ConciergeThread, question_id: str, text: str, intent: str, *, hand_over: bool = False
+    session: Session, thread: ConciergeThread, question_id: str, answer: Answer, lang: locales.Language, *,
+    hand_over: str | None = None,
 ) -> str:
+    """Post ``answer`` once for the question, its origin recording the intent, records and language; with
+    ``hand_over`` (a reason), the conversation goes to a person."""
+    origin = {"kind": "reply", "question_message_id": question_id, "intent": answer.intent,
+              "records": answer.records, "language": lang.code}
     try:
         with session.begin_nested():
-            message, audience = post_concierge_message(
-                session,
-                thread.conversation_id,
-                text,
-                origin={"kind": "reply", "question_message_id": question_id, "intent": intent},
-            )
+            message, audience = post_concierge_message(session, thread.conversation_id, answer.text, origin=origin)
     except IntegrityError:
         if _answered(session, question_id):  # a concurrent run answered first
             return "skipped: already answered"
         raise
-    if hand_over:
-        thread.needs_human = True
+    if hand_over is not None:
+        _mark_handed_over(thread, hand_over, utcnow())
     thread.updated_at = utcnow()
     publish_after_commit(session, "message.created", audience, message)
-    return f"answered: {intent}"
+    return f"handed over: {hand_over}" if hand_over else f"answered: {answer.intent}"
+
+
+def _mark_handed_over(thread: ConciergeThread, reason: str, now: dt.datetime) -> None:
+    """The bot hands the thread to a person for ``reason``. An urgent problem raised while a person already has it
+    only changes the reason (it is listed first), keeping how long the user has waited."""
+    if not thread.needs_human or thread.handed_over_at is None:
+        thread.handed_over_at = now
+        thread.team_alerted_at = None
+    thread.needs_human = True
+    thread.handover_reason = reason
+    thread.misunderstandings = 0
 
 
 def hand_over_to_human(session: Session, conversation_id: str) -> ConciergeThread | None:
-    """A person takes the conversation: the bot stays quiet there."""
+    """A person (an admin) takes the conversation: the bot stays quiet there. A reason and time the bot recorded
+    when it handed over stay as they are."""
     thread = session.get(ConciergeThread, conversation_id)
     if thread is not None:
         thread.needs_human = True
@@ -115,105 +149,14 @@ def hand_over_to_human(session: Session, conversation_id: str) -> ConciergeThrea
 
 
 def hand_back_to_bot(session: Session, conversation_id: str) -> ConciergeThread | None:
-    """The bot answers again, starting afresh."""
+    """The bot answers again, starting afresh: no reason, no waiting, no misunderstanding counted."""
     thread = session.get(ConciergeThread, conversation_id)
     if thread is not None:
         thread.needs_human = False
         thread.misunderstandings = 0
+        thread.handover_reason = None
+        thread.handed_over_at = None
+        thread.team_alerted_at = None
         thread.updated_at = utcnow()
     return thread
 
-
-# --- replies from the user's own records ----------------------------------------------------------
-
-
-def compose_reply(session: Session, user_id: str, intent: str, now: dt.datetime) -> str:
-    name = session.execute(select(User.name).where(User.id == user_id)).scalar()
-    if intent == "greeting":
-        return f"Hi{' ' + name if name else ''}! " + HELP_TEXT
-    if intent == "thanks":
-        return "You're welcome! Anything else about your trip, just ask."
-    if intent == "help":
-        return HELP_TEXT
-    if intent == "requests":
-        return _requests_reply(session, user_id, now)
-    if intent == "offers":
-        return _offers_reply(session, user_id, now)
-    trip = _next_trip(session, user_id, now.date())
-    if trip is None:
-        return (
-            "I don't see an upcoming trip booked for you. If you've just booked, the confirmation will "
-            "appear here shortly."
-        )
-    t, p = trip
-    today = now.date()
-    place = f"{p.name}, {p.city}" if p.city else p.name
-    address = p.address or "the address in your booking"
-    if intent == "check_in":
-        return (
-            f"Check-in at {p.name} is on {fmt.day(t.check_in, today)} from {fmt.clock(p.check_in_time)} "
-            f"(local time, {p.timezone}). The address is {address}."
-        )
-    if intent == "check_out":
-        return f"Check-out from {p.name} is on {fmt.day(t.check_out, today)} by {fmt.clock(p.check_out_time)}."
-    if intent == "address":
-        return f"Your stay is at {place}: {address}."
-    if intent == "guests":
-        dates = fmt.date_range(t.check_in, t.check_out, today)
-        return f"Your booking at {p.name} ({dates}) is for {fmt.guests(t.num_guests)}."
-    return (
-        f"Your next trip is to {place}: {fmt.date_range(t.check_in, t.check_out, today)}, "
-        f"{fmt.guests(t.num_guests)}. Check-in from {fmt.clock(p.check_in_time)}, check-out by "
-        f"{fmt.clock(p.check_out_time)}. Address: {address}."
-    )
-
-
-def _next_trip(session: Session, user_id: str, today: dt.date) -> tuple[Any, Any] | None:
-    row = session.execute(
-        select(Trip, Property)
-        .join(Property, Property.id == Trip.property_id)
-        .where(Trip.traveler_id == user_id, Trip.status == "Booked", Trip.check_out >= today)
-        .order_by(Trip.check_in, Trip.id)
-        .limit(1)
-    ).first()
-    return (row[0], row[1]) if row else None
-
-
-def _requests_reply(session: Session, user_id: str, now: dt.datetime) -> str:
-    rows = session.execute(
-        select(RequestToBook, Property)
-        .join(Property, Property.id == RequestToBook.property_id)
-        .where(RequestToBook.traveler_id == user_id)
-        .order_by(RequestToBook.created_at.desc())
-        .limit(5)
-    ).all()
-    if not rows:
-        return "You have no requests to book."
-    today = now.date()
-    lines = []
-    for r, p in rows:
-        status = {"Pending": "waiting for the host's answer", "Accepted": "approved"}.get(r.status, r.status.lower())
-        lines.append(f"{p.name} ({fmt.date_range(r.check_in, r.check_out, today)}): {status}")
-    return "Your requests to book: " + "; ".join(lines) + "."
-
-
-def _offers_reply(session: Session, user_id: str, now: dt.datetime) -> str:
-    rows = session.execute(
-        select(Offer, Property)
-        .join(Property, Property.id == Offer.property_id)
-        .where(Offer.traveler_id == user_id, Offer.status == "Pending", Offer.expires_at > now)
-        .order_by(Offer.expires_at)
-        .limit(5)
-    ).all()
-    if not rows:
-        return "You have no open offers right now."
-    today = now.date()
-    lines = []
-    for o, p in rows:
-        expires = o.expires_at if o.expires_at.tzinfo else o.expires_at.replace(tzinfo=dt.UTC)
-        dates, price = fmt.date_range(o.check_in, o.check_out, today), fmt.money(o.total_price_cents, o.currency)
-        lines.append(
-            f"{p.name} ({dates}, {price}) expires {fmt.local_moment(expires, p.timezone, today)}, "
-            f"in {fmt.duration(expires - now)}"
-        )
-    return "Your open offers: " + "; ".join(lines) + "."

@@ -63,7 +63,8 @@ class OfferThread(Base):
     conversation_id: Mapped[str] = mapped_column(
         String(21), ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, unique=True
     )
-    traveler_id: Mapped[str] = mapped_column(Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    # Null once the platform deleted the traveler: the transcript stays for the admins (migration 0013).
+    traveler_id: Mapped[str | None] = mapped_column(Text, ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class ConciergeFact(Base):

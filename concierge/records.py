@@ -15,7 +15,7 @@ from collections.abc import Set as AbstractSet
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from messaging.chat.users import known_users
 from messaging.errors import NotFound, Unprocessable
 from messaging.schemas import ApiModel, documented
 from messaging.store.models import (
+    ConciergeThread,
     ConversationParticipant,
     ConversationStats,
     DeletedUser,
@@ -44,6 +45,7 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE)
 _CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_LOCALE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}")
 # Present in some systems' zoneinfo directories but not IANA zone names.
 _NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
@@ -85,6 +87,12 @@ def _clock_time(value: str) -> str:
 def _currency_code(value: str) -> str:
     if not _CURRENCY.fullmatch(value):
         raise PydanticCustomError("currency", "must be a currency code of 3 uppercase letters")
+    return value
+
+
+def _locale_tag(value: str) -> str:
+    if not _LOCALE.fullmatch(value) or len(value) > 35:
+        raise PydanticCustomError("locale", "must be a BCP 47 language tag such as pt-PT")
     return value
 
 
@@ -134,6 +142,16 @@ Currency = Annotated[
 ]
 PriceCents = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
 NumGuests = Annotated[int, Field(strict=True, ge=1, le=INT32_MAX)]
+LocaleTag = Annotated[
+    str,
+    Field(examples=["pt-PT"], description="BCP 47 language tag", json_schema_extra={"pattern": _LOCALE.pattern}),
+    AfterValidator(_locale_tag),
+]
+Count = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
+HalfUnits = Annotated[float, Field(ge=0, le=1000, description="e.g. 1.5")]
+LongText = Annotated[str, Field(max_length=10_000), AfterValidator(_no_nul)]
+Amenity = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
+Amenities = Annotated[list[Amenity], Field(max_length=200, examples=[["Wifi", "Washer", "Street parking"]])]
 DealStatus = Literal["Pending", "Accepted", "Withdrawn", "Denied", "Expired"]
 TripStatus = Literal["Booked", "Needs attention", "Cancelled"]
 
@@ -149,11 +167,17 @@ EXAMPLE_HOST: dict[str, Any] = {
 }
 EXAMPLE_TRAVELER: dict[str, Any] = {
     "id": "trav-1", "name": "Tomás Silva", "email": "tomas@example.com", "phoneNumber": "+351 913 456 789",
-    "role": "guest",
+    "role": "guest", "locale": "pt-PT",
 }
 EXAMPLE_PROPERTY: dict[str, Any] = {
     "id": 7, "hostId": "host-1", "name": "Casa Azul", "city": "Lisbon", "address": "Rua das Flores 12, Lisboa",
     "timezone": "Europe/Lisbon", "checkInTime": "16:00", "checkOutTime": "11:00",
+    "maxGuests": 4, "bedrooms": 2, "bathrooms": 1.5,
+    "amenities": ["Wifi", "Washer", "Air conditioning", "Street parking"],
+    "petsAllowed": False, "smokingAllowed": False, "houseRules": "Quiet hours from 22:00 to 08:00.",
+    "checkInInfo": "Key box left of the door, code 4821.",
+    "cancellationPolicy": "Full refund up to 14 days before check-in, 50% up to 7 days before.",
+    "about": "A bright flat in Alfama with a view of the river.",
 }
 EXAMPLE_OFFER: dict[str, Any] = {
     "id": 70, "propertyId": 7, "travelerId": "trav-1", "checkIn": "2027-03-12", "checkOut": "2027-03-15",
@@ -166,7 +190,7 @@ EXAMPLE_REQUEST_TO_BOOK: dict[str, Any] = {
 }
 EXAMPLE_TRIP: dict[str, Any] = {
     "id": 72, "propertyId": 7, "travelerId": "trav-1", "checkIn": "2027-03-12", "checkOut": "2027-03-15",
-    "numGuests": 3, "status": "Booked",
+    "numGuests": 3, "status": "Booked", "totalPriceCents": 123456, "currency": "EUR",
 }
 
 
@@ -192,6 +216,7 @@ class UserBody(ApiModel):
     email: Email | None = None
     phone_number: Phone | None = None
     role: Literal["guest", "host", "admin"]
+    locale: LocaleTag | None = None
 
 
 class PropertyBody(ApiModel):
@@ -204,6 +229,19 @@ class PropertyBody(ApiModel):
     timezone: TimeZoneName
     check_in_time: ClockTime = "15:00"
     check_out_time: ClockTime = "10:00"
+    # The listing's optional facts (SPEC §4): absent or null is unknown, and the concierge says so.
+    max_guests: Count | None = None
+    bedrooms: Count | None = None
+    bathrooms: HalfUnits | None = None
+    amenities: Amenities | None = None
+    pets_allowed: bool | None = None
+    smoking_allowed: bool | None = None
+    house_rules: LongText | None = None
+    check_in_info: LongText | None = Field(
+        default=None, description="How to get in (key box, codes): the concierge tells only the trip's traveler, "
+        "from 72 hours before check-in until check-out")
+    cancellation_policy: LongText | None = None
+    about: LongText | None = None
 
 
 class OfferBody(ApiModel):
@@ -249,8 +287,16 @@ class TripBody(ApiModel):
     status: TripStatus
     offer_id: RecordId | None = None
     request_to_book_id: RecordId | None = None
+    total_price_cents: PriceCents | None = Field(default=None, description="What the traveler paid; with `currency`")
+    currency: Currency | None = None
 
     _dates_in_order = field_validator("check_out")(_check_out_after_check_in)
+
+    @model_validator(mode="after")
+    def _price_with_currency(self) -> TripBody:
+        if self.total_price_cents is not None and self.currency is None:
+            raise PydanticCustomError("currency_missing", "currency is required with totalPriceCents")
+        return self
 
 
 # The base order puts ``id`` first in the documents and the JSON.
@@ -306,15 +352,36 @@ Check = tuple[type[Any], Any, str, str]
 AnyRecord = UserRecord | PropertyRecord | OfferRecord | RequestToBookRecord | TripRecord
 
 
-def row_of(record: AnyRecord) -> tuple[type[Any], dict[str, Any], list[Check]]:
-    """What upserting a record writes: its model, the column values, and the references it must find."""
+# The optional fields SPEC §4 adds to the seed's records (the listing's facts, the trip's price, the user's locale).
+OPTIONAL_FACTS: dict[type[Any], frozenset[str]] = {
+    User: frozenset({"locale"}),
+    Property: frozenset({"max_guests", "bedrooms", "bathrooms", "amenities", "pets_allowed", "smoking_allowed",
+                         "house_rules", "check_in_info", "cancellation_policy", "about"}),
+    Trip: frozenset({"total_price_cents", "currency"}),
+}
+
+
+def _written(model: type[Any], values: dict[str, Any], replace: bool) -> dict[str, Any]:
+    if replace:
+        return values
+    optional = OPTIONAL_FACTS.get(model, frozenset())
+    return {name: value for name, value in values.items() if value is not None or name not in optional}
+
+
+def row_of(record: AnyRecord, *, replace: bool = False) -> tuple[type[Any], dict[str, Any], list[Check]]:
+    """What upserting a record writes: its model, the column values, and the references it must find.
+
+    ``replace`` (a PUT) writes every field, a null one included; otherwise (a record an event carries) an optional
+    fact (:data:`OPTIONAL_FACTS`) the record leaves null keeps the value stored, so an event about a booking need
+    not repeat the listing."""
     if isinstance(record, UserRecord):
-        return User, record.model_dump(include={"id", "name", "email", "phone_number", "role"}), []
+        values = record.model_dump(include={"id", "name", "email", "phone_number", "role", "locale"})
+        return User, _written(User, values, replace), []
     if isinstance(record, PropertyRecord):
         values = record.model_dump()
         values["check_in_time"] = _clock(record.check_in_time)
         values["check_out_time"] = _clock(record.check_out_time)
-        return Property, values, [(User, record.host_id, "hostId", "user")]
+        return Property, _written(Property, values, replace), [(User, record.host_id, "hostId", "user")]
     checks: list[Check] = [
         (Property, record.property_id, "propertyId", "property"),
         (User, record.traveler_id, "travelerId", "user"),
@@ -327,7 +394,7 @@ def row_of(record: AnyRecord) -> tuple[type[Any], dict[str, Any], list[Check]]:
         (Offer, record.offer_id, "offerId", "offer"),
         (RequestToBook, record.request_to_book_id, "requestToBookId", "request to book"),
     ]
-    return Trip, record.model_dump(), checks
+    return Trip, _written(Trip, record.model_dump(), replace), checks
 
 
 def unresolved(checks: list[Check], prefix: str, known: Known = frozenset()) -> list[tuple[Check, str]]:
@@ -351,7 +418,7 @@ def require(session: Session, lookups: list[tuple[Check, str]]) -> None:
 
 
 def _upsert(session: Session, record: AnyRecord) -> bool:
-    model, values, checks = row_of(record)
+    model, values, checks = row_of(record, replace=True)
     require(session, unresolved(checks, ""))
     return upsert(session, model, values, ["id"])
 
@@ -394,14 +461,17 @@ def _delete(session: Session, model: Any, ident: Any, what: str) -> None:
 def delete_user(session: Session, user_id: str) -> None:
     """Delete a user: their messages keep their text with ``user_id`` null, their participations,
     property conversations (as traveler), property messages and hosted properties go. Their tokens are
-    refused from now on (``deleted_users``).
+    refused from now on (``deleted_users``). Their concierge conversation and offer conversations stay, as
+    transcripts for the admins, with no user (migration 0013).
 
-    The deletion locks their read cursors, inbox entries and messages and, through its triggers, the inbox
-    entries whose last message is theirs, in no order it chooses. So it first takes them in the order every
-    writer does (migration 0009): their cursors, their messages (a read marking one read now waits before
+    The deletion locks their concierge thread, read cursors, inbox entries and messages and, through its
+    triggers, the inbox entries whose last message is theirs, in no order it chooses. So it first takes them in
+    the order every writer does (migration 0009): their concierge thread (the bot's answer and an admin's reply
+    lock it before writing there), their cursors, their messages (a read marking one read now waits before
     locking any entry), their conversations' counters (a send there now waits before locking any entry)."""
     mine = select(ConversationParticipant.conversation_id).where(ConversationParticipant.user_id == user_id)
     for lock in (
+        select(ConciergeThread.conversation_id).where(ConciergeThread.user_id == user_id),
         select(ReadCursor.conversation_id)
         .where(ReadCursor.user_id == user_id, ReadCursor.conversation_id.in_(mine))
         .order_by(ReadCursor.conversation_id),

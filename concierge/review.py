@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, exists, false, func, literal, or_, select, tuple_
+from sqlalchemy import and_, case, exists, false, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from concierge.chat import hand_back_to_bot, hand_over_to_human
 from concierge.models import OfferThread, PlatformEvent
 from concierge.processing import retry_failed_event
 from concierge.records import current_records
-from messaging.chat.conversations import _join, clean_message_text, participant_ids, post_message
+from messaging.chat.conversations import clean_message_text, post_staff_message
 from messaging.chat.pagination import Position, encode_cursor, position_literal
 from messaging.chat.resources import conversations_json, message_json, participants_by_conversation, select_messages
 from messaging.errors import Conflict, NotFound
@@ -43,6 +43,11 @@ class TranscriptFilters:
     until: dt.datetime | None = None
     needs_human: bool | None = None
     q: str | None = None
+    reason: str | None = None  # the hand-over reason (SPEC §5.2)
+
+
+# A cursor inside the urgent hand-overs, listed first, starts with this (a conversation id, a nanoid, never does).
+URGENT_CURSOR = "!"
 
 
 def list_transcripts(
@@ -53,7 +58,7 @@ def list_transcripts(
     Driven by ``conversation_stats`` in ``last_activity_at`` order (its index), keeping the rows that are a
     concierge thread or an offer thread, so a page reads about ``limit`` rows whatever the table's size; the
     ``needsHuman=true`` filter starts from the partial index of taken-over threads instead, and the text
-    search from the trigram index on messages.
+    search from the trigram index on messages. Urgent hand-overs come first (:func:`_urgent_first`).
     """
     s, ct = ConversationStats, ConciergeThread
     is_offer_thread = exists().where(OfferThread.conversation_id == s.conversation_id)
@@ -64,6 +69,8 @@ def list_transcripts(
             func.coalesce(ct.needs_human, false()).label("needs_human"),
             s.last_activity_at,
             s.message_count,
+            ct.handover_reason,
+            ct.handed_over_at,
         )
         .outerjoin(ct, ct.conversation_id == s.conversation_id)
         .where(or_(ct.conversation_id.is_not(None), is_offer_thread))
@@ -98,9 +105,9 @@ def list_transcripts(
         query = query.where(
             exists().where(Message.conversation_id == s.conversation_id, Message.message.ilike(pattern, escape="\\"))
         )
-    if before is not None:
-        query = query.where(tuple_(s.last_activity_at, s.conversation_id) < position_literal(*before))
-    rows = session.execute(query).all()
+    if filters.reason:
+        query = query.where(ct.handover_reason == filters.reason)
+    rows = _urgent_first(session, query, limit, before)
     more = len(rows) > limit
     rows = rows[:limit]
     ids = [r.conversation_id for r in rows]
@@ -124,12 +131,42 @@ def list_transcripts(
             "conciergeMessageCount": concierge_counts.get(r.conversation_id, 0),
             "lastMessage": last.get(r.conversation_id),
             "needsHuman": bool(r.needs_human),
+            "handoverReason": r.handover_reason if r.needs_human else None,
+            "waitingSince": r.handed_over_at if r.needs_human else None,
             "lastActivityAt": r.last_activity_at,
         }
         for r in rows
     ]
-    next_cursor = encode_cursor(rows[-1].last_activity_at, rows[-1].conversation_id) if more else None
+    next_cursor = None
+    if more:
+        last_row = rows[-1]
+        urgent = last_row.needs_human and last_row.handover_reason == "urgent"
+        next_cursor = encode_cursor(last_row.last_activity_at,
+                                    (URGENT_CURSOR if urgent else "") + last_row.conversation_id)
     return items, next_cursor
+
+
+def _urgent_first(session: Session, query: Any, limit: int, before: Position | None) -> list[Any]:
+    """Up to ``limit + 1`` rows of ``query`` from ``before``, in one statement: the urgent hand-overs (latest
+    activity first), then the rest (likewise). Each part is the query's own keyset range, so paging stays cheap;
+    a cursor inside the urgent part carries :data:`URGENT_CURSOR`."""
+    s, ct = ConversationStats, ConciergeThread
+    urgent = func.coalesce(and_(ct.needs_human, ct.handover_reason == "urgent"), false())
+
+    def part(selected: Any, position: Position | None, rank: int) -> Any:
+        if position is not None:
+            selected = selected.where(tuple_(s.last_activity_at, s.conversation_id) < position_literal(*position))
+        return selected.add_columns(literal(rank).label("urgent_rank"))
+
+    if before is not None and not before[1].startswith(URGENT_CURSOR):
+        return list(session.execute(part(query.where(~urgent), before, 0)).all())
+    position = (before[0], before[1][len(URGENT_CURSOR):]) if before else None
+    both = union_all(part(query.where(urgent), position, 1), part(query.where(~urgent), None, 0)).subquery()
+    return list(session.execute(
+        select(both)
+        .order_by(both.c.urgent_rank.desc(), both.c.last_activity_at.desc(), both.c.conversation_id.desc())
+        .limit(limit + 1)
+    ).all())
 
 
 def _require_transcript(session: Session, conversation_id: str) -> tuple[str, bool]:
@@ -190,9 +227,12 @@ def transcript(session: Session, conversation_id: str) -> dict[str, Any]:
     rows = session.execute(
         select_messages().where(Message.conversation_id == conversation_id).order_by(Message.created_at, Message.id)
     ).all()
+    thread = session.get(ConciergeThread, conversation_id) if needs_human else None
     return {
         "conversation": conversations_json(session, "", [conversation_id])[0],
         "needsHuman": needs_human,
+        "handoverReason": thread.handover_reason if thread else None,
+        "waitingSince": thread.handed_over_at if thread else None,
         "messages": _annotated(session, list(rows)),
     }
 
@@ -225,12 +265,18 @@ def hand_back(session: Session, conversation_id: str) -> bool:
 
 
 def reply_as_human(session: Session, conversation_id: str, admin_id: str, text: str) -> dict[str, Any]:
-    """An admin replies in a transcript as a person; they join the conversation to do so."""
-    _require_transcript(session, conversation_id)
-    body = clean_message_text(text)
-    _join(session, conversation_id, admin_id)
-    message = post_message(session, conversation_id, admin_id, body)
-    publish_after_commit(session, "message.created", participant_ids(session, conversation_id), message)
+    """An admin replies in a transcript as staff (SPEC §7): the Message, whose author is the admin and whose
+    ``senderType`` is ``staff``, told live to the conversation's participants. A concierge conversation the bot
+    still had is taken over first (the bot stays quiet until handed back). The admin does not join: no inbox
+    entry, unread count or read cursor of theirs. 404 for a conversation that is not a transcript, 422 for an
+    empty or too long text."""
+    kind, needs_human = _require_transcript(session, conversation_id)
+    text = clean_message_text(text)
+    if kind == "concierge" and not needs_human:
+        # The thread's row first, then the message, the counters and the inbox entries: the bot's answer's order.
+        hand_over_to_human(session, conversation_id)
+    message, audience = post_staff_message(session, conversation_id, admin_id, text)
+    publish_after_commit(session, "message.created", audience, message)
     return message
 
 

@@ -17,12 +17,16 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from concierge import records
+from concierge import locales, records
+from concierge.answers import previous_answer
 from concierge.events import record_internal_event
+from concierge.phrasebook import say
 from messaging.chat.conversations import concierge_conversation_id, post_concierge_message
 from messaging.live.bus import publish_after_commit
 from messaging.store.models import (
     ConciergeMessageOrigin,
+    ConciergeThread,
+    Message,
     Offer,
     Property,
     PropertyConversation,
@@ -37,6 +41,7 @@ OFFER_EXPIRY_NOTICE = dt.timedelta(hours=24)
 REQUEST_ANSWER_WINDOW = dt.timedelta(hours=24)
 HOST_REPLY_WINDOW = dt.timedelta(hours=24)
 NUDGE_LOOKBACK = dt.timedelta(days=7)  # older unanswered inquiries are not nudged any more
+HANDOVER_ALERT_AFTER = dt.timedelta(minutes=30)  # a hand-over nobody answered: the user is told the team knows
 SOURCE = "scheduler"
 
 
@@ -202,3 +207,42 @@ def nudge_waiting_hosts(session: Session, now: dt.datetime) -> int:
         publish_after_commit(session, "message.created", audience, message)
         nudged += 1
     return nudged
+
+
+def alert_unanswered_handovers(session: Session, now: dt.datetime, after: dt.timedelta = HANDOVER_ALERT_AFTER) -> int:
+    """A conversation the bot handed to a person in which no person has written for ``after`` since: its user is
+    told, once per hand-over, that the team has been alerted and will reply there (SPEC §5.2), in the language of
+    the bot's last answer there (their ``locale`` first). A person's message is any by someone other than the
+    conversation's owner (a staff reply). Returns how many were told."""
+    t = ConciergeThread
+    someone_replied = exists().where(
+        Message.conversation_id == t.conversation_id, Message.created_at >= t.handed_over_at,
+        Message.user_id.is_not(None), Message.user_id != t.user_id,
+    )
+    threads = session.execute(
+        select(t)
+        .where(t.needs_human, t.team_alerted_at.is_(None), t.handed_over_at <= now - after, t.user_id.is_not(None),
+               ~someone_replied)
+        .order_by(t.handed_over_at)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    ).scalars().all()
+    alerted = 0
+    for thread in threads:
+        assert thread.handed_over_at is not None and thread.user_id is not None  # the query's conditions
+        thread.team_alerted_at = now
+        user = session.get(User, thread.user_id)
+        lang = locales.choose(user.locale if user else None, None,
+                              previous_answer(session, thread.conversation_id).language)
+        event_id = f"handover:{thread.conversation_id}:{thread.handed_over_at.isoformat()}"
+        origin = {"kind": "system", "event_id": event_id, "recipient_id": thread.user_id, "language": lang.code}
+        try:
+            with session.begin_nested():
+                message, audience = post_concierge_message(
+                    session, thread.conversation_id, say(lang, "team_alerted"), origin=origin
+                )
+        except IntegrityError:
+            continue  # told already for this hand-over
+        publish_after_commit(session, "message.created", audience, message)
+        alerted += 1
+    return alerted

@@ -24,6 +24,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "offer-expiry-reminders": {"task": "concierge.schedule_offer_expiry_reminders", "schedule": 300.0},
     "expire-requests-to-book": {"task": "concierge.expire_requests_to_book", "schedule": 300.0},
     "nudge-waiting-hosts": {"task": "concierge.nudge_waiting_hosts", "schedule": 600.0},
+    # A hand-over no person answered within 30 minutes: told within a minute after (decision 0014).
+    "handover-alerts": {"task": "concierge.alert_unanswered_handovers", "schedule": 60.0},
     "unread-webhooks": {"task": "concierge.schedule_unread_webhooks", "schedule": 30.0},
     # Idempotency-Key claims older than 24 h (messaging/api/idempotency.py); without it the table only grows.
     "purge-idempotency-keys": {"task": "idempotency.purge", "schedule": 3600.0},

@@ -67,6 +67,12 @@ def nudge_waiting_hosts() -> int:
         return scheduling.nudge_waiting_hosts(session, utcnow())
 
 
+@shared_task(name="concierge.alert_unanswered_handovers", acks_late=True)
+def alert_unanswered_handovers() -> int:
+    with session_scope() as session:
+        return scheduling.alert_unanswered_handovers(session, utcnow())
+
+
 def _webhook_settings() -> tuple[str | None, str | None]:
     url, secret = current_app.config.get("PLATFORM_WEBHOOK_URL"), current_app.config.get("PLATFORM_WEBHOOK_SECRET")
     if url and not secret:

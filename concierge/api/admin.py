@@ -26,6 +26,7 @@ from messaging.chat.resources import JSON_OPTIONS
 from messaging.errors import Unprocessable
 from messaging.schemas import ApiModel, documented
 from messaging.store.db import get_session
+from messaging.store.models import HANDOVER_REASONS
 
 bp = api_blueprint("admin", __name__, "Admin", "Reviewing the concierge", roles=frozenset({"admin"}))
 
@@ -37,6 +38,8 @@ class TranscriptQuery(ApiModel):
     to: dt.datetime | None = Field(None, description="Last activity before (ISO 8601)")
     needs_human: bool | None = None
     q: str | None = Field(None, min_length=1, max_length=200, description="Text in any message")
+    reason: Literal[HANDOVER_REASONS] | None = Field(  # type: ignore[valid-type]
+        None, description="Why the concierge handed the conversation to a person")
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     before: str | None = Field(None, max_length=CURSOR_MAX_LENGTH)
 
@@ -105,8 +108,8 @@ class TranscriptPageOut(ApiModel):
         "items": [{
             "conversationId": CONCIERGE_ID, "kind": "concierge",
             "users": [{"userId": "trav-1", "name": "Tomás Silva"}], "messageCount": 3, "conciergeMessageCount": 2,
-            "lastMessage": CONCIERGE_CONVERSATION["lastMessage"], "needsHuman": False,
-            "lastActivityAt": "2027-03-02T18:01:21Z",
+            "lastMessage": CONCIERGE_CONVERSATION["lastMessage"], "needsHuman": False, "handoverReason": None,
+            "waitingSince": None, "lastActivityAt": "2027-03-02T18:01:21Z",
         }],
         "nextCursor": None,
     })
@@ -117,11 +120,14 @@ class TranscriptPageOut(ApiModel):
 
 class TranscriptOut(ApiModel):
     model_config = documented(
-        {"conversation": CONCIERGE_CONVERSATION, "needsHuman": False, "messages": TRANSCRIPT_MESSAGES}
+        {"conversation": CONCIERGE_CONVERSATION, "needsHuman": False, "handoverReason": None, "waitingSince": None,
+         "messages": TRANSCRIPT_MESSAGES}
     )
 
     conversation: dict[str, Any]
     needs_human: bool
+    handover_reason: str | None = Field(None, description="Why the concierge handed it to a person, while one has it")
+    waiting_since: str | None = Field(None, description="When the concierge handed it over, while a person has it")
     messages: list[dict[str, Any]]
 
 
@@ -153,10 +159,10 @@ class EventSummaryOut(ApiModel):
 
 
 class ReplyOut(MessageOut):
-    """The Message the admin wrote: its author is the admin."""
+    """The Message the admin wrote: its author is the admin, shown as staff."""
 
     model_config = documented({
-        "id": "Lk2Jh4Gf6Ds8Aq0Wz1Xc3", "conversationId": CONCIERGE_ID, "userId": "admin-1", "senderType": "user",
+        "id": "Lk2Jh4Gf6Ds8Aq0Wz1Xc3", "conversationId": CONCIERGE_ID, "userId": "admin-1", "senderType": "staff",
         "message": "Hi Tomás, this is Marta from the team: I have asked Helena to call you.", "read": False,
         "isEdit": False, "createdAt": "2027-03-02T18:05:00Z",
     })
@@ -188,10 +194,11 @@ def list_transcripts(query: TranscriptQuery) -> Response:
     """Concierge transcripts, latest activity first.
 
     Concierge conversations, and offer conversations the concierge wrote in, each with its user(s), message
-    counts, last message and whether a person has it (`needsHuman`). Filters: `userId`, `eventType` (of the
-    events the concierge told), `from` / `to` (last activity, ISO 8601 with an offset), `needsHuman`, and `q`
-    (text in any message). Keyset-paginated: `limit` 1–100 (default 50), `before` the previous page's
-    `nextCursor`.
+    counts, last message and whether a person has it (`needsHuman`); while a person has it, why the concierge
+    handed it over (`handoverReason`) and since when (`waitingSince`). Urgent hand-overs come first. Filters:
+    `userId`, `eventType` (of the events the concierge told), `from` / `to` (last activity, ISO 8601 with an
+    offset), `needsHuman`, `reason` (the hand-over reason) and `q` (text in any message). Keyset-paginated:
+    `limit` 1–100 (default 50), `before` the previous page's `nextCursor`.
 
     **Who may call it:** `admin` tokens (any other role: 403).
 
@@ -199,7 +206,7 @@ def list_transcripts(query: TranscriptQuery) -> Response:
     """
     filters = admin.TranscriptFilters(
         user_id=query.user_id, event_type=query.event_type, since=_aware(query.from_), until=_aware(query.to),
-        needs_human=query.needs_human, q=query.q,
+        needs_human=query.needs_human, q=query.q, reason=query.reason,
     )
     before = decode_cursor(query.before) if query.before else None
     items, next_cursor = admin.list_transcripts(get_session(), filters, query.limit, before)
@@ -333,8 +340,11 @@ def hand_back(path: TranscriptPath) -> Response:
 def reply(path: TranscriptPath, body: ReplyIn) -> Response:
     """Reply in a transcript as a person (201 with the Message).
 
-    The admin is the message's author; the conversation's participants are told (`message.created` on their
-    live updates). 1–1500 characters after trimming. Send an `Idempotency-Key` to make a retry safe.
+    The admin is the message's author and it shows as staff (`senderType` `staff`); the conversation's
+    participants are told (`message.created` on their live updates) and it counts as unread for them. Replying
+    takes a concierge conversation over if the bot had it. The admin does not become a participant: no inbox
+    entry or unread count of theirs. 1–1500 characters after trimming. Send an `Idempotency-Key` to make a retry
+    safe.
 
     **Who may call it:** `admin` tokens (any other role: 403).
 

@@ -105,7 +105,7 @@ class MessageOut(ApiModel):
     id: str
     conversation_id: str
     user_id: str | None
-    sender_type: str = Field(description="user | concierge | deleted")
+    sender_type: str = Field(description="user | concierge | staff (an admin's reply) | deleted")
     message: str
     read: bool
     is_edit: bool

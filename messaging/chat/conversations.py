@@ -297,7 +297,8 @@ def post_message(
     """Append a message and return it (SPEC §4 Message), in the caller's transaction. ``author_id`` None is the
     concierge, which must then pass ``origin`` (the event or question behind it): one statement
     (:data:`_POST_CONCIERGE_SQL`). A person's message is written in several statements, for the cases the one
-    statement send (:func:`send_user_message`) leaves to it: a concierge conversation, an admin's reply."""
+    statement send (:func:`send_user_message`) leaves to it: a concierge conversation. An admin's reply as staff is
+    :func:`post_staff_message`."""
     body = clean_message_text(text)
     message_id = new_id()
     now = utcnow()
@@ -359,8 +360,10 @@ WITH msg AS (
     VALUES (%(mid)s, %(cid)s, NULL, %(body)s, false, false, %(now)s)
     RETURNING id
 ), origin AS (
-    INSERT INTO concierge_message_origins (message_id, kind, event_id, recipient_id, question_message_id, intent)
-    SELECT id, %(kind)s, %(event_id)s, %(recipient_id)s, %(question_message_id)s, %(intent)s FROM msg
+    INSERT INTO concierge_message_origins (message_id, kind, event_id, recipient_id, question_message_id, intent,
+                                           records, language)
+    SELECT id, %(kind)s, %(event_id)s, %(recipient_id)s, %(question_message_id)s, %(intent)s,
+           CAST(%(records)s AS jsonb), %(language)s FROM msg
     RETURNING message_id
 )
 UPDATE conversation_stats
@@ -368,7 +371,8 @@ UPDATE conversation_stats
  WHERE conversation_id = %(cid)s AND EXISTS (SELECT 1 FROM origin)
 RETURNING ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = %(cid)s)
 """
-ORIGIN_FIELDS = ("kind", "event_id", "recipient_id", "question_message_id", "intent")
+# ``records`` (an answer's: the records it was made from, a JSON object) and ``language`` are optional.
+ORIGIN_FIELDS = ("kind", "event_id", "recipient_id", "question_message_id", "intent", "records", "language")
 
 
 def _post_concierge_message(
@@ -381,18 +385,59 @@ def _post_concierge_message(
     session.connection()  # in the caller's transaction, not in autocommit
     params = {"mid": message_id, "cid": conversation_id, "body": body, "now": now}
     params.update({field: origin.get(field) for field in ORIGIN_FIELDS})
+    if params["records"] is not None:
+        params["records"] = orjson.dumps(params["records"]).decode()
     with driver_cursor(session) as cursor:
         cursor.execute(_POST_CONCIERGE_SQL, params)
         row = cursor.fetchone()
     return list(row[0]) if row else []
 
 
-def _message(message_id: str, conversation_id: str, author_id: str | None, body: str, now: Any) -> dict[str, Any]:
+def post_staff_message(
+    session: Session, conversation_id: str, staff_id: str, text: str
+) -> tuple[dict[str, Any], list[str]]:
+    """An admin's reply as staff (SPEC §7): a Message whose author is ``staff_id`` and whose ``senderType`` is
+    ``staff``, and who is in its conversation (for the live update), in the caller's transaction
+    (:data:`_POST_STAFF_SQL`). The admin does not join: no participation, cursor or inbox entry of theirs, and the
+    reply counts as unread for every participant."""
+    body = clean_message_text(text)
+    message_id = new_id()
+    now = utcnow()
+    session.flush()  # what the caller changed (the thread taken over, say) is written first
+    session.connection()  # in the caller's transaction, not in autocommit
+    params = {"mid": message_id, "cid": conversation_id, "uid": staff_id, "body": body, "now": now}
+    with driver_cursor(session) as cursor:
+        cursor.execute(_POST_STAFF_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound("No such conversation.")
+    return _message(message_id, conversation_id, staff_id, body, now, staff=True), list(row[0])
+
+
+# A staff reply and the counters in one statement, in the caller's transaction, returning the conversation's
+# participants: no cursor moves (the author has none), so it locks what a concierge message does, in the same
+# order (the new row, the counters, then the inbox entries through the counters' trigger).
+_POST_STAFF_SQL = """
+WITH msg AS (
+    INSERT INTO messages (id, conversation_id, user_id, message, read, is_edit, created_at, from_staff)
+    VALUES (%(mid)s, %(cid)s, %(uid)s, %(body)s, false, false, %(now)s, true)
+    RETURNING id
+)
+UPDATE conversation_stats
+   SET message_count = message_count + 1, last_message_id = %(mid)s, last_activity_at = %(now)s
+ WHERE conversation_id = %(cid)s AND EXISTS (SELECT 1 FROM msg)
+RETURNING ARRAY(SELECT user_id FROM conversation_participants WHERE conversation_id = %(cid)s)
+"""
+
+
+def _message(
+    message_id: str, conversation_id: str, author_id: str | None, body: str, now: Any, *, staff: bool = False
+) -> dict[str, Any]:
     return {
         "id": message_id,
         "conversationId": conversation_id,
         "userId": author_id,
-        "senderType": "user" if author_id is not None else "concierge",
+        "senderType": "concierge" if author_id is None else "staff" if staff else "user",
         "message": body,
         "read": False,
         "isEdit": False,
@@ -404,7 +449,7 @@ def _message(message_id: str, conversation_id: str, author_id: str | None, body:
 class Sent:
     message: dict[str, Any]
     audience: list[str]  # every participant, for the live update
-    concierge_should_answer: bool  # posted by the owner of a concierge chat the bot still answers
+    concierge_should_answer: bool  # posted by the owner of a concierge chat: the bot reads it
 
 
 # The whole send is this one statement, run in autocommit — no BEGIN or COMMIT round trips, and a
@@ -534,7 +579,8 @@ def edit_message(session: Session, caller_id: str, message_id: str, text: str) -
 def _history_sql(direction: str) -> str:
     """The page's rows in paging order, one more than asked for (there are more when it comes back). Only a
     message without an author looks for a concierge origin, by primary key, to tell the concierge from a
-    deleted user. ``direction``: ``newest``, ``before`` or ``after``."""
+    deleted user; a staff reply says so in its own row (``from_staff``). ``direction``: ``newest``, ``before`` or
+    ``after``."""
     bound = {
         "newest": "",
         "before": "AND (m.created_at, m.id) < (%(at)s, %(pid)s)",
@@ -545,7 +591,8 @@ def _history_sql(direction: str) -> str:
 SELECT m.id, m.conversation_id, m.user_id, m.message, m.read, m.is_edit, m.created_at,
        CASE WHEN m.user_id IS NULL
             THEN (SELECT true FROM concierge_message_origins o WHERE o.message_id = m.id LIMIT 1) END
-            AS from_concierge
+            AS from_concierge,
+       m.from_staff
   FROM messages m
  WHERE m.conversation_id = %(cid)s {bound}
    AND EXISTS (SELECT 1 FROM conversation_participants WHERE conversation_id = %(cid)s AND user_id = %(uid)s)
@@ -593,7 +640,7 @@ def _inbox_sql(paged: bool) -> str:
 WITH page AS (
     SELECT e.conversation_id AS id, e.last_activity_at AS at, e.name, e.offer_id, e.conversation_created_at,
            e.message_count, e.is_concierge, e.last_message_id, e.last_message_user_id, e.last_message_text,
-           e.last_message_read, e.last_message_is_edit, e.last_message_created_at
+           e.last_message_read, e.last_message_is_edit, e.last_message_created_at, e.last_message_from_staff
       FROM inbox_entries e
      WHERE e.user_id = %(uid)s {bound}
      ORDER BY e.last_activity_at DESC, e.conversation_id DESC
@@ -607,6 +654,7 @@ SELECT page.id, page.name, page.offer_id, page.conversation_created_at AS create
        CASE WHEN page.last_message_id IS NOT NULL AND page.last_message_user_id IS NULL
             THEN (SELECT true FROM concierge_message_origins o WHERE o.message_id = page.last_message_id LIMIT 1)
        END AS m_from_concierge,
+       page.last_message_from_staff AS m_from_staff,
        page.at AS last_activity_at, pp.user_ids, pp.names, pp.read_ats
   FROM page
  CROSS JOIN LATERAL (
@@ -620,9 +668,9 @@ SELECT page.id, page.name, page.offer_id, page.conversation_created_at AS create
 
 
 INBOX_SQL = {paged: _inbox_sql(paged) for paged in (False, True)}
-# Positions in an inbox row after the 14 columns of messaging.chat.resources.conversation_json.
-INBOX_LAST_ACTIVITY = 14
-INBOX_PARTICIPANTS = slice(15, 18)  # user ids, names, read times
+# Positions in an inbox row after the 15 columns of messaging.chat.resources.conversation_json.
+INBOX_LAST_ACTIVITY = 15
+INBOX_PARTICIPANTS = slice(16, 19)  # user ids, names, read times
 
 
 def inbox_rows(cursor: Any, user_id: str, count: int, before: Position | None = None) -> list[tuple[Any, ...]]:
@@ -704,9 +752,10 @@ def unread_conversation_messages(session: Session, user_id: str) -> int:
 
 
 def concierge_should_answer(session: Session, conversation_id: str, author_id: str) -> bool:
-    """A message from the owner of a concierge conversation the bot has not handed to a human."""
+    """A message from the owner of a concierge conversation: the bot reads every one, and decides (while a person
+    has the conversation it answers only an urgent problem)."""
     thread = session.get(ConciergeThread, conversation_id)
-    return thread is not None and thread.user_id == author_id and not thread.needs_human
+    return thread is not None and thread.user_id == author_id
 
 
 def concierge_conversation_id(session: Session, user_id: str, *, known_missing: bool = False) -> str:

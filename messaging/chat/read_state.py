@@ -39,7 +39,7 @@ def advance_cursor(
 ) -> ReadResult:
     """Move the cursor of ``user_id``, who just posted ``posted`` — (id, created_at, the conversation's message
     count with it) — to that message, in the caller's transaction; never back (a concurrent move further ahead
-    wins). Someone without a cursor (not a participant: an admin's reply) has nothing moved. Marks read what the
+    wins). Someone without a cursor (not a participant) has nothing moved. Marks read what the
     cursor crossed that everyone else has read (:func:`mark_read_by_everyone`)."""
     cursor = session.execute(
         select(

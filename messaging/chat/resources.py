@@ -34,19 +34,23 @@ MESSAGE_COLUMNS = (
     Message.is_edit,
     Message.created_at,
     (ConciergeMessageOrigin.message_id.is_not(None)).label("from_concierge"),
+    Message.from_staff,
 )
 
 
 def select_messages() -> Select[Any]:
-    """Message rows with what tells a concierge message from a deleted user's (its origin row)."""
+    """Message rows with what tells a concierge message from a deleted user's (its origin row) and a staff reply
+    from a user's (its ``from_staff``)."""
     return select(*MESSAGE_COLUMNS).outerjoin(
         ConciergeMessageOrigin, ConciergeMessageOrigin.message_id == Message.id
     )
 
 
-def sender_type(user_id: str | None, from_concierge: bool) -> str:
+def sender_type(user_id: str | None, from_concierge: bool, from_staff: bool) -> str:
+    """SPEC §4's ``senderType``. A staff reply whose admin was later deleted is ``deleted``, like every message
+    of a deleted user (decision 0016)."""
     if user_id is not None:
-        return "user"
+        return "staff" if from_staff else "user"
     return "concierge" if from_concierge else "deleted"
 
 
@@ -54,12 +58,12 @@ def message_json(row: Any) -> dict[str, Any]:
     """A Message from a row of exactly :data:`MESSAGE_COLUMNS` in their order: a SQLAlchemy row of
     :func:`select_messages`, or a plain tuple of :func:`messaging.pg_reads.history_rows` (unpacked by position:
     a history page shapes 50 of them, and plain tuples cost psycopg less than named ones)."""
-    message_id, conversation_id, user_id, text, read, is_edit, created_at, from_concierge = row
+    message_id, conversation_id, user_id, text, read, is_edit, created_at, from_concierge, from_staff = row
     return {
         "id": message_id,
         "conversationId": conversation_id,
         "userId": user_id,
-        "senderType": sender_type(user_id, bool(from_concierge)),
+        "senderType": sender_type(user_id, bool(from_concierge), bool(from_staff)),
         "message": text,
         "read": bool(read),
         "isEdit": bool(is_edit),
@@ -102,6 +106,7 @@ def conversations_json(session: Session, viewer_id: str, conversation_ids: Seque
             last.c.is_edit.label("m_is_edit"),
             last.c.created_at.label("m_created_at"),
             origin.c.message_id.is_not(None).label("m_from_concierge"),
+            last.c.from_staff.label("m_from_staff"),
         )
         .join(ConversationStats, ConversationStats.conversation_id == Conversation.id)
         .outerjoin(
@@ -118,18 +123,18 @@ def conversations_json(session: Session, viewer_id: str, conversation_ids: Seque
 
 
 def conversation_json(r: Any, participants: list[dict[str, Any]]) -> dict[str, Any]:
-    """A Conversation, seen by the viewer whose ``read_count`` the row carries, from a row whose first 14 columns
+    """A Conversation, seen by the viewer whose ``read_count`` the row carries, from a row whose first 15 columns
     are those :func:`conversations_json` selects, in its order (its SQLAlchemy rows, and the plain tuples of
     :func:`messaging.pg_reads.inbox_rows`)."""
     (cid, name, offer_id, created_at, message_count, read_count, is_concierge,
-     m_id, m_user_id, m_message, m_read, m_is_edit, m_created_at, m_from_concierge) = r[:14]
+     m_id, m_user_id, m_message, m_read, m_is_edit, m_created_at, m_from_concierge, m_from_staff) = r[:15]
     last_message = None
     if m_id is not None:
         last_message = {
             "id": m_id,
             "conversationId": cid,
             "userId": m_user_id,
-            "senderType": sender_type(m_user_id, bool(m_from_concierge)),
+            "senderType": sender_type(m_user_id, bool(m_from_concierge), bool(m_from_staff)),
             "message": m_message,
             "read": bool(m_read),
             "isEdit": bool(m_is_edit),

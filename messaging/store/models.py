@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from messaging.store.db import Base
@@ -31,6 +31,8 @@ from messaging.store.ids import new_id
 ROLES = ("guest", "host", "admin")
 DEAL_STATUSES = ("Pending", "Accepted", "Withdrawn", "Denied", "Expired")
 TRIP_STATUSES = ("Booked", "Needs attention", "Cancelled")
+# Why the concierge handed a conversation to a person (SPEC §5.2; ``payment``: accepting or paying).
+HANDOVER_REASONS = ("asked", "not_understood", "cancellation", "change", "refund", "urgent", "other")  # SPEC §5.2
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -58,6 +60,7 @@ class User(Base):
     phone_number: Mapped[str | None] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(16), nullable=False, server_default="guest")
     created_at: Mapped[dt.datetime] = _created_at()
+    locale: Mapped[str | None] = mapped_column(String(35))  # BCP 47, e.g. "pt-PT"; null: not given
 
 
 class DeletedUser(Base):
@@ -81,6 +84,17 @@ class Property(Base):
     timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")
     check_in_time: Mapped[dt.time] = mapped_column(Time, nullable=False, server_default=text("'15:00:00'"))
     check_out_time: Mapped[dt.time] = mapped_column(Time, nullable=False, server_default=text("'10:00:00'"))
+    # The listing's optional facts (SPEC §4): null is unknown, never a default.
+    max_guests: Mapped[int | None] = mapped_column(Integer)
+    bedrooms: Mapped[int | None] = mapped_column(Integer)
+    bathrooms: Mapped[float | None] = mapped_column(DOUBLE_PRECISION)
+    amenities: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    pets_allowed: Mapped[bool | None] = mapped_column(Boolean)
+    smoking_allowed: Mapped[bool | None] = mapped_column(Boolean)
+    house_rules: Mapped[str | None] = mapped_column(Text)
+    check_in_info: Mapped[str | None] = mapped_column(Text)  # private: the concierge's rules in SPEC §5.2
+    cancellation_policy: Mapped[str | None] = mapped_column(Text)
+    about: Mapped[str | None] = mapped_column(Text)
 
 
 class Offer(Base):
@@ -134,6 +148,8 @@ class Trip(Base):
     check_out: Mapped[dt.date] = mapped_column(Date, nullable=False)
     num_guests: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
+    total_price_cents: Mapped[int | None] = mapped_column(BigInteger)  # what the traveler paid; null: unknown
+    currency: Mapped[str | None] = mapped_column(String(3))
 
 
 # --- the seed schema ------------------------------------------------------------------------------
@@ -178,6 +194,9 @@ class Message(Base):
     read: Mapped[bool | None] = mapped_column(Boolean, server_default=false(), default=False)
     is_edit: Mapped[bool | None] = mapped_column(Boolean, server_default=false(), default=False)
     created_at: Mapped[dt.datetime] = _created_at()
+    # Not the seed's: true only on an admin's reply as staff (SPEC §7), null on every other message (a nullable
+    # column, added without rewriting the table: migration 0013, decision 0016).
+    from_staff: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class ConversationParticipant(Base):
@@ -315,6 +334,8 @@ class InboxEntry(Base):
     last_message_read: Mapped[bool | None] = mapped_column(Boolean)
     last_message_is_edit: Mapped[bool | None] = mapped_column(Boolean)
     last_message_created_at: Mapped[dt.datetime | None] = mapped_column()
+    # Whether that message is a staff reply (its ``from_staff``), copied by the same triggers (migration 0013).
+    last_message_from_staff: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class DirectConversation(Base):
@@ -383,17 +404,28 @@ class ConciergeThread(Base):
         # The admins' "needs a human" list: only taken-over threads are in it.
         Index("ix_concierge_threads_needs_human", "conversation_id",
               postgresql_where=text("needs_human")),
+        CheckConstraint(_in("handover_reason", HANDOVER_REASONS), name="handover_reason"),
+        # The hand-overs still waiting for the one "the team has been alerted" message.
+        Index("ix_concierge_threads_unalerted_handed_over_at", "handed_over_at",
+              postgresql_where=text("needs_human AND team_alerted_at IS NULL")),
     )
 
     conversation_id: Mapped[str] = mapped_column(
         String(21), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
     )
-    user_id: Mapped[str] = mapped_column(
-        Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, unique=True
+    # Null once the platform deleted the user: the thread, and so the transcript, stays for the admins (migration
+    # 0013); only an explicit erasure removes it.
+    user_id: Mapped[str | None] = mapped_column(
+        Text, ForeignKey("users.id", ondelete="SET NULL"), unique=True
     )
     needs_human: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false(), default=False)
     misunderstandings: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0", default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
+    # Why the bot handed the conversation to a person (SPEC §5.2) and when; null when an admin took it or the bot
+    # has it. ``team_alerted_at``: when the bot told the user, once per hand-over, that the team was alerted.
+    handover_reason: Mapped[str | None] = mapped_column(String(32))
+    handed_over_at: Mapped[dt.datetime | None] = mapped_column()
+    team_alerted_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class ConciergeMessageOrigin(Base):
@@ -421,6 +453,10 @@ class ConciergeMessageOrigin(Base):
     question_message_id: Mapped[str | None] = mapped_column(String(21))
     intent: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, server_default=func.now())
+    # For an answer: the records it was made from ({"trips": [7], "properties": [3]}) — a follow-up question
+    # refers to them — and the language it was written in.
+    records: Mapped[dict | None] = mapped_column(JSONB)  # type: ignore[type-arg]
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 # --- the task outbox ------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ _COMPILER = pg_named.dialect(paramstyle="named")
 @cache
 def _text(construct: Any, table: Table, columns: tuple[str, ...]) -> TextClause:
     sql = str(construct.compile(dialect=_COMPILER, column_keys=list(columns)))
-    sql = re.sub(r"(?<!:):(\w+)::(\w+)", r"CAST(:\1 AS \2)", sql)  # ":payload::JSONB" is not a text() bind
+    # ":payload::JSONB" and ":amenities::TEXT[]" are not text() binds
+    sql = re.sub(r"(?<!:):(\w+)::(\w+(?:\[\])?)", r"CAST(:\1 AS \2)", sql)
     return text(sql).bindparams(*[bindparam(c, type_=table.c[c].type) for c in columns])
 
 

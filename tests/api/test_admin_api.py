@@ -116,13 +116,14 @@ def test_a_transcript_shows_origins_edits_and_deleted_authors(
     conversation, tomas, question = seeded["conversation"], seeded["tomas"], seeded["question"]
     assert client.patch(f"/v1/messages/{question['id']}", json={"message": "hello again"},
                         headers=tomas).status_code == 200
-    # A second admin replies as a person, then is deleted by the platform: the reply stays, author "deleted".
+    # A second admin replies as staff (taking the conversation over), then is deleted by the platform: the reply
+    # stays, author "deleted" like any deleted user's.
     assert client.post(f"/v1/admin/transcripts/{conversation}/messages", json={"message": "Agent here"},
                        headers=auth("agent-7", "admin")).status_code == 201
     assert client.delete("/v1/users/agent-7", headers=auth("platform", "service")).status_code == 204
 
     body = client.get(f"/v1/admin/transcripts/{conversation}", headers=auth("root", "admin")).json
-    assert body["conversation"]["id"] == conversation and body["needsHuman"] is False
+    assert body["conversation"]["id"] == conversation and body["needsHuman"] is True
     booked, asked, answer, reply = body["messages"]
     assert booked["senderType"] == "concierge" and booked["userId"] is None
     assert booked["origin"]["kind"] == "event" and booked["origin"]["eventId"] == "ev-booked"
@@ -244,7 +245,7 @@ def test_takeover_silences_the_bot_and_handback_restores_it(
     again = client.post(f"/v1/admin/transcripts/{conversation}/messages", json={"message": "  On it!  "},
                         headers={**root, "Idempotency-Key": "reply-1"})
     assert reply.status_code == 201 and again.status_code == 201 and again.json["id"] == reply.json["id"]
-    assert reply.json["userId"] == "root" and reply.json["senderType"] == "user" and reply.json["message"] == "On it!"
+    assert reply.json["userId"] == "root" and reply.json["senderType"] == "staff" and reply.json["message"] == "On it!"
     seen = client.get(f"/v1/conversations/{conversation}/messages", headers=tomas).json["items"]
     assert [m["message"] for m in seen].count("On it!") == 1  # the traveler sees it, once
 

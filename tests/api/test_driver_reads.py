@@ -57,11 +57,13 @@ def test_database_json_equals_python_json_on_every_page(pg_app):
     with pg_app.app_context():
         session = get_session()
         session.add_all([User(id=u, name=u, role="guest") for u in ("ana", "bob", "gone")])
+        session.add(User(id="root", name="Root", role="admin"))
         session.flush()
         cid, _ = svc.create_conversation(session, "ana", ["bob", "gone"], name="trip")
         for i, body in enumerate(AWKWARD * 3):
             svc.post_message(session, cid, ("ana", "bob", "gone")[i % 3], f"{i}: {body}")
         svc.post_message(session, cid, None, "Your booking is confirmed.", origin={"kind": "system"})
+        svc.post_staff_message(session, cid, "root", "Staff here: " + AWKWARD[0])
         svc.edit_message(session, "ana", _first_of(session, cid, "ana"), "edited ✓")
         # Whole seconds (no microseconds) are written without a fraction; some rows share a timestamp, so
         # the id breaks the tie.
@@ -72,7 +74,7 @@ def test_database_json_equals_python_json_on_every_page(pg_app):
         session.execute(delete(User).where(User.id == "gone"))
         session.commit()
 
-        total = len(AWKWARD) * 3 + 1
+        total = len(AWKWARD) * 3 + 2
         for limit in (1, 4, 7, 16, 50, 100):
             # Backwards from the newest, then forwards from the oldest: every page, cursors included.
             for direction in ("before", "after"):
@@ -93,7 +95,7 @@ def test_database_json_equals_python_json_on_every_page(pg_app):
                         break
                 assert pages == -(-total // limit), (limit, direction)
         senders = {m["senderType"] for m in _page(session, "ana", cid, 100)["items"]}
-        assert senders == {"user", "deleted", "concierge"}
+        assert senders == {"user", "deleted", "concierge", "staff"}
         stamps = [m["createdAt"] for m in _page(session, "ana", cid, 100)["items"]]
         assert any(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", s) for s in stamps), stamps
         assert "2026-03-01T10:00:00.000120Z" in stamps

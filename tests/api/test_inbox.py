@@ -443,9 +443,10 @@ def test_sends_reads_and_inbox_pages_at_once_in_one_conversation_never_deadlock(
 
 # --- the inbox entries' copies ----------------------------------------------------------------------
 
-# Every participation's entry against what it copies (migrations 0006-0009): the counters and last message id
-# from conversation_stats, the name, offer and creation time from conversations, the concierge flag from
-# concierge_threads and the last message's author, text, flags and time from messages. A row per difference.
+# Every participation's entry against what it copies (migrations 0006-0009, 0013): the counters and last message
+# id from conversation_stats, the name, offer and creation time from conversations, the concierge flag from
+# concierge_threads and the last message's author, text, flags, time and staff mark from messages. A row per
+# difference.
 ENTRY_MISMATCHES = """
 SELECT p.conversation_id, p.user_id
   FROM conversation_participants p
@@ -462,6 +463,7 @@ SELECT p.conversation_id, p.user_id
     OR e.last_message_user_id IS DISTINCT FROM m.user_id OR e.last_message_text IS DISTINCT FROM m.message
     OR e.last_message_read IS DISTINCT FROM m.read OR e.last_message_is_edit IS DISTINCT FROM m.is_edit
     OR e.last_message_created_at IS DISTINCT FROM m.created_at
+    OR e.last_message_from_staff IS DISTINCT FROM m.from_staff
 """
 
 
@@ -525,6 +527,12 @@ def test_inbox_entries_follow_the_last_message_and_the_concierge_flag(app, clien
     assert {c["id"]: c for c in inbox(client, auth("cy"))["items"]}[chat]["isConcierge"] is True
     posted(client, auth, "cy", chat, "hello concierge")  # the general path: a concierge chat
     check("concierge chat")
+    assert client.post(f"/v1/admin/transcripts/{chat}/messages", json={"message": "Staff here"},
+                       headers=auth("root", "admin")).status_code == 201
+    item = {c["id"]: c for c in inbox(client, auth("cy"))["items"]}[chat]
+    assert item["lastMessage"]["senderType"] == "staff" and item["lastMessage"]["userId"] == "root"
+    assert item["unreadCount"] == 1
+    check("staff reply")
     assert client.delete(f"/v1/conversations/{trio}/participants/bob", headers=auth("bob")).status_code == 204
     assert client.post(f"/v1/conversations/{trio}/participants", json={"userId": "bob"},
                        headers=auth("ana")).status_code in (200, 201)

@@ -96,6 +96,8 @@ EXPECTED_COLUMNS: dict[str, list[tuple[str, str, int | None, bool, str | None]]]
         ("read", "boolean", None, True, "false"),
         ("is_edit", "boolean", None, True, "false"),
         ("created_at", "timestamp with time zone", None, False, "now()"),
+        # Not the seed's: what it lacks may go into "new nullable columns" (SPEC §1). Staff replies, decision 0016.
+        ("from_staff", "boolean", None, True, None),
     ],
     "conversation_participants": [
         ("conversation_id", "character varying", 21, False, None),

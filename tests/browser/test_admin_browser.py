@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 
 from tasks.concierge_tasks import process_event
@@ -40,10 +41,6 @@ def _unavailable(why: str) -> None:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _unavailable(f"playwright is not installed ({exc}); `make test` installs it")
     if not os.access(CHROMIUM, os.X_OK):
         _unavailable(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     with sync_playwright() as p:
@@ -72,6 +69,9 @@ def _story(app: Any, client: Any, auth: Any) -> None:
     conversation = client.get("/v1/concierge", headers=tomas).json["id"]
     client.post(f"/v1/admin/transcripts/{conversation}/messages", json={"message": "Agent 7 here, happy to help."},
                 headers=auth("agent-7", "admin"))
+    # The reply took the conversation over; the agent hands it back before leaving.
+    assert client.post(f"/v1/admin/transcripts/{conversation}/handback",
+                       headers=auth("agent-7", "admin")).status_code == 200
     assert client.delete("/v1/users/agent-7", headers=auth("platform", "service")).status_code == 204
     backwards = event("trip.booked", "trip", {**TRIP, "id": 99, "checkIn": "2026-12-23", "checkOut": "2026-12-20"},
                       "ev-backwards")
@@ -83,8 +83,6 @@ def _story(app: Any, client: Any, auth: Any) -> None:
 def test_an_admin_reviews_and_acts_in_the_browser(
     pg_app: Any, pg_client: Any, auth: Any, token: Any, served: str, browser: Any
 ) -> None:
-    from playwright.sync_api import expect
-
     _story(pg_app, pg_client, auth)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -130,9 +128,10 @@ def test_an_admin_reviews_and_acts_in_the_browser(
     page.fill("#message", "Hi Tomás, Rita from the team here.")
     page.click("button:has-text('Send reply')")
     expect(page.locator(".flash")).to_have_text("Reply sent.")
-    mine = page.locator("li.message.user").last
+    mine = page.locator("li.message.staff").last
     expect(mine.locator(".text")).to_have_text("Hi Tomás, Rita from the team here.")
     expect(mine.locator(".author")).to_have_text("Rita Root")
+    expect(mine.locator(".badge.staff")).to_have_text("staff")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "admin-transcript.png"), full_page=True)
     page.click("button:has-text('Hand back to the concierge')")
