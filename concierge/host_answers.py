@@ -90,36 +90,41 @@ def _bookings(session: Session, host_id: str, now: dt.datetime, column: Any) -> 
 
 
 def _arrivals(session: Session, host_id: str, lang: Language, now: dt.datetime, which: str | None) -> Answer:
-    today = now.date()
-    rows = [r for r in _bookings(session, host_id, now, Trip.check_in)
-            if r.Trip.check_in >= local_time(now, r.Property.timezone).date()]
-    if which:
-        rows = [r for r in rows if r.Trip.check_in == _local_day(now, r.Property, which)]
-    rows = rows[:LISTED]
-    if not rows:
-        return Answer(say(lang, "host_no_arrivals", when=_when(lang, which)), "check_in")
-    lines = [say(lang, "arrival_line", guest=r.guest or say(lang, "a_guest"), name=r.Property.name,
-                 day=day(lang, r.Trip.check_in, today), time=clock(r.Property.check_in_time),
-                 nights=count(lang, "nights", (r.Trip.check_out - r.Trip.check_in).days),
-                 guests=count(lang, "guests", r.Trip.num_guests)) for r in rows]
-    key = "host_arrivals" if which else "host_next_arrivals"
-    return Answer(say(lang, key, when=say(lang, which) if which else "", list="; ".join(lines)), "check_in",
-                  {"trips": [r.Trip.id for r in rows]})
+    return _stays(session, host_id, lang, now, which, arriving=True)
 
 
 def _departures(session: Session, host_id: str, lang: Language, now: dt.datetime, which: str | None) -> Answer:
+    return _stays(session, host_id, lang, now, which, arriving=False)
+
+
+def _stays(
+    session: Session, host_id: str, lang: Language, now: dt.datetime, which: str | None, *, arriving: bool
+) -> Answer:
+    """The host's next arrivals (or departures), from today in each property's time zone; with ``which``
+    (today, tomorrow…), only that day's."""
     today = now.date()
-    rows = [r for r in _bookings(session, host_id, now, Trip.check_out)
-            if r.Trip.check_out >= local_time(now, r.Property.timezone).date()]
+    column, intent, kind = (Trip.check_in, "check_in", "arrivals") if arriving else \
+        (Trip.check_out, "check_out", "departures")
+
+    def on(r: Any) -> dt.date:
+        return r.Trip.check_in if arriving else r.Trip.check_out
+
+    rows = [r for r in _bookings(session, host_id, now, column) if on(r) >= local_time(now, r.Property.timezone).date()]
     if which:
-        rows = [r for r in rows if r.Trip.check_out == _local_day(now, r.Property, which)]
+        rows = [r for r in rows if on(r) == _local_day(now, r.Property, which)]
     rows = rows[:LISTED]
     if not rows:
-        return Answer(say(lang, "host_no_departures", when=_when(lang, which)), "check_out")
-    lines = [say(lang, "departure_line", guest=r.guest or say(lang, "a_guest"), name=r.Property.name,
-                 day=day(lang, r.Trip.check_out, today), time=clock(r.Property.check_out_time)) for r in rows]
-    key = "host_departures" if which else "host_next_departures"
-    return Answer(say(lang, key, when=say(lang, which) if which else "", list="; ".join(lines)), "check_out",
+        return Answer(say(lang, f"host_no_{kind}", when=_when(lang, which)), intent)
+    if arriving:
+        lines = [say(lang, "arrival_line", guest=r.guest or say(lang, "a_guest"), name=r.Property.name,
+                     day=day(lang, r.Trip.check_in, today), time=clock(r.Property.check_in_time),
+                     nights=count(lang, "nights", (r.Trip.check_out - r.Trip.check_in).days),
+                     guests=count(lang, "guests", r.Trip.num_guests)) for r in rows]
+    else:
+        lines = [say(lang, "departure_line", guest=r.guest or say(lang, "a_guest"), name=r.Property.name,
+                     day=day(lang, r.Trip.check_out, today), time=clock(r.Property.check_out_time)) for r in rows]
+    key = f"host_{kind}" if which else f"host_next_{kind}"
+    return Answer(say(lang, key, when=say(lang, which) if which else "", list="; ".join(lines)), intent,
                   {"trips": [r.Trip.id for r in rows]})
 
 
